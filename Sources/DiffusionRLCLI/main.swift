@@ -1,0 +1,2 @@
+import Engine
+print("diffusion-rl")

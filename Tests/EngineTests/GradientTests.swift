@@ -1,0 +1,167 @@
+import XCTest
+@testable import Engine
+
+/// Finite-difference gradient checks, in Float64, for every differentiable op.
+final class GradientTests: XCTestCase {
+    func testBroadcastingArithmetic() {
+        let a = randomTensor([2, 3, 4], seed: 1), b = randomTensor([3, 1], seed: 2)
+        let positive = randomTensor([1, 4], seed: 3) * 0.1 + 2
+        assertGradients([a, b]) { try $0[0] + $0[1] }
+        assertGradients([a, b]) { try $0[0] - $0[1] }
+        assertGradients([a, b]) { try $0[0] * $0[1] }
+        assertGradients([a, positive]) { try $0[0] / $0[1] }
+    }
+
+    func testMaximumMinimumAndWhere() throws {
+        let a = randomTensor([3, 5], seed: 4), b = randomTensor([3, 5], seed: 5)
+        assertGradients([a, b]) { try maximum($0[0], $0[1]) }
+        assertGradients([a, b]) { try minimum($0[0], $0[1]) }
+        let condition = try Tensor([1, 0, 1, 1, 0], shape: [1, 5], dtype: .float64)
+        assertGradients([a, b]) { try `where`(condition, $0[0], $0[1]) }
+    }
+
+    func testUnaryMathAndActivations() {
+        let x = randomTensor([4, 6], seed: 6)
+        let positive = abs(randomTensor([4, 6], seed: 7)) + 0.5
+        assertGradients([positive]) { log($0[0]) }
+        assertGradients([positive]) { sqrt($0[0]) }
+        assertGradients([positive]) { pow($0[0], 1.7) }
+        for (name, f) in [("exp", exp), ("square", square), ("sigmoid", sigmoid), ("tanh", tanh), ("silu", silu),
+                          ("gelu", gelu), ("softplus", softplus), ("logSigmoid", logSigmoid), ("neg", neg)] as [(String, (Tensor) -> Tensor)] {
+            let report = try? gradientCheck([x]) { f($0[0]) }
+            XCTAssertLessThanOrEqual(report?.maxRelativeError ?? 1, gradientTolerance, name)
+        }
+        // Kinked functions are checked away from their kinks (|x| ≥ 0.1 here).
+        let awayFromZero = try! Tensor(x.values.map { $0 + ($0 >= 0 ? 0.1 : -0.1) }, shape: x.shape, dtype: .float64)
+        assertGradients([awayFromZero]) { abs($0[0]) }
+        assertGradients([awayFromZero]) { relu($0[0]) }
+        assertGradients([awayFromZero]) { clamp($0[0], min: -0.5, max: 0.7) }
+        assertGradients([x]) { $0[0] * 3 + 1 }
+        assertGradients([x]) { 2 - $0[0] / 4 }
+    }
+
+    func testReductions() {
+        let x = randomTensor([2, 3, 4], seed: 8)
+        assertGradients([x]) { try $0[0].sum(axes: [1]) }
+        assertGradients([x]) { try $0[0].sum(axes: [0, 2], keepDims: true) }
+        assertGradients([x]) { try $0[0].mean(axes: [2]) }
+        assertGradients([x]) { try $0[0].variance(axes: [1, 2]) }
+        assertGradients([x]) { try $0[0].variance(axes: [0], unbiased: true) }
+        assertGradients([x]) { try $0[0].max(axis: 1) }
+        assertGradients([x]) { try $0[0].logSumExp(axis: -1) }
+        assertGradients([x]) { try $0[0].sum() }
+        assertGradients([x]) { try $0[0].broadcast(to: [5, 2, 3, 4]) }
+    }
+
+    func testSoftmax() {
+        let x = randomTensor([3, 4, 5], seed: 9)
+        assertGradients([x]) { try $0[0].softmax(axis: -1) }
+        assertGradients([x]) { try $0[0].softmax(axis: 1) }
+        assertGradients([x]) { try $0[0].logSoftmax(axis: -1) }
+        assertGradients([x]) { try $0[0].logSoftmax(axis: 0) }
+    }
+
+    func testMatmulEveryTransposeAndBatching() {
+        for transposeA in [false, true] {
+            for transposeB in [false, true] {
+                let a = randomTensor(transposeA ? [2, 4, 3] : [2, 3, 4], seed: 10)
+                let b = randomTensor(transposeB ? [2, 5, 4] : [2, 4, 5], seed: 11)
+                let shared = randomTensor(transposeB ? [5, 4] : [4, 5], seed: 12)
+                assertGradients([a, b]) { try matmul($0[0], $0[1], transposeA: transposeA, transposeB: transposeB) }
+                assertGradients([a, shared]) { try matmul($0[0], $0[1], transposeA: transposeA, transposeB: transposeB) }
+            }
+        }
+    }
+
+    func testShapeOps() throws {
+        let x = randomTensor([2, 3, 4], seed: 13), y = randomTensor([2, 2, 4], seed: 14)
+        assertGradients([x]) { try $0[0].reshaped([4, -1]) }
+        assertGradients([x]) { try $0[0].permuted([2, 0, 1]) }
+        assertGradients([x]) { try $0[0].transposed(0, 2) }
+        assertGradients([x]) { try $0[0].slice(axis: 1, 1..<3) }
+        assertGradients([x, y]) { try concat([$0[0], $0[1]], axis: 1) }
+        assertGradients([x]) { try concat($0[0].split(sizes: [1, 3], axis: 2).reversed(), axis: 2) }
+        assertGradients([x]) { try $0[0].indexSelect(axis: 1, [2, 0, 2, 1]) }
+        assertGradients([x]) { try $0[0].gather(axis: 2, index: [0, 3, 3, 1, 2, 0, 1, 1, 0, 2, 2, 2], indexShape: [2, 3, 2]) }
+        let table = randomTensor([6, 3], seed: 15)
+        assertGradients([table]) { try embedding($0[0], ids: [1, 5, 1, 0], shape: [2, 2]) }
+    }
+
+    func testConv2dStrideAndPadding() {
+        for (stride, padding, kernel) in [(1, 1, 3), (2, 1, 3), (1, 0, 1), (2, 0, 2), (1, 2, 3)] {
+            let x = randomTensor([2, 3, 5, 6], seed: 16)
+            let w = randomTensor([4, 3, kernel, kernel], seed: 17, scale: 0.5)
+            let b = randomTensor([4], seed: 18)
+            assertGradients([x, w, b]) { try conv2d($0[0], weight: $0[1], bias: $0[2], stride: stride, padding: padding) }
+        }
+        let x = randomTensor([1, 2, 4, 4], seed: 19), w = randomTensor([3, 2, 3, 3], seed: 20)
+        assertGradients([x, w]) { try conv2d($0[0], weight: $0[1], bias: nil, padding: 1) }
+    }
+
+    func testResampling() {
+        let x = randomTensor([2, 3, 4, 6], seed: 21)
+        assertGradients([x]) { try upsampleNearest($0[0], scale: 2) }
+        assertGradients([x]) { try avgPool2d($0[0], kernel: 2) }
+    }
+
+    func testNormalizations() {
+        let x = randomTensor([2, 6, 3, 3], seed: 22)
+        let gamma = randomTensor([6], seed: 23), beta = randomTensor([6], seed: 24)
+        assertGradients([x, gamma, beta]) { try groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2]) }
+        assertGradients([x]) { try groupNorm($0[0], groups: 2, weight: nil, bias: nil) }
+        let tokens = randomTensor([2, 5, 8], seed: 25)
+        let g8 = randomTensor([8], seed: 26), b8 = randomTensor([8], seed: 27)
+        assertGradients([tokens, g8, b8]) { try layerNorm($0[0], weight: $0[1], bias: $0[2]) }
+        assertGradients([tokens, g8]) { try rmsNorm($0[0], weight: $0[1]) }
+    }
+
+    func testAttentionWithMasks() {
+        let q = randomTensor([2, 2, 4, 3], seed: 28), k = randomTensor([2, 2, 5, 3], seed: 29)
+        let v = randomTensor([2, 2, 5, 2], seed: 30)
+        assertGradients([q, k, v]) { try scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2]) }
+        let padding = AttentionMask(keyValid: [[true, true, true, false, false], [true, true, true, true, true]])
+        assertGradients([q, k, v]) { try scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: padding) }
+        let selfQ = randomTensor([1, 2, 4, 3], seed: 31), selfK = randomTensor([1, 2, 4, 3], seed: 32)
+        let selfV = randomTensor([1, 2, 4, 3], seed: 33)
+        let causal = AttentionMask(causal: true, keyValid: [[true, true, true, false]])
+        assertGradients([selfQ, selfK, selfV]) {
+            try scaledDotProductAttention(query: $0[0], key: $0[1], value: $0[2], mask: causal)
+        }
+    }
+
+    func testLosses() throws {
+        let p = randomTensor([4, 3], seed: 34), t = randomTensor([4, 3], seed: 35)
+        assertGradients([p]) { try mseLoss($0[0], t) }
+        assertGradients([p]) { try mseLoss($0[0], t, reduction: .none) }
+        assertGradients([p]) { try crossEntropy(logits: $0[0], targets: [2, 0, 1, 1]) }
+        assertGradients([p]) { try crossEntropy(logits: $0[0], targets: [2, -100, 1, 0], ignoreIndex: -100, reduction: .none) }
+        let labels = try Tensor([1, 0, 0.3, 1, 0, 1, 0, 1, 0.5, 0, 1, 1], shape: [4, 3], dtype: .float64)
+        assertGradients([p]) { try binaryCrossEntropyWithLogits($0[0], labels) }
+    }
+
+    func testDropoutGradientUsesTheSameMask() {
+        let x = randomTensor([3, 7], seed: 36)
+        // Each evaluation draws the same mask from a fresh generator with one seed.
+        assertGradients([x]) { inputs in
+            var rng = RandomGenerator(seed: 99)
+            return try dropout(inputs[0], p: 0.3, training: true, using: &rng)
+        }
+    }
+
+    /// The checks have teeth: an op whose backward is off by 1% fails.
+    func testGradientCheckCatchesAOnePercentError() throws {
+        let x = randomTensor([3, 4], seed: 37)
+        let report = try gradientCheck([x]) { inputs in
+            let input = inputs[0]
+            let output = withNoGrad { exp(input) }
+            return Tensor.custom("wrongExp", inputs: [input], output: output) { g in [try g * output * 1.01] }
+        }
+        XCTAssertGreaterThan(report.maxRelativeError, 1e-3)
+        let correct = try gradientCheck([x]) { inputs in
+            let input = inputs[0]
+            let output = withNoGrad { exp(input) }
+            return Tensor.custom("exp", inputs: [input], output: output) { g in [try g * output] }
+        }
+        XCTAssertLessThanOrEqual(correct.maxRelativeError, gradientTolerance)
+    }
+}
