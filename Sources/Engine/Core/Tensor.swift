@@ -121,6 +121,13 @@ public final class Tensor: @unchecked Sendable {
         try body(storage.pointer(T.self))
     }
 
+    /// Overwrites this tensor's values with `source`'s (same count; dtype converted).
+    public func assign(_ source: Tensor) {
+        precondition(source.count == count, "assign \(source.count) values to \(count)")
+        let converted = source.dtype == dtype ? source : source.to(dtype)
+        storage.raw.copyMemory(from: converted.storage.raw, byteCount: count * dtype.size)
+    }
+
     /// A new tensor with the same values and no autodiff history.
     public func copy() -> Tensor {
         let out = Tensor(shape: shape, storage: Storage(dtype: dtype, count: count, zeroed: false))

@@ -1,0 +1,38 @@
+import Engine
+
+/// A layer that maps the last dimension of its input: Linear, or Linear with a LoRA adapter.
+public protocol LinearLayer: Module {
+    var inFeatures: Int { get }
+    var outFeatures: Int { get }
+    func callAsFunction(_ x: Tensor) throws -> Tensor
+}
+
+/// y = x·Wᵀ + b, for x [..., in] (`torch.nn.Linear`; weight [out, in]).
+public final class Linear: LinearLayer {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, dtype: DType = .float32,
+                using rng: inout RandomGenerator) {
+        let bound = 1 / Double(inFeatures).squareRoot()
+        weight = .parameter([outFeatures, inFeatures], bound: bound, dtype: dtype, using: &rng)
+        self.bias = bias ? .parameter([outFeatures], bound: bound, dtype: dtype, using: &rng) : nil
+    }
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public var parameters: [(name: String, tensor: Tensor)] {
+        [(name: "weight", tensor: weight)] + (bias.map { [(name: "bias", tensor: $0)] } ?? [])
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard x.shape.last == inFeatures else {
+            throw EngineError.shapeMismatch(op: "Linear", "input \(x.shape) for weight \(weight.shape)")
+        }
+        let rows = try x.reshaped([-1, inFeatures])
+        var y = try matmul(rows, weight, transposeB: true)
+        if let bias { y = try y + bias }
+        return try y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
+    }
+}

@@ -1,0 +1,103 @@
+import XCTest
+import Engine
+@testable import Layers
+
+private func input(_ shape: [Int], seed: UInt64) -> Tensor {
+    var rng = RandomGenerator(seed: seed)
+    return Tensor.randn(shape, dtype: .float64, using: &rng)
+}
+
+private func assertGradients(_ module: any Module, inputs: [Tensor], file: StaticString = #filePath, line: UInt = #line,
+                             _ forward: ([Tensor]) throws -> Tensor) {
+    let parameters = module.namedParameters().map(\.tensor).filter { $0.requiresGrad }
+    do {
+        let report = try gradientCheck(inputs + parameters) { all in try forward(Array(all.prefix(inputs.count))) }
+        XCTAssertLessThanOrEqual(report.maxRelativeError, 1e-6, "\(report)", file: file, line: line)
+    } catch {
+        XCTFail("\(error)", file: file, line: line)
+    }
+}
+
+/// Finite-difference checks of every layer, with its parameters, in Float64.
+final class LayerGradientTests: XCTestCase {
+    var rng = RandomGenerator(seed: 1)
+
+    func testLinear() {
+        let layer = Linear(4, 3, dtype: .float64, using: &rng)
+        assertGradients(layer, inputs: [input([2, 5, 4], seed: 2)]) { try layer($0[0]) }
+        XCTAssertEqual(layer.namedParameters().map(\.name), ["weight", "bias"])
+    }
+
+    func testConv2d() {
+        let layer = Conv2d(3, 4, kernelSize: 3, stride: 2, padding: 1, dtype: .float64, using: &rng)
+        assertGradients(layer, inputs: [input([2, 3, 5, 5], seed: 3)]) { try layer($0[0]) }
+    }
+
+    func testNormalizationLayers() {
+        let group = GroupNorm(groups: 2, channels: 4, dtype: .float64)
+        // Move γ and β off their initial 1 and 0 so their gradients are exercised in general.
+        group.weight!.assign(input([4], seed: 4)); group.bias!.assign(input([4], seed: 5))
+        assertGradients(group, inputs: [input([2, 4, 3, 3], seed: 6)]) { try group($0[0]) }
+        let layer = LayerNorm(6, dtype: .float64)
+        layer.weight!.assign(input([6], seed: 7))
+        assertGradients(layer, inputs: [input([3, 6], seed: 8)]) { try layer($0[0]) }
+        let rms = RMSNorm(6, dtype: .float64)
+        rms.weight.assign(input([6], seed: 9))
+        assertGradients(rms, inputs: [input([3, 6], seed: 10)]) { try rms($0[0]) }
+    }
+
+    func testEmbedding() {
+        let table = Embedding(7, 3, dtype: .float64, using: &rng)
+        assertGradients(table, inputs: []) { _ in try table([1, 6, 1], shape: [3]) }
+    }
+
+    func testSelfAndCrossAttentionWithMasks() {
+        let attention = MultiHeadAttention(queryDimension: 8, heads: 2, headDimension: 4, dtype: .float64, using: &rng)
+        XCTAssertEqual(attention.namedParameters().map(\.name),
+                       ["to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight", "to_out.0.bias"])
+        let causal = AttentionMask(causal: true)
+        assertGradients(attention, inputs: [input([2, 3, 8], seed: 11)]) { try attention($0[0], mask: causal) }
+        let cross = MultiHeadAttention(queryDimension: 8, contextDimension: 5, heads: 4, headDimension: 2, dtype: .float64, using: &rng)
+        let padding = AttentionMask(keyValid: [[true, true, false, false], [true, true, true, true]])
+        assertGradients(cross, inputs: [input([2, 3, 8], seed: 12), input([2, 4, 5], seed: 13)]) {
+            try cross($0[0], context: $0[1], mask: padding)
+        }
+    }
+
+    func testLoRA() throws {
+        let base = Linear(5, 4, dtype: .float64, using: &rng)
+        let lora = LoRALinear(base: base, rank: 2, alpha: 4, using: &rng)
+        lora.up.assign(input([4, 2], seed: 14))   // a trained adapter, not the zero init
+        XCTAssertEqual(lora.trainableParameters().map(\.name), ["lora_down.weight", "lora_up.weight"])
+        assertGradients(lora, inputs: [input([3, 5], seed: 15)]) { try lora($0[0]) }
+        XCTAssertNil(base.weight.grad, "the base weight is frozen")
+    }
+}
+
+final class LoRATests: XCTestCase {
+    func testZeroInitializedAdapterEqualsBase() throws {
+        var rng = RandomGenerator(seed: 2)
+        let base = Linear(6, 3, dtype: .float64, using: &rng)
+        let x = input([4, 6], seed: 3)
+        let before = try base(x).values
+        let lora = LoRALinear(base: base, rank: 2, using: &rng)
+        XCTAssertEqual(try lora(x).values, before)
+    }
+
+    func testMergeAndUnmergeGiveTheSameOutputs() throws {
+        var rng = RandomGenerator(seed: 4)
+        let base = Linear(6, 3, dtype: .float64, using: &rng)
+        let original = base.weight.values
+        let lora = LoRALinear(base: base, rank: 2, alpha: 8, using: &rng)
+        lora.up.assign(input([3, 2], seed: 5))
+        let x = input([4, 6], seed: 6)
+        let adapted = try lora(x).values
+        // By hand: (α/r)·x·Aᵀ·Bᵀ added to the base output.
+        let manual = try base(x) + matmul(matmul(x, lora.down, transposeB: true), lora.up, transposeB: true) * 4
+        for (a, b) in zip(adapted, manual.values) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+        try lora.merge()
+        for (a, b) in zip(try lora(x).values, adapted) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+        try lora.unmerge()
+        for (a, b) in zip(base.weight.values, original) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+    }
+}
