@@ -1,2 +1,4 @@
-import Engine
-print("diffusion-rl")
+import Foundation
+
+// The `diffusion-rl` command: parses arguments and calls the libraries. All logic lives there.
+DiffusionRLCommand.main(Array(CommandLine.arguments.dropFirst()))

@@ -14,47 +14,12 @@ private final class MLP: Module {
     func callAsFunction(_ x: Tensor) throws -> Tensor { try fc2(tanh(fc1(x))) }
 }
 
-/// A small conv net: conv → group norm → SiLU → stride-2 conv → mean-pool → linear.
-private final class ConvNet: Module {
-    let conv1: Conv2d, norm: GroupNorm, conv2: Conv2d, head: Linear
-    init(using rng: inout RandomGenerator) {
-        conv1 = Conv2d(1, 8, kernelSize: 3, padding: 1, using: &rng)
-        norm = GroupNorm(groups: 4, channels: 8)
-        conv2 = Conv2d(8, 8, kernelSize: 3, stride: 2, padding: 1, using: &rng)
-        head = Linear(8, 2, using: &rng)
-    }
-    var children: [(name: String, module: any Module)] {
-        [(name: "conv1", module: conv1), (name: "norm", module: norm), (name: "conv2", module: conv2), (name: "head", module: head)]
-    }
-    func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let h = try silu(conv2(silu(norm(conv1(x)))))
-        return try head(h.mean(axes: [2, 3]))
-    }
-}
-
 /// XOR-like task: label = sign(x₀·x₁), 256 points.
 private func xorData(seed: UInt64) throws -> (Tensor, [Int]) {
     var rng = RandomGenerator(seed: seed)
     let x = Tensor.randn([256, 2], using: &rng)
     let v = x.values
     return (x, (0..<256).map { v[2 * $0] * v[2 * $0 + 1] > 0 ? 1 : 0 })
-}
-
-/// Images of a horizontal vs a vertical bar at a random place, 8×8, with noise.
-private func barImages(count: Int, seed: UInt64) throws -> (Tensor, [Int]) {
-    var rng = RandomGenerator(seed: seed)
-    var pixels = [Double](repeating: 0, count: count * 64)
-    var labels: [Int] = []
-    for n in 0..<count {
-        let vertical = rng.uniform() < 0.5, position = Int(rng.uniform() * 8)
-        labels.append(vertical ? 1 : 0)
-        for i in 0..<8 {
-            let (y, x) = vertical ? (i, position) : (position, i)
-            pixels[n * 64 + y * 8 + x] = 1
-        }
-        for i in 0..<64 { pixels[n * 64 + i] += 0.1 * rng.normal() }
-    }
-    return (try Tensor(pixels, shape: [count, 1, 8, 8]), labels)
 }
 
 final class TrainingTests: XCTestCase {
@@ -78,8 +43,8 @@ final class TrainingTests: XCTestCase {
 
     func testConvNetLearnsBarOrientation() throws {
         var rng = RandomGenerator(seed: 3)
-        let model = ConvNet(using: &rng)
-        let (x, labels) = try barImages(count: 64, seed: 4)
+        let model = BarOrientationClassifier(using: &rng)
+        let (x, labels) = try BarOrientationTask.make(count: 64, seed: 4)
         let optimizer = AdamW(model.trainableParameters(), learningRate: 0.01, weightDecay: 0)
         var loss = 1.0
         for _ in 0..<150 {
@@ -91,7 +56,7 @@ final class TrainingTests: XCTestCase {
             loss = l.item
         }
         XCTAssertLessThan(loss, 0.1, "bar-orientation loss after 150 steps")
-        let (test, testLabels) = try barImages(count: 64, seed: 5)
+        let (test, testLabels) = try BarOrientationTask.make(count: 64, seed: 5)
         let predictions = try withNoGrad { try model(test).argmax(axis: 1) }
         let accuracy = Double(zip(predictions, testLabels).filter { $0 == $1 }.count) / 64
         XCTAssertGreaterThan(accuracy, 0.9, "held-out accuracy")
@@ -101,8 +66,8 @@ final class TrainingTests: XCTestCase {
     func testTrainingIsReproducibleFromASeed() throws {
         func train() throws -> [Float] {
             var rng = RandomGenerator(seed: 9)
-            let model = ConvNet(using: &rng)
-            let (x, labels) = try barImages(count: 16, seed: 10)
+            let model = BarOrientationClassifier(using: &rng)
+            let (x, labels) = try BarOrientationTask.make(count: 16, seed: 10)
             let optimizer = AdamW(model.trainableParameters(), learningRate: 0.01)
             for _ in 0..<5 {
                 model.zeroGrad()
@@ -116,10 +81,10 @@ final class TrainingTests: XCTestCase {
 
     func testCheckpointRoundTripAndMismatchErrors() throws {
         var rng = RandomGenerator(seed: 11)
-        let model = ConvNet(using: &rng)
+        let model = BarOrientationClassifier(using: &rng)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("convnet-\(UUID()).safetensors")
         try Safetensors.write(model.stateDict(), to: url)
-        let other = ConvNet(using: &rng)
+        let other = BarOrientationClassifier(using: &rng)
         XCTAssertNotEqual(other.conv1.weight.floats, model.conv1.weight.floats)
         try other.loadParameters(try Safetensors.read(url).tensors)
         XCTAssertEqual(other.namedParameters().flatMap { $0.tensor.floats }, model.namedParameters().flatMap { $0.tensor.floats })

@@ -1,3 +1,9 @@
+#if os(Linux)
+/// glibc's `mallopt` (declared in malloc.h, which the Glibc module does not export).
+@_silgen_name("mallopt") private func mallopt(_ parameter: Int32, _ value: Int32) -> Int32
+private let mallocTrimThreshold: Int32 = -1, mallocMmapThreshold: Int32 = -3
+#endif
+
 /// A contiguous, 64-byte aligned buffer of `count` elements of one dtype. Tensors share a storage
 /// when one is a reshaped view of another; optimizers update parameters in place through it.
 public final class Storage: @unchecked Sendable {
@@ -8,6 +14,7 @@ public final class Storage: @unchecked Sendable {
     /// A buffer of `count` elements; zero-filled when `zeroed`, else uninitialized memory that the
     /// caller must overwrite completely.
     public init(dtype: DType, count: Int, zeroed: Bool = true) {
+        _ = Storage.allocatorConfigured
         self.dtype = dtype
         self.count = count
         raw = UnsafeMutableRawPointer.allocate(byteCount: max(count * dtype.size, 1), alignment: 64)
@@ -15,6 +22,16 @@ public final class Storage: @unchecked Sendable {
     }
 
     deinit { raw.deallocate() }
+
+    /// Keeps large buffers in the heap: by default glibc maps each big allocation fresh from the
+    /// kernel and returns it on free, so every op's output would page-fault its memory in again.
+    private static let allocatorConfigured: Bool = {
+        #if os(Linux)
+        _ = mallopt(mallocMmapThreshold, 1 << 30)
+        _ = mallopt(mallocTrimThreshold, 1 << 30)
+        #endif
+        return true
+    }()
 
     /// The buffer as typed elements; `T` must match `dtype`.
     @inline(__always)

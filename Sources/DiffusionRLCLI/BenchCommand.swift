@@ -1,0 +1,52 @@
+import Engine
+import Foundation
+
+/// `diffusion-rl bench engine`.
+enum BenchCommand {
+    static let help = """
+    usage: diffusion-rl bench engine [--threads N] [--batch N] [--json]
+
+    GFLOP/s of the engine's kernels at the default UNet's shapes (conv2d forward and backward,
+    attention forward and backward, group norm + SiLU), each next to the sgemm ceiling measured
+    in the same run (a 1024×1024×1024 GEMM), as a fraction of it.
+
+      --threads N   threads for OpenBLAS and the engine (default 2)
+      --batch N     batch size (default 32)
+      --json        print one JSON object instead of the table
+    """
+
+    static func run(_ arguments: [String]) throws {
+        var args = try Arguments(arguments, flagNames: ["json", "help"])
+        if args.flag("help") { print(help); return }
+        guard args.positional.first == "engine" else {
+            throw CommandError("bench needs a target: engine (see diffusion-rl bench --help)", usage: true)
+        }
+        let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
+        let json = args.flag("json")
+        try args.finish()
+        guard threads >= 1, batch >= 1 else { throw CommandError("--threads and --batch must be at least 1", usage: true) }
+        if !json {
+            print("bench engine: \(threads) thread(s), batch \(batch); measuring the sgemm ceiling…")
+        }
+        var printedHeader = false
+        let report = try EngineBenchmark.run(threads: threads, batch: batch) { figure in
+            guard !json else { return }
+            if !printedHeader {
+                print(String(format: "ceiling: sgemm 1024³ at %.1f GFLOP/s", figure.ceilingGflops))
+                print("kernel                    shape                                     ms   GFLOP/s  of ceiling")
+                printedHeader = true
+            }
+            print(row(figure))
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        }
+    }
+
+    static func row(_ f: BenchmarkFigure) -> String {
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+        return pad(f.name, 26) + pad(f.shape, 38) + String(format: "%8.3f %9.1f %9.0f%%", f.seconds * 1000, f.gflops, 100 * f.fractionOfCeiling)
+    }
+}

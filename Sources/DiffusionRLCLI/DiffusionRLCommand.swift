@@ -1,0 +1,39 @@
+import Engine
+import Foundation
+
+/// Dispatches subcommands and turns every error into one line on stderr and a non-zero exit.
+enum DiffusionRLCommand {
+    static let help = """
+    usage: diffusion-rl <command> [options]
+
+    Reward fine-tuning of a compact latent text-to-image diffusion model, on the CPU.
+
+    commands:
+      bench engine   GFLOP/s of the tensor engine's kernels against the sgemm ceiling
+      demo           a short end-to-end run of what exists so far (a small conv net trained
+                     with the engine)
+
+    Every command takes --help. Options: --threads N sets OpenBLAS and engine threads.
+    """
+
+    static func main(_ arguments: [String]) {
+        guard let command = arguments.first, command != "--help", command != "-h", command != "help" else {
+            print(help)
+            exit(arguments.isEmpty ? 2 : 0)
+        }
+        let rest = Array(arguments.dropFirst())
+        do {
+            switch command {
+            case "bench": try BenchCommand.run(rest)
+            case "demo": try DemoCommand.run(rest)
+            default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
+            }
+        } catch let error as CommandError {
+            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
+            exit(error.isUsage ? 2 : 1)
+        } catch {
+            FileHandle.standardError.write(Data("diffusion-rl: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+}
