@@ -26,23 +26,22 @@ enum BenchCommand {
         try args.finish()
         guard threads >= 1, batch >= 1 else { throw CommandError("--threads and --batch must be at least 1", usage: true) }
         if !json {
-            print("bench engine: \(threads) thread(s), batch \(batch); measuring the sgemm ceiling…")
+            FileHandle.standardError.write(Data("bench engine: \(threads) thread(s), batch \(batch)\n".utf8))
         }
-        var printedHeader = false
         let report = try EngineBenchmark.run(threads: threads, batch: batch) { figure in
-            guard !json else { return }
-            if !printedHeader {
-                print(String(format: "ceiling: sgemm 1024³ at %.1f GFLOP/s", figure.ceilingGflops))
-                print("kernel                    shape                                     ms   GFLOP/s  of ceiling")
-                printedHeader = true
-            }
-            print(row(figure))
+            // Progress on stderr, so that stdout holds only the table (or the JSON object).
+            FileHandle.standardError.write(Data("  measured \(figure.name), \(figure.shape)\n".utf8))
         }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
         }
+        print(String(format: "ceiling: OpenBLAS sgemm 1024³, %d thread(s): %.1f GFLOP/s (best of the two measured before and after)",
+                     threads, report.ceilingGflops))
+        print("kernel                    shape                                     ms   GFLOP/s  of ceiling")
+        for figure in report.figures { print(row(figure)) }
     }
 
     static func row(_ f: BenchmarkFigure) -> String {

@@ -1,18 +1,18 @@
 import CBLAS
 import Dispatch
 
-/// The program's one thread setting: OpenBLAS threads for GEMMs, and the number of chunks that
-/// large elementwise ops, im2col and reductions are split into.
+/// The program's one thread setting: how many blocks GEMMs, im2col, large elementwise ops and
+/// reductions are split into. OpenBLAS itself runs single-threaded inside each block.
 public enum Threads {
     nonisolated(unsafe) static var current = 1
 
     /// The number of threads in use.
     public static var count: Int { current }
 
-    /// Sets the thread count for the whole program (OpenBLAS and the engine's own loops).
+    /// Sets the thread count for the whole program.
     public static func set(_ n: Int) {
         current = max(1, n)
-        openblas_set_num_threads(Int32(current))
+        openblas_set_num_threads(1)
     }
 }
 
@@ -36,5 +36,22 @@ func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Voi
             let start = count * chunk / chunks, end = count * (chunk + 1) / chunks
             body(start..<end)
         }
+    }
+}
+
+/// Splits `0..<count` into at most `Threads.count` contiguous ranges (one when the work is too
+/// small to share), fixed by count and thread count only.
+func parallelRanges(_ count: Int, costPerItem: Int = 1) -> [Range<Int>] {
+    let threads = Threads.current
+    let chunks = threads <= 1 || count < 2 || count &* costPerItem < parallelGrain ? 1 : min(threads, count)
+    return (0..<chunks).map { count * $0 / chunks ..< count * ($0 + 1) / chunks }
+}
+
+/// Runs `body(index, range)` for each range on its own thread (the caller's when there is one).
+@inline(__always)
+func parallelRun(_ ranges: [Range<Int>], _ body: (Int, Range<Int>) -> Void) {
+    if ranges.count == 1 { body(0, ranges[0]); return }
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: ranges.count) { body($0, ranges[$0]) }
     }
 }

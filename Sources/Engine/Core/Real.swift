@@ -11,8 +11,9 @@ public protocol Real: BinaryFloatingPoint, SIMDScalar, Sendable {
     static func erf(_ x: Self) -> Self
     static func pow(_ x: Self, _ y: Self) -> Self
     static func log1p(_ x: Self) -> Self
-    /// C ← α·op(A)·op(B) + β·C for row-major matrices (CBLAS `sgemm` / `dgemm`).
-    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+    /// C ← α·op(A)·op(B) + β·C for row-major matrices (CBLAS `sgemm` / `dgemm`), on the calling
+    /// thread. Use `gemm(...)`, which splits large products across the engine's threads.
+    static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
                      a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
 }
@@ -25,7 +26,7 @@ extension Float: Real {
     @inline(__always) public static func erf(_ x: Float) -> Float { Foundation.erff(x) }
     @inline(__always) public static func pow(_ x: Float, _ y: Float) -> Float { Foundation.powf(x, y) }
     @inline(__always) public static func log1p(_ x: Float) -> Float { Foundation.log1pf(x) }
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    public static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -41,7 +42,7 @@ extension Double: Real {
     @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
     @inline(__always) public static func pow(_ x: Double, _ y: Double) -> Double { Foundation.pow(x, y) }
     @inline(__always) public static func log1p(_ x: Double) -> Double { Foundation.log1p(x) }
-    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    public static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
                             a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
                             beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
         cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
@@ -56,4 +57,41 @@ public enum DType: String, Sendable, Codable, CaseIterable {
 
     /// Bytes per element.
     public var size: Int { self == .float32 ? 4 : 8 }
+}
+
+/// C ← α·op(A)·op(B) + β·C, split into column (or row) blocks across `Threads.count` threads, each
+/// running single-threaded BLAS. The engine owns all threads: OpenBLAS's own workers spin after
+/// each call and would compete with the engine's parallel loops for the same cores.
+@inline(__always)
+func gemm<T: Real>(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T,
+                   a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                   beta: T, c: UnsafeMutablePointer<T>, ldc: Int) {
+    let threads = Threads.count
+    // Below ~4 MFLOP a split costs more than it saves.
+    if threads <= 1 || m * n * k < (1 << 21) || (m < 64 && n < 64) {
+        T.blasGemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                   beta: beta, c: c, ldc: ldc)
+        return
+    }
+    if n >= m {
+        // Column blocks of C come from column blocks of op(B); keep widths multiples of 16.
+        let blocks = min(threads, max(n / 16, 1))
+        parallelFor(blocks, costPerItem: parallelGrain) { range in
+            for block in range {
+                let j0 = (n / 16) * block / blocks * 16, j1 = block == blocks - 1 ? n : (n / 16) * (block + 1) / blocks * 16
+                T.blasGemm(transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: a, lda: lda,
+                           b: transB ? b + j0 * ldb : b + j0, ldb: ldb, beta: beta, c: c + j0, ldc: ldc)
+            }
+        }
+    } else {
+        let blocks = min(threads, max(m / 16, 1))
+        parallelFor(blocks, costPerItem: parallelGrain) { range in
+            for block in range {
+                let i0 = (m / 16) * block / blocks * 16, i1 = block == blocks - 1 ? m : (m / 16) * (block + 1) / blocks * 16
+                T.blasGemm(transA: transA, transB: transB, m: i1 - i0, n: n, k: k, alpha: alpha,
+                           a: transA ? a + i0 : a + i0 * lda, lda: lda, b: b, ldb: ldb, beta: beta,
+                           c: c + i0 * ldc, ldc: ldc)
+            }
+        }
+    }
 }

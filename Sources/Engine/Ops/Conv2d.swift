@@ -1,109 +1,159 @@
-/// 2-D convolution (groups = 1) as im2col + one GEMM for the whole batch.
+/// 2-D convolution (groups = 1) as im2col + GEMM.
 ///
 /// Shapes: x [N, C, H, W], weight [O, C, kh, kw], bias [O], y [N, O, Ho, Wo],
 /// Ho = (H + 2p − kh)/s + 1. The column matrix is cols [C·kh·kw, N·Ho·Wo], so
 ///     Y [O, N·Ho·Wo] = W [O, C·kh·kw] · cols        (then laid out as NCHW, plus bias)
 ///     dW = dY · colsᵀ,   dcols = Wᵀ · dY,   dx = col2im(dcols),   dbias = Σ dY
 /// Backward caches `cols` (the only thing dW needs besides dY).
+///
+/// Work is split by images: each thread takes a contiguous range of the batch and, block by
+/// block (a few images whose columns fit in L2), pads, builds columns, runs single-threaded
+/// GEMM and writes its outputs — no hand-off between phases, and the block stays in cache.
 
 /// Geometry of one convolution call.
 struct ConvGeometry {
     let n, c, h, w, o, kh, kw, stride, padding, ho, wo: Int
     var columnRows: Int { c * kh * kw }
     var columnCount: Int { n * ho * wo }
+    var plane: Int { ho * wo }
+    var paddedHeight: Int { h + 2 * padding }
+    var paddedWidth: Int { w + 2 * padding }
+    /// Images per cache block: about 1 MiB of Float32 columns.
+    var imagesPerBlock: Int { Swift.max(1, (1 << 18) / Swift.max(columnRows * plane, 1)) }
+
+    /// Contiguous sub-ranges of `images` of at most `imagesPerBlock` images.
+    func blocks(_ images: Range<Int>) -> [Range<Int>] {
+        Swift.stride(from: images.lowerBound, to: images.upperBound, by: imagesPerBlock).map {
+            $0 ..< Swift.min($0 + imagesPerBlock, images.upperBound)
+        }
+    }
 }
 
-/// cols[(c, ki, kj), (n, oy, ox)] = x[n, c, oy·s − p + ki, ox·s − p + kj], or 0 outside.
-private func im2col<T: Real>(_: T.Type, _ x: UnsafeMutablePointer<T>, _ cols: UnsafeMutablePointer<T>, _ g: ConvGeometry) {
-    let plane = g.ho * g.wo
-    parallelFor(g.columnRows, costPerItem: g.columnCount) { rows in
-        for row in rows {
-            let c = row / (g.kh * g.kw), ki = (row / g.kw) % g.kh, kj = row % g.kw
-            let rowBase = cols + row * g.columnCount
-            for n in 0..<g.n {
-                let image = x + (n * g.c + c) * g.h * g.w
-                let dst = rowBase + n * plane
-                for oy in 0..<g.ho {
-                    let iy = oy &* g.stride &- g.padding &+ ki
-                    let line = dst + oy * g.wo
-                    if iy < 0 || iy >= g.h {
-                        line.update(repeating: 0, count: g.wo)
-                        continue
-                    }
-                    let src = image + iy * g.w
-                    if g.stride == 1 {
-                        // Contiguous run: columns where 0 ≤ ox − p + kj < W.
-                        let start = Swift.min(Swift.max(0, g.padding - kj), g.wo)
-                        let end = Swift.max(Swift.min(g.wo, g.w + g.padding - kj), start)
-                        line.update(repeating: 0, count: start)
-                        line.advanced(by: start).update(from: src + (start - g.padding + kj), count: end - start)
-                        line.advanced(by: end).update(repeating: 0, count: g.wo - end)
-                    } else {
-                        for ox in 0..<g.wo {
-                            let ix = ox &* g.stride &- g.padding &+ kj
-                            line[ox] = ix >= 0 && ix < g.w ? src[ix] : 0
-                        }
-                    }
+/// Copies images `block` of x [N, C, H, W] into a zero-bordered xp [count, C, H + 2p, W + 2p], so
+/// that im2col runs without bounds checks in its inner loops.
+private func padImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ xp: UnsafeMutablePointer<T>, _ block: Range<Int>,
+                                _ g: ConvGeometry) {
+    let (hp, wp) = (g.paddedHeight, g.paddedWidth)
+    for plane in 0..<(block.count * g.c) {
+        let dst = xp + plane * hp * wp, src = x + (block.lowerBound * g.c + plane) * g.h * g.w
+        for i in 0..<(hp * wp) { dst[i] = 0 }
+        for y in 0..<g.h {
+            let row = dst + (y + g.padding) * wp + g.padding, from = src + y * g.w
+            for i in 0..<g.w { row[i] = from[i] }
+        }
+    }
+}
+
+/// cols[(c, ki, kj), (n, oy, ox)] = xp[n, c, oy·s + ki, ox·s + kj] for the images of `block`,
+/// read from `source` laid out [count, C, Hs, Ws] (the padded copy, or x itself when p = 0).
+private func im2col<T: Real>(_ source: UnsafeMutablePointer<T>, sourceHeight hs: Int, sourceWidth ws: Int,
+                             _ cols: UnsafeMutablePointer<T>, _ block: Range<Int>, _ g: ConvGeometry) {
+    for row in 0..<g.columnRows {
+        let c = row / (g.kh * g.kw), ki = (row / g.kw) % g.kh, kj = row % g.kw
+        for i in 0..<block.count {
+            let image = source + (i * g.c + c) * hs * ws + ki * ws + kj
+            let dst = cols + row * g.columnCount + (block.lowerBound + i) * g.plane
+            for oy in 0..<g.ho {
+                let src = image + oy * g.stride * ws, line = dst + oy * g.wo
+                if g.stride == 1 {
+                    for ox in 0..<g.wo { line[ox] = src[ox] }
+                } else {
+                    for ox in 0..<g.wo { line[ox] = src[ox &* g.stride] }
                 }
             }
         }
     }
 }
 
-/// dx[n, c, iy, ix] += dcols[(c, ki, kj), (n, oy, ox)]: the adjoint of im2col. Parallel over input
-/// channels, which own disjoint parts of dx.
-private func col2im<T: Real>(_: T.Type, _ cols: UnsafeMutablePointer<T>, _ dx: UnsafeMutablePointer<T>, _ g: ConvGeometry) {
-    let plane = g.ho * g.wo
-    parallelFor(g.c, costPerItem: g.kh * g.kw * g.columnCount) { channels in
-        for c in channels {
+/// dx[n, c, iy, ix] = Σ dcols[(c, ki, kj), (n, oy, ox)] over the taps that read (iy, ix): the
+/// adjoint of im2col, for the images of `block`, with dcols [C·kh·kw, count·Ho·Wo]. Accumulates
+/// in a padded plane (`scratch`, Hp·Wp) and crops.
+private func col2im<T: Real>(_ dcols: UnsafeMutablePointer<T>, _ dx: UnsafeMutablePointer<T>, _ block: Range<Int>,
+                             _ scratch: UnsafeMutablePointer<T>, _ g: ConvGeometry) {
+    let (hp, wp) = (g.paddedHeight, g.paddedWidth), width = block.count * g.plane
+    for i in 0..<block.count {
+        for c in 0..<g.c {
+            for k in 0..<(hp * wp) { scratch[k] = 0 }
             for ki in 0..<g.kh {
                 for kj in 0..<g.kw {
-                    let row = (c * g.kh + ki) * g.kw + kj
-                    let rowBase = cols + row * g.columnCount
-                    for n in 0..<g.n {
-                        let image = dx + (n * g.c + c) * g.h * g.w
-                        let src = rowBase + n * plane
-                        for oy in 0..<g.ho {
-                            let iy = oy &* g.stride &- g.padding &+ ki
-                            if iy < 0 || iy >= g.h { continue }
-                            let line = src + oy * g.wo, dst = image + iy * g.w
-                            for ox in 0..<g.wo {
-                                let ix = ox &* g.stride &- g.padding &+ kj
-                                if ix >= 0 && ix < g.w { dst[ix] += line[ox] }
-                            }
+                    let src = dcols + ((c * g.kh + ki) * g.kw + kj) * width + i * g.plane
+                    let image = scratch + ki * wp + kj
+                    for oy in 0..<g.ho {
+                        let dst = image + oy * g.stride * wp, line = src + oy * g.wo
+                        if g.stride == 1 {
+                            for ox in 0..<g.wo { dst[ox] += line[ox] }
+                        } else {
+                            for ox in 0..<g.wo { dst[ox &* g.stride] += line[ox] }
                         }
                     }
                 }
             }
+            let image = dx + ((block.lowerBound + i) * g.c + c) * g.h * g.w
+            let cropped = scratch + g.padding * wp + g.padding
+            for y in 0..<g.h { for x in 0..<g.w { image[y * g.w + x] = cropped[y * wp + x] } }
         }
     }
 }
 
-/// y[n, o, p] = Y[o, n·P + p] + bias[o] (from the GEMM's channel-major layout to NCHW).
-private func columnsToNCHW<T: Real>(_: T.Type, _ src: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<T>,
-                                    _ bias: UnsafeMutablePointer<T>?, n: Int, o: Int, plane: Int) {
-    parallelFor(o, costPerItem: n * plane) { channels in
-        for ch in channels {
+/// Forward for the images `range`: pad, im2col into the shared cols, GEMM, lay out as NCHW + bias.
+private func convolveImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ weight: UnsafeMutablePointer<T>,
+                                     _ bias: UnsafeMutablePointer<T>?, _ cols: UnsafeMutablePointer<T>,
+                                     _ y: UnsafeMutablePointer<T>, _ range: Range<Int>, _ g: ConvGeometry) {
+    let blockImages = Swift.min(g.imagesPerBlock, range.count)
+    let padded = g.padding > 0 ? UnsafeMutablePointer<T>.allocate(capacity: blockImages * g.c * g.paddedHeight * g.paddedWidth) : nil
+    let product = UnsafeMutablePointer<T>.allocate(capacity: g.o * blockImages * g.plane)
+    defer { padded?.deallocate(); product.deallocate() }
+    for block in g.blocks(range) {
+        let width = block.count * g.plane, offset = block.lowerBound * g.plane
+        if let padded {
+            padImages(x, padded, block, g)
+            im2col(padded, sourceHeight: g.paddedHeight, sourceWidth: g.paddedWidth, cols, block, g)
+        } else {
+            im2col(x + block.lowerBound * g.c * g.h * g.w, sourceHeight: g.h, sourceWidth: g.w, cols, block, g)
+        }
+        T.blasGemm(transA: false, transB: false, m: g.o, n: width, k: g.columnRows, alpha: 1, a: weight, lda: g.columnRows,
+                   b: cols + offset, ldb: g.columnCount, beta: 0, c: product, ldc: width)
+        // y[n, o, p] = product[o, (n − n0)·P + p] + bias[o]
+        for ch in 0..<g.o {
             let b = bias?[ch] ?? 0
-            for i in 0..<n {
-                let s = src + (ch * n + i) * plane, d = dst + (i * o + ch) * plane
-                for p in 0..<plane { d[p] = s[p] + b }
+            for i in 0..<block.count {
+                let src = product + ch * width + i * g.plane, dst = y + ((block.lowerBound + i) * g.o + ch) * g.plane
+                for p in 0..<g.plane { dst[p] = src[p] + b }
             }
         }
     }
 }
 
-/// dY[o, n·P + p] = g[n, o, p], and dbias[o] = Σ g[·, o, ·].
-private func nchwToColumns<T: Real>(_: T.Type, _ src: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<T>,
-                                    _ biasGrad: UnsafeMutablePointer<T>?, n: Int, o: Int, plane: Int) {
-    parallelFor(o, costPerItem: n * plane) { channels in
-        for ch in channels {
+/// Backward for the images `range`: dY in GEMM layout per block, dW and dbias accumulated into
+/// this thread's partial sums, dx through dcols and col2im.
+private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ weight: UnsafeMutablePointer<T>,
+                                             _ cols: UnsafeMutablePointer<T>, _ dx: UnsafeMutablePointer<T>?,
+                                             _ dWeight: UnsafeMutablePointer<T>?, _ dBias: UnsafeMutablePointer<T>?,
+                                             _ range: Range<Int>, _ g: ConvGeometry) {
+    let blockImages = Swift.min(g.imagesPerBlock, range.count)
+    let dY = UnsafeMutablePointer<T>.allocate(capacity: g.o * blockImages * g.plane)
+    let dCols = dx == nil ? nil : UnsafeMutablePointer<T>.allocate(capacity: g.columnRows * blockImages * g.plane)
+    let scratch = UnsafeMutablePointer<T>.allocate(capacity: g.paddedHeight * g.paddedWidth)
+    defer { dY.deallocate(); dCols?.deallocate(); scratch.deallocate() }
+    for block in g.blocks(range) {
+        let width = block.count * g.plane, offset = block.lowerBound * g.plane
+        // dY[o, (n − n0)·P + p] = grad[n, o, p]; dbias[o] += Σ grad[n, o, ·]
+        for ch in 0..<g.o {
             var total: T = 0
-            for i in 0..<n {
-                let s = src + (i * o + ch) * plane, d = dst + (ch * n + i) * plane
-                for p in 0..<plane { d[p] = s[p]; total += s[p] }
+            for i in 0..<block.count {
+                let src = grad + ((block.lowerBound + i) * g.o + ch) * g.plane, dst = dY + ch * width + i * g.plane
+                for p in 0..<g.plane { dst[p] = src[p]; total += src[p] }
             }
-            biasGrad?[ch] = total
+            dBias?[ch] += total
+        }
+        if let dWeight {
+            T.blasGemm(transA: false, transB: true, m: g.o, n: g.columnRows, k: width, alpha: 1, a: dY, lda: width,
+                       b: cols + offset, ldb: g.columnCount, beta: 1, c: dWeight, ldc: g.columnRows)
+        }
+        if let dx, let dCols {
+            T.blasGemm(transA: true, transB: false, m: g.columnRows, n: width, k: g.o, alpha: 1, a: weight, lda: g.columnRows,
+                       b: dY, ldb: width, beta: 0, c: dCols, ldc: width)
+            col2im(dCols, dx, block, scratch, g)
         }
     }
 }
@@ -119,21 +169,19 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     try checkArgument(stride >= 1 && padding >= 0, "conv2d", "stride \(stride), padding \(padding)")
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-    let ho = (h + 2 * padding - kh) / stride + 1, wo = (w + 2 * padding - kw) / stride + 1
     try checkShape(h + 2 * padding >= kh && w + 2 * padding >= kw, "conv2d",
                    "kernel \(kh)×\(kw) larger than padded input \(describe(x.shape))")
+    let ho = (h + 2 * padding - kh) / stride + 1, wo = (w + 2 * padding - kw) / stride + 1
     let g = ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, stride: stride, padding: padding, ho: ho, wo: wo)
     let dtype = x.dtype
     let cols = Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false)
-    let product = Storage(dtype: dtype, count: o * g.columnCount, zeroed: false)
     let y = Tensor(shape: [n, o, ho, wo], storage: Storage(dtype: dtype, count: n * o * ho * wo, zeroed: false))
+    let ranges = parallelRanges(n, costPerItem: o * g.columnRows * g.plane)
     func forward<T: Real>(_: T.Type) {
-        im2col(T.self, x.storage.pointer(T.self), cols.pointer(T.self), g)
-        T.gemm(transA: false, transB: false, m: o, n: g.columnCount, k: g.columnRows, alpha: 1,
-               a: weight.storage.pointer(T.self), lda: g.columnRows, b: cols.pointer(T.self), ldb: g.columnCount,
-               beta: 0, c: product.pointer(T.self), ldc: g.columnCount)
-        columnsToNCHW(T.self, product.pointer(T.self), y.storage.pointer(T.self), bias?.storage.pointer(T.self),
-                      n: n, o: o, plane: ho * wo)
+        parallelRun(ranges) { _, images in
+            convolveImages(x.storage.pointer(T.self), weight.storage.pointer(T.self), bias?.storage.pointer(T.self),
+                           cols.pointer(T.self), y.storage.pointer(T.self), images, g)
+        }
     }
     switch dtype {
     case .float32: forward(Float.self)
@@ -141,30 +189,28 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     }
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     return Tensor.record(y, "conv2d", inputs, { grad in
-        let gx = x.requiresGrad ? Tensor(zeros: x.shape, dtype: dtype) : nil
-        let gw = weight.requiresGrad ? Tensor(zeros: weight.shape, dtype: dtype) : nil
-        let gb = bias.map { Tensor(zeros: $0.shape, dtype: dtype) }
+        let gx = x.requiresGrad ? Tensor(shape: x.shape, storage: Storage(dtype: dtype, count: x.count, zeroed: false)) : nil
+        // One partial dW and dbias per thread, summed in a fixed order afterwards.
+        let partialWeights = weight.requiresGrad ? ranges.map { _ in Tensor(zeros: weight.shape, dtype: dtype) } : []
+        let partialBiases = bias == nil ? [] : ranges.map { _ in Tensor(zeros: [o], dtype: dtype) }
         func backward<T: Real>(_: T.Type) {
-            let dYStorage = Storage(dtype: dtype, count: o * g.columnCount, zeroed: false)
-            let dY = dYStorage.pointer(T.self)
-            nchwToColumns(T.self, grad.storage.pointer(T.self), dY, gb?.storage.pointer(T.self), n: n, o: o, plane: ho * wo)
-            if let gw {
-                T.gemm(transA: false, transB: true, m: o, n: g.columnRows, k: g.columnCount, alpha: 1,
-                       a: dY, lda: g.columnCount, b: cols.pointer(T.self), ldb: g.columnCount,
-                       beta: 0, c: gw.storage.pointer(T.self), ldc: g.columnRows)
-            }
-            if let gx {
-                let dCols = Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false)
-                T.gemm(transA: true, transB: false, m: g.columnRows, n: g.columnCount, k: o, alpha: 1,
-                       a: weight.storage.pointer(T.self), lda: g.columnRows, b: dY, ldb: g.columnCount,
-                       beta: 0, c: dCols.pointer(T.self), ldc: g.columnCount)
-                col2im(T.self, dCols.pointer(T.self), gx.storage.pointer(T.self), g)
+            parallelRun(ranges) { index, images in
+                convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols.pointer(T.self),
+                                       gx?.storage.pointer(T.self),
+                                       partialWeights.isEmpty ? nil : partialWeights[index].storage.pointer(T.self),
+                                       partialBiases.isEmpty ? nil : partialBiases[index].storage.pointer(T.self), images, g)
             }
         }
         switch dtype {
         case .float32: backward(Float.self)
         case .float64: backward(Double.self)
         }
-        return [gx, gw] + (gb.map { [$0] } ?? [])
+        func total(_ partials: [Tensor]) throws -> Tensor? {
+            guard var sum = partials.first else { return nil }
+            for partial in partials.dropFirst() { sum = try sum + partial }
+            return sum
+        }
+        let gw = try total(partialWeights), gb = try total(partialBiases)
+        return [gx, gw] + (bias == nil ? [] : [gb])
     })
 }

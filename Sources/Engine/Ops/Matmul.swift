@@ -8,7 +8,7 @@ func batchedGemm<T: Real>(_: T.Type, batch: Int, transA: Bool, transB: Bool, m: 
     let lda = transA ? m : k, ldb = transB ? k : n
     for i in 0..<batch {
         let accumulate = strideC == 0 && i > 0
-        T.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                a: a + i * strideA, lda: lda, b: b + i * strideB, ldb: ldb,
                beta: accumulate ? 1 : beta, c: c + i * strideC, ldc: n)
     }
