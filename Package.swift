@@ -34,6 +34,7 @@ let package = Package(
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
+        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -7,16 +7,15 @@ struct CommandError: Error, CustomStringConvertible {
     init(_ description: String, usage: Bool = false) { self.description = description; isUsage = usage }
 }
 
-/// Parsed `--name value` options, `--flag`s and positional arguments of one subcommand. Every
-/// option must be read by the command; anything left over is an "unknown option" error.
+/// Parsed `--name value` options, `--flag`s and positional arguments of one subcommand. A name
+/// the command does not declare is an "unknown option" error.
 struct Arguments {
     private var options: [String: String] = [:]
     private var flags: Set<String> = []
     private(set) var positional: [String] = []
-    private var consumed: Set<String> = []
 
-    /// `flagNames` are the options that take no value.
-    init(_ arguments: [String], flagNames: Set<String>) throws {
+    /// `optionNames` take a value; `flagNames` take none.
+    init(_ arguments: [String], optionNames: Set<String>, flagNames: Set<String>) throws {
         var i = 0
         while i < arguments.count {
             let argument = arguments[i]
@@ -29,6 +28,8 @@ struct Arguments {
                 }
                 if flagNames.contains(name) {
                     flags.insert(name)
+                } else if !optionNames.contains(name) {
+                    throw CommandError("unknown option --\(name) (see --help)", usage: true)
                 } else {
                     if value == nil {
                         guard i + 1 < arguments.count else { throw CommandError("option --\(name) needs a value", usage: true) }
@@ -44,20 +45,13 @@ struct Arguments {
         }
     }
 
-    mutating func flag(_ name: String) -> Bool { consumed.insert(name); return flags.contains(name) }
+    func flag(_ name: String) -> Bool { flags.contains(name) }
 
-    mutating func string(_ name: String) -> String? { consumed.insert(name); return options[name] }
+    func string(_ name: String) -> String? { options[name] }
 
-    mutating func int(_ name: String, default value: Int) throws -> Int {
+    func int(_ name: String, default value: Int) throws -> Int {
         guard let text = string(name) else { return value }
         guard let parsed = Int(text) else { throw CommandError("--\(name) expects a whole number, got '\(text)'", usage: true) }
         return parsed
-    }
-
-    /// Throws for any option the command did not read.
-    func finish() throws {
-        if let unknown = (Set(options.keys).union(flags)).subtracting(consumed).sorted().first {
-            throw CommandError("unknown option --\(unknown) (see --help)", usage: true)
-        }
     }
 }

@@ -16,14 +16,13 @@ enum BenchCommand {
     """
 
     static func run(_ arguments: [String]) throws {
-        var args = try Arguments(arguments, flagNames: ["json", "help"])
+        let args = try Arguments(arguments, optionNames: ["threads", "batch"], flagNames: ["json", "help"])
         if args.flag("help") { print(help); return }
         guard args.positional.first == "engine" else {
             throw CommandError("bench needs a target: engine (see diffusion-rl bench --help)", usage: true)
         }
         let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
         let json = args.flag("json")
-        try args.finish()
         guard threads >= 1, batch >= 1 else { throw CommandError("--threads and --batch must be at least 1", usage: true) }
         if !json {
             FileHandle.standardError.write(Data("bench engine: \(threads) thread(s), batch \(batch)\n".utf8))

@@ -18,11 +18,10 @@ enum DemoCommand {
     """
 
     static func run(_ arguments: [String]) throws {
-        var args = try Arguments(arguments, flagNames: ["help"])
+        let args = try Arguments(arguments, optionNames: ["threads", "steps", "seed"], flagNames: ["help"])
         if args.flag("help") { print(help); return }
         let threads = try args.int("threads", default: 2), steps = try args.int("steps", default: 200)
         let seed = try args.int("seed", default: 0)
-        try args.finish()
         guard steps >= 1, threads >= 1, seed >= 0 else { throw CommandError("--steps and --threads must be ≥ 1, --seed ≥ 0", usage: true) }
         Threads.set(threads)
         var rng = RandomGenerator(seed: UInt64(seed))

@@ -137,6 +137,13 @@ public enum EngineBenchmark {
         figures = figures.map {
             BenchmarkFigure(name: $0.name, shape: $0.shape, flops: $0.flops, seconds: $0.seconds, ceilingGflops: ceiling)
         }
+        // Totals over the convolution shapes above: all their FLOPs over all their time.
+        for name in ["conv2d forward", "conv2d backward"] {
+            let rows = figures.filter { $0.name == name }
+            figures.append(BenchmarkFigure(name: name, shape: "all \(rows.count) shapes above",
+                                           flops: rows.map(\.flops).reduce(0, +), seconds: rows.map(\.seconds).reduce(0, +),
+                                           ceilingGflops: ceiling))
+        }
         return EngineBenchmarkReport(threads: threads, ceilingGflops: ceiling,
                                      ceilingShape: "sgemm 1024×1024×1024", figures: figures)
     }

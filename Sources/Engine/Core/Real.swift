@@ -11,6 +11,9 @@ public protocol Real: BinaryFloatingPoint, SIMDScalar, Sendable {
     static func erf(_ x: Self) -> Self
     static func pow(_ x: Self, _ y: Self) -> Self
     static func log1p(_ x: Self) -> Self
+    /// eˣ for the hot loops (softmax, sigmoid, SiLU): a branch-free polynomial that vectorizes
+    /// for Float (within 2 ulp), libm's `exp` for Double, which is used for checking.
+    static func fastExp(_ x: Self) -> Self
     /// C ← α·op(A)·op(B) + β·C for row-major matrices (CBLAS `sgemm` / `dgemm`), on the calling
     /// thread. Use `gemm(...)`, which splits large products across the engine's threads.
     static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
@@ -26,6 +29,25 @@ extension Float: Real {
     @inline(__always) public static func erf(_ x: Float) -> Float { Foundation.erff(x) }
     @inline(__always) public static func pow(_ x: Float, _ y: Float) -> Float { Foundation.powf(x, y) }
     @inline(__always) public static func log1p(_ x: Float) -> Float { Foundation.log1pf(x) }
+
+    /// Cody–Waite reduction x = k·ln2 + r, |r| ≤ ln2/2, and Cephes' degree-7 polynomial for eʳ;
+    /// 2ᵏ is built in the exponent bits. Inputs are clamped to [−87.3, 88.3], so that 2ᵏ and eˣ stay normal and finite.
+    @inline(__always) public static func fastExp(_ x: Float) -> Float {
+        let x = Swift.min(Swift.max(x, -87.3), 88.3)
+        // Adding 1.5·2²³ rounds x·log2(e) to an integer held in the low mantissa bits.
+        let shifted = x * 1.442_695_04 + 12_582_912
+        let k = shifted - 12_582_912
+        let r = x - k * 0.693_359_375 + k * 2.121_944_4e-4
+        var p: Float = 1.987_569_15e-4
+        p = p * r + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 1.666_666_55e-1
+        p = p * r + 5.000_000_12e-1
+        p = p * r * r + r + 1
+        let exponent = (Int32(bitPattern: shifted.bitPattern) &- 0x4B40_0000 &+ 127) << 23
+        return p * Float(bitPattern: UInt32(bitPattern: exponent))
+    }
     public static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -42,6 +64,7 @@ extension Double: Real {
     @inline(__always) public static func erf(_ x: Double) -> Double { Foundation.erf(x) }
     @inline(__always) public static func pow(_ x: Double, _ y: Double) -> Double { Foundation.pow(x, y) }
     @inline(__always) public static func log1p(_ x: Double) -> Double { Foundation.log1p(x) }
+    @inline(__always) public static func fastExp(_ x: Double) -> Double { Foundation.exp(x) }
     public static func blasGemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
                             a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
                             beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {

@@ -8,19 +8,19 @@
 ///     dγ_c = Σ g·x̂,  dβ_c = Σ g
 
 /// How a row's elements map to affine channels: element j of row `row` is channel
-/// (row % groups)·channelsPerGroup + j / spatial.
+/// (row % groups)·channelsPerGroup + j / spatial (rows hold `channelsPerGroup` runs of `spatial`).
 struct RowLayout {
     let rows: Int, length: Int, groups: Int, channelsPerGroup: Int, spatial: Int
-    @inline(__always) func channel(row: Int, element j: Int) -> Int { (row % groups) * channelsPerGroup + j / spatial }
 }
 
-/// Normalizes rows; returns y and caches x̂ and r for backward.
+/// Normalizes rows; returns y and caches x̂ and r for backward. Inner loops run over the pixels of
+/// one channel, so γ and β are loaded once per channel.
 private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ xHat: Storage, _ rstd: Storage,
                                        _ gamma: Storage?, _ beta: Storage?, _ layout: RowLayout, _ eps: Double,
                                        centered: Bool) {
     let px = x.pointer(T.self), py = y.pointer(T.self), ph = xHat.pointer(T.self), pr = rstd.pointer(T.self)
     let pgamma = gamma?.pointer(T.self), pbeta = beta?.pointer(T.self)
-    let m = layout.length
+    let m = layout.length, spatial = layout.spatial, channels = layout.channelsPerGroup
     parallelFor(layout.rows, costPerItem: m * 6) { range in
         for row in range {
             let base = row * m
@@ -33,11 +33,15 @@ private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ 
             for j in 0..<m { let d = px[base + j] - mean; sumSquares += d * d }
             let r = 1 / (sumSquares / T(m) + T(eps)).squareRoot()
             pr[row] = r
-            for j in 0..<m {
-                let h = (px[base + j] - mean) * r
-                ph[base + j] = h
-                let c = layout.channel(row: row, element: j)
-                py[base + j] = h * (pgamma?[c] ?? 1) + (pbeta?[c] ?? 0)
+            let firstChannel = (row % layout.groups) * channels
+            for channel in 0..<channels {
+                let scale = pgamma?[firstChannel + channel] ?? 1, shift = pbeta?[firstChannel + channel] ?? 0
+                let offset = base + channel * spatial
+                for s in 0..<spatial {
+                    let h = (px[offset + s] - mean) * r
+                    ph[offset + s] = h
+                    py[offset + s] = h * scale + shift
+                }
             }
         }
     }
@@ -48,33 +52,41 @@ private func normalizeBackward<T: Real>(_: T.Type, _ g: Storage, _ xHat: Storage
                                         centered: Bool) {
     let pg = g.pointer(T.self), ph = xHat.pointer(T.self), pr = rstd.pointer(T.self), po = gx.pointer(T.self)
     let pgamma = gamma?.pointer(T.self)
-    let m = layout.length
+    let m = layout.length, spatial = layout.spatial, channels = layout.channelsPerGroup
     parallelFor(layout.rows, costPerItem: m * 8) { range in
         for row in range {
-            let base = row * m
+            let base = row * m, firstChannel = (row % layout.groups) * channels
             var meanD: T = 0, meanDH: T = 0
-            for j in 0..<m {
-                let d = pg[base + j] * (pgamma?[layout.channel(row: row, element: j)] ?? 1)
-                meanD += d
-                meanDH += d * ph[base + j]
+            for channel in 0..<channels {
+                let scale = pgamma?[firstChannel + channel] ?? 1, offset = base + channel * spatial
+                var sumG: T = 0, sumGH: T = 0
+                for s in 0..<spatial { sumG += pg[offset + s]; sumGH += pg[offset + s] * ph[offset + s] }
+                meanD += sumG * scale
+                meanDH += sumGH * scale
             }
             meanD = centered ? meanD / T(m) : 0
             meanDH /= T(m)
             let r = pr[row]
-            for j in 0..<m {
-                let d = pg[base + j] * (pgamma?[layout.channel(row: row, element: j)] ?? 1)
-                po[base + j] = r * (d - meanD - ph[base + j] * meanDH)
+            for channel in 0..<channels {
+                let scale = pgamma?[firstChannel + channel] ?? 1, offset = base + channel * spatial
+                for s in 0..<spatial {
+                    po[offset + s] = r * (pg[offset + s] * scale - meanD - ph[offset + s] * meanDH)
+                }
             }
         }
     }
     // Parameter gradients on one thread: rows of different groups write the same channels.
-    if let gGamma {
-        let p = gGamma.pointer(T.self)
-        for row in 0..<layout.rows { for j in 0..<m { p[layout.channel(row: row, element: j)] += pg[row * m + j] * ph[row * m + j] } }
-    }
-    if let gBeta {
-        let p = gBeta.pointer(T.self)
-        for row in 0..<layout.rows { for j in 0..<m { p[layout.channel(row: row, element: j)] += pg[row * m + j] } }
+    guard gGamma != nil || gBeta != nil else { return }
+    let pgg = gGamma?.pointer(T.self), pgb = gBeta?.pointer(T.self)
+    for row in 0..<layout.rows {
+        let base = row * m, firstChannel = (row % layout.groups) * channels
+        for channel in 0..<channels {
+            let offset = base + channel * spatial
+            var sumG: T = 0, sumGH: T = 0
+            for s in 0..<spatial { sumG += pg[offset + s]; sumGH += pg[offset + s] * ph[offset + s] }
+            pgg?[firstChannel + channel] += sumGH
+            pgb?[firstChannel + channel] += sumG
+        }
     }
 }
 

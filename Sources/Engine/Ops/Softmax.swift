@@ -41,7 +41,7 @@ private func softmaxForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ ou
             for k in 0..<n { peak = Swift.max(peak, px[base + k * inner]) }
             var total: T = 0
             for k in 0..<n {
-                let e = T.exp(px[base + k * inner] - peak)
+                let e = T.fastExp(px[base + k * inner] - peak)
                 py[base + k * inner] = e
                 total += e
             }
@@ -67,7 +67,7 @@ private func softmaxBackward<T: Real>(_: T.Type, _ y: Storage, _ g: Storage, _ g
             if takeLog {
                 var total: T = 0
                 for k in 0..<n { total += pg[base + k * inner] }
-                for k in 0..<n { po[base + k * inner] = pg[base + k * inner] - T.exp(py[base + k * inner]) * total }
+                for k in 0..<n { po[base + k * inner] = pg[base + k * inner] - T.fastExp(py[base + k * inner]) * total }
             } else {
                 var dot: T = 0
                 for k in 0..<n { dot += pg[base + k * inner] * py[base + k * inner] }

@@ -53,7 +53,7 @@ struct AffineMap: UnaryMap {
 
 struct ExpMap: UnaryMap {
     let name = "exp"
-    @inline(__always) func value<T: Real>(_ x: T) -> T { T.exp(x) }
+    @inline(__always) func value<T: Real>(_ x: T) -> T { T.fastExp(x) }
     @inline(__always) func derivative<T: Real>(_ x: T, _ y: T) -> T { y }
 }
 
@@ -152,9 +152,10 @@ struct LogSigmoidMap: UnaryMap {
 /// σ(x) without overflow for large |x|.
 @inline(__always)
 func stableSigmoid<T: Real>(_ x: T) -> T {
-    if x >= 0 { return 1 / (1 + T.exp(-x)) }
-    let e = T.exp(x)
-    return e / (1 + e)
+    // e^(−|x|) never overflows; the select keeps the loop branch-free.
+    let e = T.fastExp(-Swift.abs(x))
+    let positive = 1 / (1 + e)
+    return x >= 0 ? positive : e * positive
 }
 
 public func neg(_ x: Tensor) -> Tensor { unaryOp(NegMap(), x) }
