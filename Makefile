@@ -27,7 +27,7 @@ build: deps
 # Tests build in release mode (numeric kernels are 5–600× slower in debug) with testability on.
 test: deps
 	$(SWIFT) build -c release --build-tests -Xswiftc -enable-testing
-	$(SWIFT) test -c release -Xswiftc -enable-testing --skip-build
+	$(SWIFT) test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing
 
 bench: build
 	$(BIN) bench engine --threads $(THREADS)
