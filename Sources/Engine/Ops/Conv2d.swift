@@ -44,15 +44,16 @@ private func padImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ xp: UnsafeMutabl
     }
 }
 
-/// cols[(c, ki, kj), (n, oy, ox)] = xp[n, c, oy·s + ki, ox·s + kj] for the images of `block`,
-/// read from `source` laid out [count, C, Hs, Ws] (the padded copy, or x itself when p = 0).
+/// cols[(c, ki, kj), (n, oy, ox)] = xp[n, c, oy·s + ki, ox·s + kj] for the `count` images of a
+/// block, read from `source` laid out [count, C, Hs, Ws] (the padded copy, or x itself when
+/// p = 0), written at `cols` with rows `rowStride` apart.
 private func im2col<T: Real>(_ source: UnsafeMutablePointer<T>, sourceHeight hs: Int, sourceWidth ws: Int,
-                             _ cols: UnsafeMutablePointer<T>, _ block: Range<Int>, _ g: ConvGeometry) {
+                             _ cols: UnsafeMutablePointer<T>, rowStride: Int, count: Int, _ g: ConvGeometry) {
     for row in 0..<g.columnRows {
         let c = row / (g.kh * g.kw), ki = (row / g.kw) % g.kh, kj = row % g.kw
-        for i in 0..<block.count {
+        for i in 0..<count {
             let image = source + (i * g.c + c) * hs * ws + ki * ws + kj
-            let dst = cols + row * g.columnCount + (block.lowerBound + i) * g.plane
+            let dst = cols + row * rowStride + i * g.plane
             for oy in 0..<g.ho {
                 let src = image + oy * g.stride * ws, line = dst + oy * g.wo
                 if g.stride == 1 {
@@ -95,24 +96,30 @@ private func col2im<T: Real>(_ dcols: UnsafeMutablePointer<T>, _ dx: UnsafeMutab
     }
 }
 
-/// Forward for the images `range`: pad, im2col into the shared cols, GEMM, lay out as NCHW + bias.
+/// Forward for the images `range`: pad, im2col, GEMM, lay out as NCHW + bias. With `cols` the
+/// columns go into the shared matrix that backward needs; without (no-grad), into a block-local
+/// buffer that stays in cache.
 private func convolveImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ weight: UnsafeMutablePointer<T>,
-                                     _ bias: UnsafeMutablePointer<T>?, _ cols: UnsafeMutablePointer<T>,
+                                     _ bias: UnsafeMutablePointer<T>?, _ cols: UnsafeMutablePointer<T>?,
                                      _ y: UnsafeMutablePointer<T>, _ range: Range<Int>, _ g: ConvGeometry) {
     let blockImages = Swift.min(g.imagesPerBlock, range.count)
     let padded = g.padding > 0 ? UnsafeMutablePointer<T>.allocate(capacity: blockImages * g.c * g.paddedHeight * g.paddedWidth) : nil
     let product = UnsafeMutablePointer<T>.allocate(capacity: g.o * blockImages * g.plane)
-    defer { padded?.deallocate(); product.deallocate() }
+    let localColumns = cols == nil ? UnsafeMutablePointer<T>.allocate(capacity: g.columnRows * blockImages * g.plane) : nil
+    defer { padded?.deallocate(); product.deallocate(); localColumns?.deallocate() }
     for block in g.blocks(range) {
-        let width = block.count * g.plane, offset = block.lowerBound * g.plane
+        let width = block.count * g.plane
+        let (columns, rowStride) = cols.map { ($0 + block.lowerBound * g.plane, g.columnCount) } ?? (localColumns!, width)
         if let padded {
             padImages(x, padded, block, g)
-            im2col(padded, sourceHeight: g.paddedHeight, sourceWidth: g.paddedWidth, cols, block, g)
+            im2col(padded, sourceHeight: g.paddedHeight, sourceWidth: g.paddedWidth, columns, rowStride: rowStride,
+                   count: block.count, g)
         } else {
-            im2col(x + block.lowerBound * g.c * g.h * g.w, sourceHeight: g.h, sourceWidth: g.w, cols, block, g)
+            im2col(x + block.lowerBound * g.c * g.h * g.w, sourceHeight: g.h, sourceWidth: g.w, columns,
+                   rowStride: rowStride, count: block.count, g)
         }
         T.blasGemm(transA: false, transB: false, m: g.o, n: width, k: g.columnRows, alpha: 1, a: weight, lda: g.columnRows,
-                   b: cols + offset, ldb: g.columnCount, beta: 0, c: product, ldc: width)
+                   b: columns, ldb: rowStride, beta: 0, c: product, ldc: width)
         // y[n, o, p] = product[o, (n − n0)·P + p] + bias[o]
         for ch in 0..<g.o {
             let b = bias?[ch] ?? 0
@@ -174,13 +181,15 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let ho = (h + 2 * padding - kh) / stride + 1, wo = (w + 2 * padding - kw) / stride + 1
     let g = ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, stride: stride, padding: padding, ho: ho, wo: wo)
     let dtype = x.dtype
-    let cols = Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false)
+    // The full column matrix is kept only when backward will need it.
+    let recording = Tensor.recording(x, weight) || (bias.map { Tensor.recording($0) } ?? false)
+    let cols = recording ? Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false) : nil
     let y = Tensor(shape: [n, o, ho, wo], storage: Storage(dtype: dtype, count: n * o * ho * wo, zeroed: false))
     let ranges = parallelRanges(n, costPerItem: o * g.columnRows * g.plane)
     func forward<T: Real>(_: T.Type) {
         parallelRun(ranges) { _, images in
             convolveImages(x.storage.pointer(T.self), weight.storage.pointer(T.self), bias?.storage.pointer(T.self),
-                           cols.pointer(T.self), y.storage.pointer(T.self), images, g)
+                           cols?.pointer(T.self), y.storage.pointer(T.self), images, g)
         }
     }
     switch dtype {
@@ -195,7 +204,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         let partialBiases = bias == nil ? [] : ranges.map { _ in Tensor(zeros: [o], dtype: dtype) }
         func backward<T: Real>(_: T.Type) {
             parallelRun(ranges) { index, images in
-                convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols.pointer(T.self),
+                convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols!.pointer(T.self),
                                        gx?.storage.pointer(T.self),
                                        partialWeights.isEmpty ? nil : partialWeights[index].storage.pointer(T.self),
                                        partialBiases.isEmpty ? nil : partialBiases[index].storage.pointer(T.self), images, g)
