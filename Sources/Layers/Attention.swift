@@ -31,12 +31,6 @@ public final class MultiHeadAttention: Module {
         guard x.rank == 3, source.rank == 3, source.shape[0] == x.shape[0] else {
             throw EngineError.shapeMismatch(op: "MultiHeadAttention", "input \(x.shape) and context \(source.shape)")
         }
-        let (b, l, lc) = (x.shape[0], x.shape[1], source.shape[1])
-        func splitHeads(_ t: Tensor, _ length: Int) throws -> Tensor {
-            try t.reshaped([b, length, heads, -1]).permuted([0, 2, 1, 3])
-        }
-        let q = try splitHeads(toQ(x), l), k = try splitHeads(toK(source), lc), v = try splitHeads(toV(source), lc)
-        let attended = try scaledDotProductAttention(query: q, key: k, value: v, mask: mask)
-        return try toOut(attended.permuted([0, 2, 1, 3]).reshaped([b, l, -1]))
+        return try toOut(multiHeadAttention(query: toQ(x), key: toK(source), value: toV(source), heads: heads, mask: mask))
     }
 }

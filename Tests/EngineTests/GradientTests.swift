@@ -165,3 +165,17 @@ final class GradientTests: XCTestCase {
         XCTAssertLessThanOrEqual(correct.maxRelativeError, gradientTolerance)
     }
 }
+
+/// The interleaved-heads attention equals splitting heads, attending, and merging them back.
+final class AttentionLayoutTests: XCTestCase {
+    func testInterleavedHeadsMatchHeadsFirstAndPassGradientCheck() throws {
+        let q = randomTensor([2, 3, 8], seed: 40), k = randomTensor([2, 5, 8], seed: 41), v = randomTensor([2, 5, 6], seed: 42)
+        let mask = AttentionMask(keyValid: [[true, true, true, true, false], [true, false, true, true, true]])
+        let fused = try multiHeadAttention(query: q, key: k, value: v, heads: 2, mask: mask)
+        func split(_ t: Tensor) throws -> Tensor { try t.reshaped([2, t.shape[1], 2, -1]).permuted([0, 2, 1, 3]) }
+        let reference = try scaledDotProductAttention(query: split(q), key: split(k), value: split(v), mask: mask)
+            .permuted([0, 2, 1, 3]).reshaped([2, 3, 6])
+        assertClose(fused.values, reference.values, tolerance: 1e-12)
+        assertGradients([q, k, v]) { try multiHeadAttention(query: $0[0], key: $0[1], value: $0[2], heads: 2, mask: mask) }
+    }
+}

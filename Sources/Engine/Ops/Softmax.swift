@@ -29,29 +29,37 @@ extension Tensor {
     }
 }
 
-// x, y: [outer, n, inner]
+// x, y: [outer, n, inner]; rows along the axis are contiguous when inner = 1 (the common case).
 private func softmaxForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ outer: Int, _ n: Int, _ inner: Int,
                                      _ takeLog: Bool) {
     let px = x.pointer(T.self), py = y.pointer(T.self)
     parallelFor(outer * inner, costPerItem: n * 4) { range in
-        for row in range {
-            let o = row / inner, i = row % inner
-            let base = o * n * inner + i
-            var peak = -T.infinity
-            for k in 0..<n { peak = Swift.max(peak, px[base + k * inner]) }
-            var total: T = 0
-            for k in 0..<n {
-                let e = T.fastExp(px[base + k * inner] - peak)
-                py[base + k * inner] = e
-                total += e
+        let column = inner == 1 ? nil : UnsafeMutablePointer<T>.allocate(capacity: n)
+        defer { column?.deallocate() }
+        for line in range {
+            let o = line / inner, i = line % inner, base = o * n * inner + i
+            // Gather a strided line into a contiguous buffer when the axis is not last.
+            let row: UnsafeMutablePointer<T>
+            if let column {
+                for k in 0..<n { column[k] = px[base + k * inner] }
+                row = column
+            } else {
+                row = py + base
+                row.update(from: px + base, count: n)
             }
             if takeLog {
+                let peak = rowMax(row, n)
+                var total: T = 0
+                let shifted = UnsafeMutablePointer<T>.allocate(capacity: n)
+                for k in 0..<n { shifted[k] = T.fastExp(row[k] - peak) }
+                total = rowSum(shifted, n)
+                shifted.deallocate()
                 let logTotal = T.log(total) + peak
-                for k in 0..<n { py[base + k * inner] = px[base + k * inner] - logTotal }
+                for k in 0..<n { row[k] -= logTotal }
             } else {
-                let scale = 1 / total
-                for k in 0..<n { py[base + k * inner] *= scale }
+                softmaxRow(row, n)
             }
+            if column != nil { for k in 0..<n { py[base + k * inner] = row[k] } }
         }
     }
 }
@@ -61,10 +69,18 @@ private func softmaxBackward<T: Real>(_: T.Type, _ y: Storage, _ g: Storage, _ g
                                       _ inner: Int, _ takeLog: Bool) {
     let py = y.pointer(T.self), pg = g.pointer(T.self), po = gx.pointer(T.self)
     parallelFor(outer * inner, costPerItem: n * 4) { range in
-        for row in range {
-            let o = row / inner, i = row % inner
-            let base = o * n * inner + i
-            if takeLog {
+        for line in range {
+            let o = line / inner, i = line % inner, base = o * n * inner + i
+            if inner == 1 {
+                let (yr, gr, out) = (py + base, pg + base, po + base)
+                if takeLog {
+                    let total = rowSum(gr, n)
+                    for k in 0..<n { out[k] = gr[k] - T.fastExp(yr[k]) * total }
+                } else {
+                    let dot = rowDot(gr, yr, n)
+                    for k in 0..<n { out[k] = yr[k] * (gr[k] - dot) }
+                }
+            } else if takeLog {
                 var total: T = 0
                 for k in 0..<n { total += pg[base + k * inner] }
                 for k in 0..<n { po[base + k * inner] = pg[base + k * inner] - T.fastExp(py[base + k * inner]) * total }

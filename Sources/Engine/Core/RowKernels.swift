@@ -1,0 +1,48 @@
+/// Small row kernels shared by softmax, attention and the norms. Floating-point reductions do not
+/// vectorize on their own (the compiler may not reorder the additions), so they keep four
+/// independent partial results; the exponentials are stored in a separate, vectorizable pass.
+
+/// Σ x[i] for i < n.
+@inline(__always)
+func rowSum<T: Real>(_ x: UnsafePointer<T>, _ n: Int) -> T {
+    var a: T = 0, b: T = 0, c: T = 0, d: T = 0
+    var i = 0
+    while i &+ 4 <= n { a += x[i]; b += x[i &+ 1]; c += x[i &+ 2]; d += x[i &+ 3]; i &+= 4 }
+    while i < n { a += x[i]; i &+= 1 }
+    return (a + b) + (c + d)
+}
+
+/// Σ x[i]·y[i] for i < n.
+@inline(__always)
+func rowDot<T: Real>(_ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ n: Int) -> T {
+    var a: T = 0, b: T = 0, c: T = 0, d: T = 0
+    var i = 0
+    while i &+ 4 <= n {
+        a += x[i] * y[i]; b += x[i &+ 1] * y[i &+ 1]; c += x[i &+ 2] * y[i &+ 2]; d += x[i &+ 3] * y[i &+ 3]
+        i &+= 4
+    }
+    while i < n { a += x[i] * y[i]; i &+= 1 }
+    return (a + b) + (c + d)
+}
+
+/// max x[i] for i < n (−∞ when n = 0).
+@inline(__always)
+func rowMax<T: Real>(_ x: UnsafePointer<T>, _ n: Int) -> T {
+    var a = -T.infinity, b = -T.infinity, c = -T.infinity, d = -T.infinity
+    var i = 0
+    while i &+ 4 <= n {
+        a = Swift.max(a, x[i]); b = Swift.max(b, x[i &+ 1]); c = Swift.max(c, x[i &+ 2]); d = Swift.max(d, x[i &+ 3])
+        i &+= 4
+    }
+    while i < n { a = Swift.max(a, x[i]); i &+= 1 }
+    return Swift.max(Swift.max(a, b), Swift.max(c, d))
+}
+
+/// Softmax of a contiguous row in place.
+@inline(__always)
+func softmaxRow<T: Real>(_ row: UnsafeMutablePointer<T>, _ n: Int) {
+    let peak = rowMax(row, n)
+    for j in 0..<n { row[j] = T.fastExp(row[j] - peak) }
+    let inverse = 1 / rowSum(row, n)
+    for j in 0..<n { row[j] *= inverse }
+}
