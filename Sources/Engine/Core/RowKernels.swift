@@ -46,3 +46,17 @@ func softmaxRow<T: Real>(_ row: UnsafeMutablePointer<T>, _ n: Int) {
     let inverse = 1 / rowSum(row, n)
     for j in 0..<n { row[j] *= inverse }
 }
+
+/// Σ (x[i] − center)² for i < n.
+@inline(__always)
+func rowSquaredDeviation<T: Real>(_ x: UnsafePointer<T>, _ n: Int, from center: T) -> T {
+    var a: T = 0, b: T = 0, c: T = 0, d: T = 0
+    var i = 0
+    while i &+ 4 <= n {
+        let (u, v, w, z) = (x[i] - center, x[i &+ 1] - center, x[i &+ 2] - center, x[i &+ 3] - center)
+        a += u * u; b += v * v; c += w * w; d += z * z
+        i &+= 4
+    }
+    while i < n { let u = x[i] - center; a += u * u; i &+= 1 }
+    return (a + b) + (c + d)
+}

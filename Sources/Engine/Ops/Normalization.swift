@@ -24,14 +24,8 @@ private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ 
     parallelFor(layout.rows, costPerItem: m * 6) { range in
         for row in range {
             let base = row * m
-            var mean: T = 0
-            if centered {
-                for j in 0..<m { mean += px[base + j] }
-                mean /= T(m)
-            }
-            var sumSquares: T = 0
-            for j in 0..<m { let d = px[base + j] - mean; sumSquares += d * d }
-            let r = 1 / (sumSquares / T(m) + T(eps)).squareRoot()
+            let mean = centered ? rowSum(px + base, m) / T(m) : 0
+            let r = 1 / (rowSquaredDeviation(px + base, m, from: mean) / T(m) + T(eps)).squareRoot()
             pr[row] = r
             let firstChannel = (row % layout.groups) * channels
             for channel in 0..<channels {
@@ -59,10 +53,8 @@ private func normalizeBackward<T: Real>(_: T.Type, _ g: Storage, _ xHat: Storage
             var meanD: T = 0, meanDH: T = 0
             for channel in 0..<channels {
                 let scale = pgamma?[firstChannel + channel] ?? 1, offset = base + channel * spatial
-                var sumG: T = 0, sumGH: T = 0
-                for s in 0..<spatial { sumG += pg[offset + s]; sumGH += pg[offset + s] * ph[offset + s] }
-                meanD += sumG * scale
-                meanDH += sumGH * scale
+                meanD += rowSum(pg + offset, spatial) * scale
+                meanDH += rowDot(pg + offset, ph + offset, spatial) * scale
             }
             meanD = centered ? meanD / T(m) : 0
             meanDH /= T(m)
@@ -82,10 +74,8 @@ private func normalizeBackward<T: Real>(_: T.Type, _ g: Storage, _ xHat: Storage
         let base = row * m, firstChannel = (row % layout.groups) * channels
         for channel in 0..<channels {
             let offset = base + channel * spatial
-            var sumG: T = 0, sumGH: T = 0
-            for s in 0..<spatial { sumG += pg[offset + s]; sumGH += pg[offset + s] * ph[offset + s] }
-            pgg?[firstChannel + channel] += sumGH
-            pgb?[firstChannel + channel] += sumG
+            pgg?[firstChannel + channel] += rowDot(pg + offset, ph + offset, spatial)
+            pgb?[firstChannel + channel] += rowSum(pg + offset, spatial)
         }
     }
 }
