@@ -9,7 +9,7 @@ enum DemoCommand {
     usage: diffusion-rl demo [--threads N] [--steps N] [--seed N]
 
     Trains a small conv net (conv, group norm, SiLU, strided conv, linear head) with AdamW on a
-    toy task (horizontal vs vertical bars in noisy 8×8 images), printing progress, then reports
+    toy task (horizontal vs vertical bars in 8×8 images under N(0, 0.7²) noise), printing progress, then reports
     held-out accuracy. It exercises the engine end to end; later issues replace it with DDPO.
 
       --threads N   threads (default 2)
@@ -26,11 +26,11 @@ enum DemoCommand {
         Threads.set(threads)
         var rng = RandomGenerator(seed: UInt64(seed))
         let model = BarOrientationClassifier(width: 16, using: &rng)
-        let (train, labels) = try BarOrientationTask.make(count: 256, seed: UInt64(seed) + 1)
-        let (test, testLabels) = try BarOrientationTask.make(count: 256, seed: UInt64(seed) + 2)
+        let (train, labels) = try BarOrientationTask.make(count: 1024, noise: 0.7, seed: UInt64(seed) + 1)
+        let (test, testLabels) = try BarOrientationTask.make(count: 256, noise: 0.7, seed: UInt64(seed) + 2)
         let optimizer = AdamW(model.trainableParameters(), learningRate: 0.01, weightDecay: 0)
         let schedule = LearningRateSchedule.cosine(warmupSteps: 10, totalSteps: steps, minFactor: 0.1)
-        print("demo: training a \(model.parameterCount)-parameter conv net on 256 bar images for \(steps) steps")
+        print("demo: training a \(model.parameterCount)-parameter conv net on 1024 bar images for \(steps) steps")
         let start = Date()
         for step in 0..<steps {
             optimizer.learningRate = 0.01 * schedule.factor(at: step)
@@ -42,7 +42,7 @@ enum DemoCommand {
             if step % 25 == 0 || step == steps - 1 {
                 let elapsed = Date().timeIntervalSince(start)
                 print(String(format: "step %4d  loss %.4f  grad-norm %.3f  lr %.4f  %.0f images/s", step, loss.item, norm,
-                             optimizer.learningRate, Double(256 * (step + 1)) / Swift.max(elapsed, 1e-9)))
+                             optimizer.learningRate, Double(1024 * (step + 1)) / Swift.max(elapsed, 1e-9)))
             }
         }
         let predictions = try withNoGrad { try model(test).argmax(axis: 1) }

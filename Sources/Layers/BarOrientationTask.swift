@@ -4,8 +4,8 @@ import Engine
 /// one in a noisy 8×8 image. Used by the tests and by `diffusion-rl demo` until the real job lands.
 public enum BarOrientationTask {
     /// `count` images [count, 1, 8, 8] with a full-length bar at a random row or column plus
-    /// N(0, 0.1²) noise, and labels (1 = vertical).
-    public static func make(count: Int, seed: UInt64) throws -> (images: Tensor, labels: [Int]) {
+    /// N(0, noise²) pixel noise, and labels (1 = vertical).
+    public static func make(count: Int, noise: Double = 0.1, seed: UInt64) throws -> (images: Tensor, labels: [Int]) {
         var rng = RandomGenerator(seed: seed)
         var pixels = [Double](repeating: 0, count: count * 64)
         var labels: [Int] = []
@@ -16,7 +16,7 @@ public enum BarOrientationTask {
                 let (y, x) = vertical ? (i, position) : (position, i)
                 pixels[n * 64 + y * 8 + x] = 1
             }
-            for i in 0..<64 { pixels[n * 64 + i] += 0.1 * rng.normal() }
+            for i in 0..<64 { pixels[n * 64 + i] += noise * rng.normal() }
         }
         return (try Tensor(pixels, shape: [count, 1, 8, 8]), labels)
     }
