@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "diffusion-rl", targets: ["DiffusionRLCLI"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "Layers", targets: ["Layers"]),
+        .library(name: "Images", targets: ["Images"]),
+        .library(name: "World", targets: ["World"]),
     ],
     targets: [
         // Layer 1: system library shims.
@@ -27,13 +29,19 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         // Layer 2: the tensor engine (tensors, ops with backward, autodiff, optimizers, RNG, safetensors).
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
+        // Layer 2: 8-bit images, PNG through zlib, image grids.
+        .target(name: "Images", dependencies: ["CZlib"], swiftSettings: kernelFlags),
         // Layer 3: layers and the module protocol.
         .target(name: "Layers", dependencies: ["Engine"], swiftSettings: kernelFlags),
+        // Layer 4: the embedded world (scenes, captions, renderer, gold judge, splits).
+        .target(name: "World", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
+        .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
+        .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI"]),
     ],
     swiftLanguageModes: [.v5]
