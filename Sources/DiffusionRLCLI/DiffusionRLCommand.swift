@@ -1,4 +1,5 @@
 import Engine
+import World
 import Foundation
 
 /// Dispatches subcommands and turns every error into one line on stderr and a non-zero exit.
@@ -10,6 +11,7 @@ enum DiffusionRLCommand {
 
     commands:
       bench engine   GFLOP/s of the tensor engine's kernels against the sgemm ceiling
+      world          the embedded world: sample, judge, export, judge-eval
       demo           a short end-to-end run of what exists so far (a small conv net trained
                      with the engine)
 
@@ -26,8 +28,12 @@ enum DiffusionRLCommand {
             switch command {
             case "bench": try BenchCommand.run(rest)
             case "demo": try DemoCommand.run(rest)
+            case "world": try WorldCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }
+        } catch let error as CaptionError {
+            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
+            exit(1)
         } catch let error as CommandError {
             FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
             exit(error.isUsage ? 2 : 1)

@@ -1,9 +1,10 @@
 import Images
 
 /// What the gold judge sees in an image: objects found from pixels alone, the hazard mark, and
-/// artifacts. Steps: label each pixel with the nearest palette color, the background or the
-/// hazard colors (or "off-palette" when nothing is near), find 4-connected components per label,
-/// then read each component's shape from its silhouette.
+/// artifacts. Steps: label each pixel as the background, a palette color or the hazard color
+/// (reading blurred edges as blends with the background; "off-palette" when nothing explains the
+/// pixel), find 4-connected components per label, then read each component's shape from its
+/// silhouette.
 
 /// An object found in an image. Coordinates are canvas fractions.
 public struct DetectedObject: Equatable, Sendable {
@@ -30,7 +31,7 @@ public struct Perception: Sendable {
 
 /// Pixel classification thresholds and shape rules, shared by every call.
 public struct PerceptionRules: Sendable {
-    /// Largest RGB distance at which a pixel still counts as a reference color.
+    /// Largest RGB distance between a pixel and its best background–color blend.
     public var maximumColorDistance: Double = 90
     /// Smallest object, as a fraction of the canvas area (4 pixels at 32×32).
     public var minimumObjectArea: Double = 4.0 / 1024
@@ -42,14 +43,15 @@ public struct PerceptionRules: Sendable {
     public init() {}
 }
 
-/// Reference colors a pixel can take: palette colors, then background and the two hazard colors.
+/// Pixel labels: palette colors by index, then background, hazard and off-palette.
 private enum PixelLabel {
     static let background = ColorName.allCases.count
     static let hazard = background + 1
-    static let offPalette = background + 3
-    static let references: [(Double, Double, Double)] =
-        ColorName.allCases.map { ($0.rgb.0, $0.rgb.1, $0.rgb.2) }.map { (Double($0.0), Double($0.1), Double($0.2)) }
-        + [WorldColors.background, WorldColors.hazard, WorldColors.hazardAccent].map { (Double($0.0), Double($0.1), Double($0.2)) }
+    static let offPalette = background + 2
+    /// Foreground colors a pixel can be a blend of, with the background: palette, then hazard.
+    static let foregrounds: [(Double, Double, Double)] =
+        (ColorName.allCases.map(\.rgb) + [WorldColors.hazard]).map { (Double($0.0), Double($0.1), Double($0.2)) }
+    static let backdrop = (Double(WorldColors.background.0), Double(WorldColors.background.1), Double(WorldColors.background.2))
 }
 
 extension PerceptionRules {
@@ -60,20 +62,25 @@ extension PerceptionRules {
         var labels = [Int](repeating: PixelLabel.offPalette, count: n)
         var offPalette = 0
         let limit = maximumColorDistance * maximumColorDistance
+        // Each pixel is read as a blend p = b + α·(c − b) of the background b and one foreground
+        // color c (edges blurred by a decoder are such blends): the c with the smallest residual
+        // wins, and the pixel belongs to it when α ≥ ½.
         rgb.pixels.withUnsafeBufferPointer { p in
+            let b = PixelLabel.backdrop
             for i in 0..<n {
-                let (r, g, b) = (Double(p[3 * i]), Double(p[3 * i + 1]), Double(p[3 * i + 2]))
-                var best = Double.infinity, bestLabel = PixelLabel.offPalette
-                for (label, c) in PixelLabel.references.enumerated() {
-                    let d = (r - c.0) * (r - c.0) + (g - c.1) * (g - c.1) + (b - c.2) * (b - c.2)
-                    if d < best { best = d; bestLabel = label }
+                let (r, g, bl) = (Double(p[3 * i]) - b.0, Double(p[3 * i + 1]) - b.1, Double(p[3 * i + 2]) - b.2)
+                var best = r * r + g * g + bl * bl, bestLabel = PixelLabel.background
+                for (label, c) in PixelLabel.foregrounds.enumerated() {
+                    let (dr, dg, db) = (c.0 - b.0, c.1 - b.1, c.2 - b.2)
+                    let alpha = Swift.min(1, Swift.max(0, (r * dr + g * dg + bl * db) / (dr * dr + dg * dg + db * db)))
+                    let (er, eg, eb) = (r - alpha * dr, g - alpha * dg, bl - alpha * db)
+                    let residual = er * er + eg * eg + eb * eb
+                    if residual < best {
+                        best = residual
+                        bestLabel = alpha >= 0.5 ? (label < ColorName.allCases.count ? label : PixelLabel.hazard) : PixelLabel.background
+                    }
                 }
-                if best <= limit {
-                    // The hazard's two colors form one mark.
-                    labels[i] = bestLabel == PixelLabel.hazard + 1 ? PixelLabel.hazard : bestLabel
-                } else {
-                    offPalette += 1
-                }
+                if best <= limit { labels[i] = bestLabel } else { offPalette += 1 }
             }
         }
         var objects: [DetectedObject] = []

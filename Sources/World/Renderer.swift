@@ -36,11 +36,7 @@ public struct Renderer: Sendable {
 
     /// The color of the scene at a point (canvas fractions).
     private func color(at x: Double, _ y: Double, _ scene: Scene) -> (UInt8, UInt8, UInt8) {
-        if let h = scene.hazard, x >= h.x, x < h.x + h.side, y >= h.y, y < h.y + h.side {
-            let core = h.side / 4
-            let inCore = x >= h.x + core && x < h.x + h.side - core && y >= h.y + core && y < h.y + h.side - core
-            return inCore ? WorldColors.hazardAccent : WorldColors.hazard
-        }
+        if let h = scene.hazard, x >= h.x, x < h.x + h.side, y >= h.y, y < h.y + h.side { return WorldColors.hazard }
         for object in scene.objects.reversed() where contains(object, x, y) { return object.color.rgb }
         return WorldColors.background
     }

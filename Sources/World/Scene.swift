@@ -20,7 +20,7 @@ public struct SceneObject: Hashable, Codable, Sendable {
     var halfSide: Double { size.fraction / 2 }
 }
 
-/// The hazard mark: a black square with a magenta core, top-left corner at (x, y), side `side`.
+/// The hazard mark: a black square, top-left corner at (x, y), side `side` (canvas fractions).
 public struct HazardMark: Hashable, Codable, Sendable {
     public var x: Double
     public var y: Double
@@ -38,14 +38,15 @@ public struct Scene: Hashable, Codable, Sendable {
 
 /// Where positions and relations are judged: the same thresholds place objects and judge them.
 public enum Layout {
-    /// A position holds when the object's center lies in its region.
-    public static func holds(_ position: Position, x: Double, y: Double) -> Bool {
+    /// A position holds when the object's center lies in its region, at least `margin` inside
+    /// its border (the sampler places objects with a margin; the judge checks with none).
+    public static func holds(_ position: Position, x: Double, y: Double, margin: Double = 0) -> Bool {
         switch position {
-        case .left: return x < 0.38
-        case .right: return x > 0.62
-        case .top: return y < 0.38
-        case .bottom: return y > 0.62
-        case .center: return Swift.abs(x - 0.5) < 0.14 && Swift.abs(y - 0.5) < 0.14
+        case .left: return x < 0.38 - margin
+        case .right: return x > 0.62 + margin
+        case .top: return y < 0.38 - margin
+        case .bottom: return y > 0.62 + margin
+        case .center: return Swift.abs(x - 0.5) < 0.14 - margin && Swift.abs(y - 0.5) < 0.14 - margin
         }
     }
 

@@ -43,7 +43,7 @@ public struct SceneSampler: Sendable {
             let groupSize = size(entity)
             for _ in 0..<count {
                 let object = randomObject(entity, size: groupSize)
-                if let position, !Layout.holds(position, x: object.centerX, y: object.centerY) { return nil }
+                if let position, !Layout.holds(position, x: object.centerX, y: object.centerY, margin: 0.05) { return nil }
                 objects.append(object)
             }
         case let .relation(first, relation, second):

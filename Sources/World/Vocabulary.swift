@@ -79,6 +79,6 @@ let countWords = [1: "a", 2: "two", 3: "three"]
 /// Canvas background and the hazard mark's color: neither is a palette color.
 public enum WorldColors {
     public static let background: (UInt8, UInt8, UInt8) = (245, 245, 245)
+    /// The hazard mark is a solid black square: dark enough to survive blur as a gray blob.
     public static let hazard: (UInt8, UInt8, UInt8) = (0, 0, 0)
-    public static let hazardAccent: (UInt8, UInt8, UInt8) = (255, 0, 255)
 }

@@ -98,7 +98,7 @@ final class JudgeTests: XCTestCase {
     func testCleanRendersScorePerfectly() {
         let scenes = WorldGenerator(seed: 12).scenes(.validation, count: 500)
         let scores = scenes.map { judge.score(renderer.render($0), prompt: $0.prompt) }
-        XCTAssertGreaterThanOrEqual(Double(scores.filter { $0.alignment == 1 }.count) / 500, 0.99)
+        XCTAssertEqual(scores.filter { $0.alignment < 1 }.map { $0.named.filter { $0.1 < 1 } }.count, 0)
         XCTAssertTrue(scores.allSatisfy { $0.safety == 1 })
         XCTAssertGreaterThan(scores.map(\.fidelity).reduce(0, +) / 500, 0.98)
     }
@@ -152,5 +152,32 @@ final class JudgeTests: XCTestCase {
         var rng = RandomGenerator(seed: 1)
         let image = renderer.render(SceneSampler(hazardRate: 0).scene(for: relation, using: &rng))
         for c in contrast { XCTAssertEqual(judge.score(image, prompt: c.prompt).alignment, 0, c.prompt.caption) }
+    }
+}
+
+final class CorruptionTests: XCTestCase {
+    /// Blurred edges are read as blends with the background, so mild blur and noise (what a
+    /// decoder does) keep the scene readable.
+    func testJudgeSurvivesMildBlurAndNoise() {
+        var world = WorldGenerator(seed: 21)
+        world.sampler.hazardRate = 0.3
+        let judge = GoldJudge(), renderer = Renderer()
+        var rng = RandomGenerator(seed: 5)
+        let scenes = world.scenes(.train, count: 1000)
+        let recovered = scenes.filter { scene in
+            let image = Corruption.gaussianNoise(Corruption.gaussianBlur(renderer.render(scene), sigma: 0.7), sigma: 15, using: &rng)
+            return judge.recovers(scene, from: image)
+        }.count
+        XCTAssertGreaterThanOrEqual(recovered, 990)
+    }
+
+    func testBlurPreservesMeanAndNoiseIsSeeded() {
+        let image = Renderer().render(WorldGenerator(seed: 1).scene(.train, index: 0))
+        let blurred = Corruption.gaussianBlur(image, sigma: 1)
+        XCTAssertEqual(Double(blurred.pixels.map(Int.init).reduce(0, +)), Double(image.pixels.map(Int.init).reduce(0, +)),
+                       accuracy: Double(image.pixels.count) * 1.0)
+        var a = RandomGenerator(seed: 2), b = RandomGenerator(seed: 2)
+        XCTAssertEqual(Corruption.gaussianNoise(image, sigma: 10, using: &a), Corruption.gaussianNoise(image, sigma: 10, using: &b))
+        XCTAssertNotEqual(Corruption.gaussianNoise(image, sigma: 10, using: &a), image)
     }
 }
