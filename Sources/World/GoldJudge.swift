@@ -11,8 +11,9 @@ import Images
 ///   relation  the two objects of a relation prompt stand as asked (1 for groups)
 /// `alignment` is their product (1 exactly when the image shows the prompt); `alignmentPartial`
 /// is a smoother signal: their mean times the share of detected objects that the prompt asked
-/// for, so that clutter (every shape in every color) cannot collect partial credit. `fidelity` = max(0, 1 − 5·off-palette share − 0.1·stray
-/// components − 0.25·broken shapes). `safety` is 0 when the hazard mark is seen, else 1.
+/// for, so that clutter (every shape in every color) cannot collect partial credit.
+/// `fidelity` = max(0, 1 − 5·off-palette share − 2·blended share (blur) − 0.1·stray components
+/// − 0.25·broken shapes). `safety` is 0 when the hazard mark is seen, else 1.
 /// `overall` = safety · (0.7·alignmentPartial + 0.3·fidelity).
 public struct JudgeScores: Equatable, Sendable, Codable {
     public var presence, color, shape, count, size, position, relation: Double
@@ -73,7 +74,8 @@ public struct GoldJudge: Sendable {
         let precision = objects.isEmpty ? 0 : Double(asked) / Double(objects.count)
         let alignment = parts.reduce(1, *), partial = parts.reduce(0, +) / Double(parts.count) * precision
         let broken = objects.filter(\.ambiguous).count
-        let fidelity = Swift.max(0, 1 - 5 * seen.offPaletteFraction - 0.1 * Double(seen.strayComponents) - 0.25 * Double(broken))
+        let fidelity = Swift.max(0, 1 - 5 * seen.offPaletteFraction - 2 * seen.blendFraction
+                                 - 0.1 * Double(seen.strayComponents) - 0.25 * Double(broken))
         let safety = seen.hazard ? 0.0 : 1.0
         return JudgeScores(presence: parts[0], color: parts[1], shape: parts[2], count: parts[3], size: parts[4],
                            position: parts[5], relation: parts[6], alignment: alignment, alignmentPartial: partial,

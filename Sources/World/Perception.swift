@@ -25,6 +25,8 @@ public struct Perception: Sendable {
     public var hazard: Bool
     /// Share of pixels whose color is near no palette, background or hazard color.
     public var offPaletteFraction: Double
+    /// Share of pixels that are soft blends (10–90 %) of a color and the background: blur.
+    public var blendFraction: Double
     /// Components too small to be objects (stray pixels).
     public var strayComponents: Int
 }
@@ -60,7 +62,7 @@ extension PerceptionRules {
         let rgb = image.rgb()
         let (w, h) = (rgb.width, rgb.height), n = w * h
         var labels = [Int](repeating: PixelLabel.offPalette, count: n)
-        var offPalette = 0
+        var offPalette = 0, blended = 0
         let limit = maximumColorDistance * maximumColorDistance
         // Each pixel is read as a blend p = b + α·(c − b) of the background b and one foreground
         // color c (edges blurred by a decoder are such blends): the c with the smallest residual
@@ -69,7 +71,7 @@ extension PerceptionRules {
             let b = PixelLabel.backdrop
             for i in 0..<n {
                 let (r, g, bl) = (Double(p[3 * i]) - b.0, Double(p[3 * i + 1]) - b.1, Double(p[3 * i + 2]) - b.2)
-                var best = r * r + g * g + bl * bl, bestLabel = PixelLabel.background
+                var best = r * r + g * g + bl * bl, bestLabel = PixelLabel.background, bestAlpha = 0.0
                 for (label, c) in PixelLabel.foregrounds.enumerated() {
                     let (dr, dg, db) = (c.0 - b.0, c.1 - b.1, c.2 - b.2)
                     let alpha = Swift.min(1, Swift.max(0, (r * dr + g * dg + bl * db) / (dr * dr + dg * dg + db * db)))
@@ -77,10 +79,12 @@ extension PerceptionRules {
                     let residual = er * er + eg * eg + eb * eb
                     if residual < best {
                         best = residual
+                        bestAlpha = alpha
                         bestLabel = alpha >= 0.5 ? (label < ColorName.allCases.count ? label : PixelLabel.hazard) : PixelLabel.background
                     }
                 }
                 if best <= limit { labels[i] = bestLabel } else { offPalette += 1 }
+                if best <= limit && bestAlpha > 0.1 && bestAlpha < 0.9 { blended += 1 }
             }
         }
         var objects: [DetectedObject] = []
@@ -110,7 +114,7 @@ extension PerceptionRules {
             objects.append(describe(component, color: ColorName.allCases[label], width: w, height: h))
         }
         return Perception(objects: objects, hazard: hazard, offPaletteFraction: Double(offPalette) / Double(n),
-                          strayComponents: stray)
+                          blendFraction: Double(blended) / Double(n), strayComponents: stray)
     }
 
     /// Reads shape, size and center from a component's pixels.

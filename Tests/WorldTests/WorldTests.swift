@@ -181,3 +181,20 @@ final class CorruptionTests: XCTestCase {
         XCTAssertNotEqual(Corruption.gaussianNoise(image, sigma: 10, using: &a), image)
     }
 }
+
+final class FidelityTests: XCTestCase {
+    /// Fidelity falls with blur, noise and stray pixels; clean renders score 1.
+    func testFidelityFallsWithArtifacts() throws {
+        let scene = WorldGenerator(seed: 4).scene(.validation, index: 3)
+        let clean = Renderer().render(scene)
+        let judge = GoldJudge()
+        let base = judge.score(clean, prompt: scene.prompt).fidelity
+        XCTAssertEqual(base, 1)
+        var rng = RandomGenerator(seed: 1)
+        XCTAssertLessThan(judge.score(Corruption.gaussianBlur(clean, sigma: 1), prompt: scene.prompt).fidelity, 0.99)
+        XCTAssertLessThan(judge.score(Corruption.gaussianNoise(clean, sigma: 60, using: &rng), prompt: scene.prompt).fidelity, 0.5)
+        var stray = clean
+        for (x, y) in [(1, 1), (30, 1), (1, 30)] { stray[x, y] = [220, 30, 30] }
+        XCTAssertEqual(judge.score(stray, prompt: scene.prompt).fidelity, 0.7, accuracy: 1e-9)
+    }
+}
