@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "Layers", targets: ["Layers"]),
         .library(name: "Images", targets: ["Images"]),
         .library(name: "World", targets: ["World"]),
+        .library(name: "RunLog", targets: ["RunLog"]),
     ],
     targets: [
         // Layer 1: system library shims.
@@ -35,14 +36,17 @@ let package = Package(
         .target(name: "Layers", dependencies: ["Engine"], swiftSettings: kernelFlags),
         // Layer 4: the embedded world (scenes, captions, renderer, gold judge, splits).
         .target(name: "World", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
+        // Layer 4: the HDF5 run log (writer, SWMR, reader).
+        .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
         .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
-        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI"]),
+        .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
+        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),
     ],
     swiftLanguageModes: [.v5]
 )

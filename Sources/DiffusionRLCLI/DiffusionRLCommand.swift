@@ -1,5 +1,6 @@
 import Engine
 import World
+import RunLog
 import Foundation
 
 /// Dispatches subcommands and turns every error into one line on stderr and a non-zero exit.
@@ -12,6 +13,8 @@ enum DiffusionRLCommand {
     commands:
       bench engine   GFLOP/s of the tensor engine's kernels against the sgemm ceiling
       world          the embedded world: sample, judge, export, judge-eval
+      inspect        summarize a run log (HDF5); --follow watches a live run
+      debug          write-log: a synthetic run log, for trying readers and crash recovery
       demo           a short end-to-end run of what exists so far (a small conv net trained
                      with the engine)
 
@@ -29,9 +32,14 @@ enum DiffusionRLCommand {
             case "bench": try BenchCommand.run(rest)
             case "demo": try DemoCommand.run(rest)
             case "world": try WorldCommand.run(rest)
+            case "inspect": try InspectCommand.run(rest)
+            case "debug": try DebugCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }
         } catch let error as CaptionError {
+            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
+            exit(1)
+        } catch let error as HDF5Error {
             FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
             exit(1)
         } catch let error as CommandError {

@@ -1,4 +1,5 @@
 import Foundation
+import RunLog
 import XCTest
 
 /// Runs the built `diffusion-rl` binary as a user would and checks exit codes and messages.
@@ -25,7 +26,7 @@ final class CLITests: XCTestCase {
     }
 
     func testHelpOnEveryCommand() throws {
-        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"]] {
+        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"], ["inspect", "--help"], ["debug", "--help"]] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 0, "\(arguments)")
             XCTAssertTrue(result.stdout.contains("usage: diffusion-rl"), "\(arguments): \(result.stdout)")
@@ -68,6 +69,80 @@ final class CLITests: XCTestCase {
         let eval = try run(["world", "judge-eval", "--n", "200", "--json"])
         let figures = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
         XCTAssertEqual(figures["recovered"] as? Double, 1)
+    }
+
+    /// A writer killed with SIGKILL mid-run leaves a file that opens (SWMR read) and holds every
+    /// epoch flushed before the kill.
+    func testRunLogSurvivesSIGKILL() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID()).h5")
+        let writer = Process()
+        writer.executableURL = binary
+        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", "100000", "--epoch-ms", "5"]
+        writer.standardOutput = FileHandle.nullDevice
+        try writer.run()
+        var seen = 0
+        let deadline = Date().addingTimeInterval(30)
+        while seen < 20 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            seen = (try? RunLogReader(url: url).epochs()) ?? 0
+        }
+        kill(writer.processIdentifier, SIGKILL)
+        writer.waitUntilExit()
+        XCTAssertEqual(writer.terminationReason, .uncaughtSignal)
+        XCTAssertGreaterThanOrEqual(seen, 20, "the writer did not get going")
+        let reader = try RunLogReader(url: url)
+        let loss = try reader.metric("loss"), reward = try reader.metric("reward")
+        XCTAssertGreaterThanOrEqual(loss.count, seen)
+        XCTAssertEqual(reward.count, loss.count)
+        for (epoch, value) in loss.enumerated() { XCTAssertEqual(value, 1 / Double(epoch + 1)) }
+        XCTAssertGreaterThanOrEqual(try reader.sampleColumn("epoch").count, 4 * loss.count)
+        XCTAssertGreaterThanOrEqual(try reader.images().count, loss.count)
+        // The command line reads it too.
+        let inspected = try run(["inspect", url.path, "--json"])
+        XCTAssertEqual(inspected.status, 0, inspected.stderr)
+    }
+
+    /// A reader opened while the writer appends sees the new epochs after a refresh.
+    func testLiveReaderSeesNewEpochs() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("live-\(UUID()).h5")
+        let writer = Process()
+        writer.executableURL = binary
+        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", "400", "--epoch-ms", "20"]
+        writer.standardOutput = FileHandle.nullDevice
+        try writer.run()
+        defer { kill(writer.processIdentifier, SIGKILL); writer.waitUntilExit() }
+        var reader: RunLogReader?
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let opened = try? RunLogReader(url: url), (try? opened.epochs()) ?? 0 > 0 { reader = opened; break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let live = try XCTUnwrap(reader)
+        let before = try live.epochs()
+        Thread.sleep(forTimeInterval: 1)
+        live.refresh()
+        let after = try live.epochs()
+        XCTAssertGreaterThan(after, before)
+        XCTAssertEqual(try live.metric("loss").count, after)
+    }
+
+    func testInspectBadInputIsOneLine() throws {
+        let directory = FileManager.default.temporaryDirectory
+        let text = directory.appendingPathComponent("not-hdf5-\(UUID()).h5")
+        try Data("hello".utf8).write(to: text)
+        for (path, expected) in [(text.path, "not an HDF5 file"), (directory.appendingPathComponent("missing.h5").path, "no such file")] {
+            let result = try run(["inspect", path])
+            XCTAssertEqual(result.status, 1)
+            XCTAssertTrue(result.stderr.contains(expected), result.stderr)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        }
+        let good = directory.appendingPathComponent("good-\(UUID()).h5")
+        XCTAssertEqual(try run(["debug", "write-log", "--out", good.path, "--epochs", "3"]).status, 0)
+        let refused = try run(["debug", "write-log", "--out", good.path, "--epochs", "3"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("refusing to overwrite"), refused.stderr)
+        let text2 = try run(["inspect", good.path])
+        XCTAssertTrue(text2.stdout.contains("3 epochs"), text2.stdout)
     }
 
     func testDemoRunsAndLearns() throws {

@@ -1,0 +1,44 @@
+import Foundation
+import Images
+import RunLog
+
+/// `diffusion-rl debug write-log`: writes a synthetic run log slowly, so that live reading
+/// (`inspect --follow`), crash recovery and readers such as h5py can be tried without training.
+enum DebugCommand {
+    static let help = """
+    usage: diffusion-rl debug write-log --out RUN.h5 [--epochs N] [--epoch-ms MS] [--force]
+
+    Writes a synthetic run: metrics loss = 1/(epoch+1) and reward = epoch/10 every epoch, 4
+    per-sample rows and one 8×8 image per epoch, an event every 5 epochs, flushing after each
+    epoch and sleeping MS milliseconds between epochs (default 0).
+    """
+
+    static func run(_ arguments: [String]) throws {
+        guard arguments.first == "write-log" else {
+            if arguments.first == "--help" || arguments.isEmpty { print(help); return }
+            throw CommandError("unknown debug subcommand '\(arguments[0])' (see diffusion-rl debug --help)", usage: true)
+        }
+        let args = try Arguments(Array(arguments.dropFirst()), optionNames: ["out", "epochs", "epoch-ms"], flagNames: ["force", "help"])
+        if args.flag("help") { print(help); return }
+        guard let out = args.string("out") else { throw CommandError("debug write-log needs --out RUN.h5", usage: true) }
+        let epochs = try args.int("epochs", default: 10), pause = try args.int("epoch-ms", default: 0)
+        let layout = RunLayout(metrics: ["loss", "reward"], sampleColumns: ["reward"], prompts: ["a red circle", "two blue squares"],
+                               imageSize: [8, 8])
+        let writer = try RunLogWriter(url: URL(fileURLWithPath: out), layout: layout,
+                                      info: .current(config: #"{"kind": "synthetic"}"#, seed: 0), overwrite: args.flag("force"))
+        for epoch in 0..<epochs {
+            try writer.record("loss", 1 / Double(epoch + 1))
+            try writer.record("reward", Double(epoch) / 10)
+            try writer.appendSamples(epoch: epoch, prompts: [0, 1, 0, 1], seeds: [0, 1, 2, 3].map { Int64(epoch * 4 + $0) },
+                                     columns: ["reward": [0, 1, 2, 3].map { Double(epoch) + Double($0) / 10 }])
+            let shade = UInt8(epoch % 256)
+            try writer.appendImages(epoch: epoch, prompts: [epoch % 2], images: [RGBImage(width: 8, height: 8, fill: [shade, 0, 255 - shade])])
+            if epoch % 5 == 0 { try writer.event(epoch: epoch, kind: "info", "epoch \(epoch) reached") }
+            try writer.endEpoch()
+            print("epoch \(epoch) written")
+            fflush(stdout)
+            if pause > 0 { Thread.sleep(forTimeInterval: Double(pause) / 1000) }
+        }
+        try writer.close()
+    }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import RunLog
+
+/// `diffusion-rl inspect RUN.h5`: what a run did, from its log.
+enum InspectCommand {
+    static let help = """
+    usage: diffusion-rl inspect RUN.h5 [--json] [--follow] [--interval SECONDS]
+
+    Prints a run's identity (command line, git commit, seed, start time), the start of its config,
+    every metric with its first, last and best value and the epoch of the best, and its events.
+    Opens the file in SWMR-read mode, so a live run or one whose writer crashed can be read.
+
+      --json       one JSON object instead of text
+      --follow     keep watching a live run, printing each new epoch's metrics (Ctrl-C to stop)
+      --interval   seconds between looks with --follow (default 2)
+    """
+
+    /// Per-metric summary: lower is better for names containing "loss" or "kl", higher otherwise.
+    struct MetricSummary: Codable {
+        var name: String
+        var epochs: Int
+        var first: Double?
+        var last: Double?
+        var best: Double?
+        var bestEpoch: Int?
+    }
+
+    struct Summary: Codable {
+        var file: String
+        var epochs: Int
+        var attributes: [String: String]
+        var metrics: [MetricSummary]
+        var events: [RunEvent]
+        var checkpoints: [RunCheckpoint]
+        var prompts: Int
+        var images: Int
+    }
+
+    static func run(_ arguments: [String]) throws {
+        let args = try Arguments(arguments, optionNames: ["interval"], flagNames: ["json", "follow", "help"])
+        if args.flag("help") { print(help); return }
+        guard let path = args.positional.first else { throw CommandError("inspect needs a run file (see --help)", usage: true) }
+        let interval = Double(args.string("interval") ?? "2") ?? 2
+        let reader = try RunLogReader(url: URL(fileURLWithPath: path))
+        let summary = try summarize(reader)
+        if args.flag("json") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+        } else {
+            printText(summary)
+        }
+        guard args.flag("follow") else { return }
+        var seen = summary.epochs
+        while true {
+            Thread.sleep(forTimeInterval: interval)
+            reader.refresh()
+            let epochs = try reader.epochs()
+            guard epochs > seen else { continue }
+            let columns = try reader.metricNames.map { ($0, try reader.metric($0)) }
+            for epoch in seen..<epochs {
+                print("epoch \(epoch): " + columns.map { "\($0.0) \(format($0.1[safe: epoch]))" }.joined(separator: "  "))
+            }
+            seen = epochs
+        }
+    }
+
+    static func summarize(_ reader: RunLogReader) throws -> Summary {
+        let metrics = try reader.metricNames.map { name -> MetricSummary in
+            let values = try reader.metric(name)
+            let finite = values.enumerated().filter { $0.element.isFinite }
+            let lowerIsBetter = name.contains("loss") || name.contains("kl") || name.hasSuffix("seconds")
+            let best = finite.min { lowerIsBetter ? $0.element < $1.element : $0.element > $1.element }
+            return MetricSummary(name: name, epochs: values.count, first: finite.first?.element, last: finite.last?.element,
+                                 best: best?.element, bestEpoch: best?.offset)
+        }
+        return Summary(file: reader.url.path, epochs: try reader.epochs(), attributes: reader.attributes, metrics: metrics,
+                       events: try reader.events(), checkpoints: try reader.checkpoints(), prompts: try reader.prompts().count,
+                       images: try reader.images().count)
+    }
+
+    static func printText(_ s: Summary) {
+        print("run \(s.file): \(s.epochs) epochs, \(s.prompts) prompts, \(s.images) images, \(s.checkpoints.count) checkpoints")
+        for key in ["command_line", "git_commit", "seed", "start_time", "host", "versions"] {
+            if let value = s.attributes[key] { print("  \(key): \(value)") }
+        }
+        if let config = s.attributes["config"] {
+            print("  config: \(config.count > 300 ? String(config.prefix(300)) + "…" : config)")
+        }
+        print("metric                         epochs       first        last        best  (epoch)")
+        for m in s.metrics {
+            print(m.name.padding(toLength: 30, withPad: " ", startingAt: 0) + String(format: " %6d", m.epochs)
+                  + " \(format(m.first).leftPadded(11)) \(format(m.last).leftPadded(11)) \(format(m.best).leftPadded(11))"
+                  + (m.bestEpoch.map { "  (\($0))" } ?? ""))
+        }
+        if !s.events.isEmpty {
+            print("events:")
+            for e in s.events { print("  epoch \(e.epoch) [\(e.kind)] \(e.message)") }
+        }
+    }
+
+    static func format(_ value: Double?) -> String {
+        guard let value else { return "–" }
+        return value.isNaN ? "nan" : String(format: "%.5g", value)
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}

@@ -1,0 +1,180 @@
+import CHDF5
+import Foundation
+import Images
+
+/// Writes one run to one HDF5 file, safely:
+///
+/// - the whole layout (groups, datasets, attributes, the prompt table) is created first, then the
+///   file switches to SWMR writing (latest file format), so readers can follow it live;
+/// - `endEpoch()` flushes the whole file (`H5Fflush`, global scope): a crash loses at most the
+///   epoch in flight, and the file opens in SWMR-read mode afterwards;
+/// - strings are fixed-length UTF-8 (SWMR cannot hold variable-length types).
+///
+///     /                 attributes: config, command_line, git_commit, seed, versions, host, start_time
+///     /prompts          [P] fixed strings
+///     /metrics/NAME     float64 [epochs]
+///     /samples/epoch, /samples/prompt, /samples/seed   int64 [N];  /samples/COLUMN  float64 [N]
+///     /images/pixels    uint8 [N, H, W, 3];  /images/epoch, /images/prompt  int64 [N]
+///     /events/epoch int64, /events/kind, /events/message  fixed strings
+///     /checkpoints/epoch int64, /checkpoints/path, /checkpoints/sha256  fixed strings
+public final class RunLogWriter {
+    public let url: URL
+    public let layout: RunLayout
+    private var file: Handle?
+    /// Every dataset, by path ("metrics/loss", "samples/epoch", ...).
+    private var sets: [String: ExtendableDataset] = [:]
+    private var pendingMetrics: [String: Double] = [:]
+    public private(set) var epochs = 0
+
+    /// Creates the run file. An existing file is an error unless `overwrite`.
+    public init(url: URL, layout: RunLayout, info: RunInfo, overwrite: Bool = false) throws {
+        _ = H5.silenced
+        self.url = url
+        self.layout = layout
+        for (kind, names) in [("metric", layout.metrics), ("sample column", layout.sampleColumns)] {
+            guard Set(names).count == names.count else { throw HDF5Error(description: "duplicate \(kind) name in \(names)") }
+            if let bad = names.first(where: { $0.isEmpty || $0.contains("/") || $0 == "." }) {
+                throw HDF5Error(description: "invalid \(kind) name '\(bad)'")
+            }
+        }
+        if let bad = layout.sampleColumns.first(where: { ["epoch", "prompt", "seed"].contains($0) }) {
+            throw HDF5Error(description: "sample column name '\(bad)' is reserved")
+        }
+        if FileManager.default.fileExists(atPath: url.path) && !overwrite {
+            throw HDF5Error(description: "\(url.path) exists; refusing to overwrite a run (pass --force to replace it)")
+        }
+        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        let file = try Handle(H5Fcreate(url.path, overwrite ? chdf5_f_acc_trunc() : chdf5_f_acc_excl(), chdf5_p_default(), access.id),
+                              "cannot create \(url.path)", closer: H5Fclose)
+        self.file = file
+        let root = file.id
+        for (name, value) in [("config", info.config), ("command_line", info.commandLine), ("git_commit", info.gitCommit),
+                              ("versions", info.versions), ("host", info.host), ("start_time", info.startTime),
+                              ("layout", String(decoding: try JSONEncoder().encode(layout), as: UTF8.self))] {
+            try H5.writeStringAttribute(root, name, value)
+        }
+        try H5.writeIntegerAttribute(root, "seed", info.seed)
+
+        func strings(_ group: Handle, _ name: String, width: Int, chunkRows: Int) throws {
+            let type = try H5.stringType(width: width)
+            sets["\(try H5.name(group))/\(name)"] = try ExtendableDataset(in: group.id, name: name, trailing: [], memoryType: type.id,
+                                                                         fileType: type, chunkRows: chunkRows)
+        }
+        func numbers(_ group: Handle, _ name: String, type: hid_t, trailing: [Int] = [], chunkRows: Int) throws {
+            sets["\(try H5.name(group))/\(name)"] = try ExtendableDataset(in: group.id, name: name, trailing: trailing, memoryType: type,
+                                                                         chunkRows: chunkRows)
+        }
+        // The prompt table is written before SWMR starts.
+        let promptType = try H5.stringType(width: RunLayout.promptWidth)
+        let prompts = try ExtendableDataset(in: root, name: "prompts", trailing: [], memoryType: promptType.id, fileType: promptType,
+                                            chunkRows: max(layout.prompts.count, 1))
+        try prompts.append(layout.prompts.flatMap { H5.fixedBytes($0, width: RunLayout.promptWidth) }, rows: layout.prompts.count)
+
+        let metrics = try H5.group(root, "metrics", create: true)
+        for name in layout.metrics { try numbers(metrics, name, type: chdf5_native_double(), chunkRows: 64) }
+        let samples = try H5.group(root, "samples", create: true)
+        for name in ["epoch", "prompt", "seed"] { try numbers(samples, name, type: chdf5_native_int64(), chunkRows: 256) }
+        for name in layout.sampleColumns { try numbers(samples, name, type: chdf5_native_double(), chunkRows: 256) }
+        if let size = layout.imageSize {
+            guard size.count == 2, size.allSatisfy({ $0 > 0 }) else { throw HDF5Error(description: "image size \(size) must be [height, width]") }
+            let images = try H5.group(root, "images", create: true)
+            try numbers(images, "pixels", type: chdf5_native_uint8(), trailing: [size[0], size[1], 3], chunkRows: 16)
+            try numbers(images, "epoch", type: chdf5_native_int64(), chunkRows: 64)
+            try numbers(images, "prompt", type: chdf5_native_int64(), chunkRows: 64)
+        }
+        let events = try H5.group(root, "events", create: true)
+        try numbers(events, "epoch", type: chdf5_native_int64(), chunkRows: 64)
+        try strings(events, "kind", width: RunLayout.eventKindWidth, chunkRows: 64)
+        try strings(events, "message", width: RunLayout.eventMessageWidth, chunkRows: 64)
+        let checkpoints = try H5.group(root, "checkpoints", create: true)
+        try numbers(checkpoints, "epoch", type: chdf5_native_int64(), chunkRows: 16)
+        try strings(checkpoints, "path", width: RunLayout.pathWidth, chunkRows: 16)
+        try strings(checkpoints, "sha256", width: RunLayout.digestWidth, chunkRows: 16)
+
+        try H5.check(H5Fflush(root, H5F_SCOPE_GLOBAL), "cannot flush \(url.path)")
+        try H5.check(H5Fstart_swmr_write(root), "cannot start SWMR writing on \(url.path)")
+    }
+
+    deinit { try? close() }
+
+    /// Records a metric for the epoch in progress. Only names declared in the layout are allowed.
+    public func record(_ name: String, _ value: Double) throws {
+        guard sets["/metrics/\(name)"] != nil else {
+            throw HDF5Error(description: "metric '\(name)' was not declared when the run started (declared: \(layout.metrics.joined(separator: ", ")))")
+        }
+        pendingMetrics[name] = value
+    }
+
+    /// Appends per-sample rows: one entry per sample in every column (NaN in columns not given).
+    public func appendSamples(epoch: Int, prompts: [Int], seeds: [Int64], columns: [String: [Double]]) throws {
+        let n = prompts.count
+        guard seeds.count == n, columns.values.allSatisfy({ $0.count == n }) else {
+            throw HDF5Error(description: "per-sample columns differ in length (\(n) prompts, \(seeds.count) seeds)")
+        }
+        if let unknown = columns.keys.sorted().first(where: { !layout.sampleColumns.contains($0) }) {
+            throw HDF5Error(description: "sample column '\(unknown)' was not declared when the run started")
+        }
+        try append("/samples/epoch", [Int64](repeating: Int64(epoch), count: n), rows: n)
+        try append("/samples/prompt", prompts.map(Int64.init), rows: n)
+        try append("/samples/seed", seeds, rows: n)
+        for name in layout.sampleColumns { try append("/samples/\(name)", columns[name] ?? [Double](repeating: .nan, count: n), rows: n) }
+    }
+
+    /// Appends images (RGB, of the declared size) with the prompt index of each.
+    public func appendImages(epoch: Int, prompts: [Int], images: [RGBImage]) throws {
+        guard let size = layout.imageSize else { throw HDF5Error(description: "this run declared no image size") }
+        guard prompts.count == images.count else { throw HDF5Error(description: "\(images.count) images for \(prompts.count) prompts") }
+        var bytes: [UInt8] = []
+        for image in images {
+            let rgb = image.rgb()
+            guard rgb.height == size[0], rgb.width == size[1] else {
+                throw HDF5Error(description: "image of \(rgb.height)×\(rgb.width) in a run of \(size[0])×\(size[1]) images")
+            }
+            bytes += rgb.pixels
+        }
+        try append("/images/pixels", bytes, rows: images.count)
+        try append("/images/epoch", [Int64](repeating: Int64(epoch), count: images.count), rows: images.count)
+        try append("/images/prompt", prompts.map(Int64.init), rows: images.count)
+    }
+
+    /// Appends an event (a warning, a decision of the guard, a skipped batch...).
+    public func event(epoch: Int, kind: String, _ message: String) throws {
+        try append("/events/epoch", [Int64(epoch)], rows: 1)
+        try append("/events/kind", H5.fixedBytes(kind, width: RunLayout.eventKindWidth), rows: 1)
+        try append("/events/message", H5.fixedBytes(message, width: RunLayout.eventMessageWidth), rows: 1)
+    }
+
+    /// Records a checkpoint file written at `epoch`, with its SHA-256.
+    public func checkpoint(epoch: Int, path: String, sha256: String) throws {
+        try append("/checkpoints/epoch", [Int64(epoch)], rows: 1)
+        try append("/checkpoints/path", H5.fixedBytes(path, width: RunLayout.pathWidth), rows: 1)
+        try append("/checkpoints/sha256", H5.fixedBytes(sha256, width: RunLayout.digestWidth), rows: 1)
+    }
+
+    /// Ends the epoch: one row in every metric (NaN where none was recorded), then a global flush.
+    public func endEpoch() throws {
+        for name in layout.metrics { try append("/metrics/\(name)", [pendingMetrics[name] ?? .nan], rows: 1) }
+        pendingMetrics = [:]
+        epochs += 1
+        try flush()
+    }
+
+    /// Flushes everything written so far to disk.
+    public func flush() throws {
+        guard let file else { throw HDF5Error(description: "\(url.path) is closed") }
+        try H5.check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "cannot flush \(url.path)")
+    }
+
+    /// Flushes and closes the file (also done on release); later writes fail.
+    public func close() throws {
+        guard file != nil else { return }
+        defer { sets = [:]; file = nil }
+        try flush()
+    }
+
+    private func append<T>(_ path: String, _ values: [T], rows: Int) throws {
+        guard file != nil, let set = sets[path] else { throw HDF5Error(description: "\(url.path) is closed") }
+        try set.append(values, rows: rows)
+    }
+}

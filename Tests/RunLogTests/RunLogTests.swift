@@ -1,0 +1,144 @@
+import Foundation
+import XCTest
+import Images
+@testable import RunLog
+
+private func temporaryRun() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID()).h5")
+}
+
+private let info = RunInfo(config: #"{"learning_rate": 0.001, "note": "ünïcödé"}"#, commandLine: "diffusion-rl test",
+                           gitCommit: "abc123", seed: 42, versions: "test", host: "host", startTime: "2026-01-01T00:00:00Z")
+
+final class RunLogRoundTripTests: XCTestCase {
+    func testEveryKindOfRecordRoundTrips() throws {
+        let url = temporaryRun()
+        let layout = RunLayout(metrics: ["loss", "reward/alignment".replacingOccurrences(of: "/", with: "_"), "kl"],
+                               sampleColumns: ["reward", "gold"], prompts: ["a red circle", "two blue squares", "ünïcödé prompt"],
+                               imageSize: [4, 5])
+        let writer = try RunLogWriter(url: url, layout: layout, info: info)
+        let image = RGBImage(width: 5, height: 4, channels: 3, pixels: (0..<60).map { UInt8($0 * 4) })
+        for epoch in 0..<3 {
+            try writer.record("loss", Double(epoch) + 0.5)
+            if epoch != 1 { try writer.record("kl", Double(epoch) * 2) }
+            try writer.appendSamples(epoch: epoch, prompts: [0, 2], seeds: [7, Int64(epoch)], columns: ["reward": [1, -1], "gold": [0.5, 0.25]])
+            try writer.appendImages(epoch: epoch, prompts: [1], images: [image])
+            try writer.event(epoch: epoch, kind: "warn", "KL rose at epoch \(epoch)")
+            try writer.endEpoch()
+        }
+        try writer.checkpoint(epoch: 2, path: "Logs/run/epoch-2.safetensors", sha256: SHA256.hex(Data("x".utf8)))
+        try writer.close()
+
+        let reader = try RunLogReader(url: url)
+        XCTAssertEqual(reader.attributes["config"], info.config)
+        XCTAssertEqual(reader.attributes["seed"], "42")
+        XCTAssertEqual(reader.attributes["git_commit"], "abc123")
+        XCTAssertEqual(reader.layout, layout)
+        XCTAssertEqual(try reader.epochs(), 3)
+        XCTAssertEqual(try reader.metric("loss"), [0.5, 1.5, 2.5])
+        let kl = try reader.metric("kl")
+        XCTAssertEqual(kl[0], 0); XCTAssertTrue(kl[1].isNaN); XCTAssertEqual(kl[2], 4)
+        XCTAssertTrue(try reader.metric("reward_alignment").allSatisfy(\.isNaN))
+        XCTAssertEqual(try reader.prompts(), layout.prompts)
+        XCTAssertEqual(try reader.sampleColumn("epoch"), [0, 0, 1, 1, 2, 2])
+        XCTAssertEqual(try reader.sampleColumn("prompt"), [0, 2, 0, 2, 0, 2])
+        XCTAssertEqual(try reader.sampleColumn("seed"), [7, 0, 7, 1, 7, 2])
+        XCTAssertEqual(try reader.sampleColumn("reward"), [1, -1, 1, -1, 1, -1])
+        XCTAssertEqual(try reader.sampleColumn("gold"), [0.5, 0.25, 0.5, 0.25, 0.5, 0.25])
+        let images = try reader.images()
+        XCTAssertEqual(images.map(\.epoch), [0, 1, 2])
+        XCTAssertEqual(images.map(\.prompt), [1, 1, 1])
+        XCTAssertEqual(images[2].image, image)
+        XCTAssertEqual(try reader.events().map(\.message), ["KL rose at epoch 0", "KL rose at epoch 1", "KL rose at epoch 2"])
+        XCTAssertEqual(try reader.events().map(\.kind), ["warn", "warn", "warn"])
+        XCTAssertEqual(try reader.checkpoints(), [RunCheckpoint(epoch: 2, path: "Logs/run/epoch-2.safetensors",
+                                                                sha256: "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")])
+    }
+
+    func testLongStringsAreCutAtACharacterBoundary() throws {
+        let url = temporaryRun()
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss"]), info: info)
+        let long = String(repeating: "é", count: 400)   // 800 bytes of UTF-8
+        try writer.event(epoch: 0, kind: "info", long)
+        try writer.endEpoch()
+        try writer.close()
+        let message = try RunLogReader(url: url).events()[0].message
+        XCTAssertEqual(message, String(repeating: "é", count: RunLayout.eventMessageWidth / 2))
+    }
+
+    func testRefusesToOverwriteUnlessAskedAndRejectsUndeclaredNames() throws {
+        let url = temporaryRun()
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss"], sampleColumns: ["reward"]), info: info)
+        XCTAssertThrowsError(try writer.record("accuracy", 1)) { XCTAssertTrue("\($0)".contains("'accuracy'"), "\($0)") }
+        XCTAssertThrowsError(try writer.appendSamples(epoch: 0, prompts: [0], seeds: [0], columns: ["gold": [1]]))
+        XCTAssertThrowsError(try writer.appendImages(epoch: 0, prompts: [0], images: [RGBImage(width: 2, height: 2, fill: [0, 0, 0])]))
+        try writer.close()
+        XCTAssertThrowsError(try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss"]), info: info)) {
+            XCTAssertTrue("\($0)".contains("refusing to overwrite"), "\($0)")
+        }
+        XCTAssertNoThrow(try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss"]), info: info, overwrite: true))
+        XCTAssertThrowsError(try RunLogWriter(url: temporaryRun(), layout: RunLayout(metrics: ["a", "a"]), info: info))
+        XCTAssertThrowsError(try RunLogWriter(url: temporaryRun(), layout: RunLayout(metrics: ["a/b"]), info: info))
+    }
+
+    func testBadFilesAreOneLineErrors() throws {
+        let text = temporaryRun()
+        try Data("not hdf5 at all".utf8).write(to: text)
+        XCTAssertThrowsError(try RunLogReader(url: text)) { XCTAssertTrue("\($0)".contains("not an HDF5 file"), "\($0)") }
+        XCTAssertThrowsError(try RunLogReader(url: temporaryRun())) { XCTAssertTrue("\($0)".contains("no such file"), "\($0)") }
+        // A valid run, truncated.
+        let url = temporaryRun()
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss"]), info: info)
+        for epoch in 0..<5 { try writer.record("loss", Double(epoch)); try writer.endEpoch() }
+        try writer.close()
+        let bytes = try Data(contentsOf: url)
+        let truncated = temporaryRun()
+        try bytes.prefix(bytes.count / 2).write(to: truncated)
+        XCTAssertThrowsError(try RunLogReader(url: truncated).metric("loss"))
+        // An HDF5 file that holds no run.
+        let empty = temporaryRun()
+        try makeForeignHDF5(at: empty)
+        XCTAssertThrowsError(try RunLogReader(url: empty)) { XCTAssertTrue("\($0)".contains("no DiffusionRL run"), "\($0)") }
+    }
+
+    /// `h5dump` (Debian's hdf5-tools) reads a file the project wrote.
+    func testH5dumpReadsOurFiles() throws {
+        let url = temporaryRun()
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss"], prompts: ["a red circle"]), info: info)
+        for epoch in 0..<4 { try writer.record("loss", 1 / Double(epoch + 1)); try writer.endEpoch() }
+        try writer.event(epoch: 3, kind: "stop", "guard stopped the run")
+        try writer.close()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["h5dump", "-d", "/metrics/loss", "-d", "/events/message", "-d", "/prompts", "-a", "/seed", url.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, output)
+        XCTAssertTrue(output.contains("(0): 1, 0.5, 0.333333, 0.25"), output)
+        XCTAssertTrue(output.contains("guard stopped the run"), output)
+        XCTAssertTrue(output.contains("a red circle"), output)
+        XCTAssertTrue(output.contains("42"), output)
+    }
+
+    func testSHA256KnownVectors() {
+        XCTAssertEqual(SHA256.hex(Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hex(Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hex(Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(SHA256.hex(Data(repeating: 0x61, count: 1_000_000)),
+                       "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
+
+import CHDF5
+/// An HDF5 file with one group and nothing of a run.
+private func makeForeignHDF5(at url: URL) throws {
+    let file = H5Fcreate(url.path, chdf5_f_acc_trunc(), chdf5_p_default(), chdf5_p_default())
+    XCTAssertGreaterThanOrEqual(file, 0)
+    let group = H5Gcreate2(file, "other", chdf5_p_default(), chdf5_p_default(), chdf5_p_default())
+    H5Gclose(group)
+    H5Fclose(file)
+}
