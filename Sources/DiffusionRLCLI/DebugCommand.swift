@@ -8,7 +8,7 @@ enum DebugCommand {
     static let help = """
     usage: diffusion-rl debug write-log --out RUN.h5 [--epochs N] [--epoch-ms MS] [--force]
 
-    Writes a synthetic run: metrics loss = 1/(epoch+1) and reward = epoch/10 every epoch, 4
+    Writes a synthetic run: metrics loss = 1/(epoch+1), reward = epoch/10 and kl = (epoch/20)² every epoch, 4
     per-sample rows and one 8×8 image per epoch, an event every 5 epochs, flushing after each
     epoch and sleeping MS milliseconds between epochs (default 0).
     """
@@ -22,17 +22,27 @@ enum DebugCommand {
         if args.flag("help") { print(help); return }
         guard let out = args.string("out") else { throw CommandError("debug write-log needs --out RUN.h5", usage: true) }
         let epochs = try args.int("epochs", default: 10), pause = try args.int("epoch-ms", default: 0)
-        let layout = RunLayout(metrics: ["loss", "reward"], sampleColumns: ["reward"], prompts: ["a red circle", "two blue squares"],
+        let layout = RunLayout(metrics: ["loss", "reward", "kl"], sampleColumns: ["reward"], prompts: ["a red circle", "two blue squares"],
                                imageSize: [8, 8])
         let writer = try RunLogWriter(url: URL(fileURLWithPath: out), layout: layout,
                                       info: .current(config: #"{"kind": "synthetic"}"#, seed: 0), overwrite: args.flag("force"))
+        StopSignal.install()
         for epoch in 0..<epochs {
+            if StopSignal.requested {
+                try writer.event(epoch: epoch, kind: "stopped", "interrupted by a signal after \(epoch) epochs; log closed cleanly")
+                try writer.close()
+                print("stopped after \(epoch) epochs")
+                exit(130)
+            }
             try writer.record("loss", 1 / Double(epoch + 1))
             try writer.record("reward", Double(epoch) / 10)
+            try writer.record("kl", Double(epoch * epoch) / 400)
             try writer.appendSamples(epoch: epoch, prompts: [0, 1, 0, 1], seeds: [0, 1, 2, 3].map { Int64(epoch * 4 + $0) },
                                      columns: ["reward": [0, 1, 2, 3].map { Double(epoch) + Double($0) / 10 }])
-            let shade = UInt8(epoch % 256)
-            try writer.appendImages(epoch: epoch, prompts: [epoch % 2], images: [RGBImage(width: 8, height: 8, fill: [shade, 0, 255 - shade])])
+            // A square that grows with the epoch, so image grids visibly change.
+            var image = RGBImage(width: 8, height: 8, fill: [245, 245, 245])
+            for y in 0..<(1 + epoch % 8) { for x in 0..<(1 + epoch % 8) { image[x, y] = epoch % 2 == 0 ? [220, 30, 30] : [30, 60, 220] } }
+            try writer.appendImages(epoch: epoch, prompts: [epoch % 2], images: [image])
             if epoch % 5 == 0 { try writer.event(epoch: epoch, kind: "info", "epoch \(epoch) reached") }
             try writer.endEpoch()
             print("epoch \(epoch) written")

@@ -14,6 +14,7 @@ enum DiffusionRLCommand {
       bench engine   GFLOP/s of the tensor engine's kernels against the sgemm ceiling
       world          the embedded world: sample, judge, export, judge-eval
       inspect        summarize a run log (HDF5); --follow watches a live run
+      report         one self-contained HTML page of charts, samples and events for runs
       debug          write-log: a synthetic run log, for trying readers and crash recovery
       demo           a short end-to-end run of what exists so far (a small conv net trained
                      with the engine)
@@ -33,6 +34,7 @@ enum DiffusionRLCommand {
             case "demo": try DemoCommand.run(rest)
             case "world": try WorldCommand.run(rest)
             case "inspect": try InspectCommand.run(rest)
+            case "report": try ReportCommand.run(rest)
             case "debug": try DebugCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }

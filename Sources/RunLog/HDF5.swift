@@ -151,6 +151,31 @@ final class ExtendableDataset {
                                        chdf5_p_default()), "cannot create dataset \(name)", closer: H5Dclose)
     }
 
+    /// Opens an existing dataset of the run log.
+    init(opening location: hid_t, name: String, trailing: [Int], memoryType: hid_t, fileType: Handle? = nil) throws {
+        self.name = name
+        self.trailing = trailing.map { hsize_t($0) }
+        self.memoryType = memoryType
+        self.fileType = fileType
+        handle = try Handle(H5Dopen2(location, name, chdf5_p_default()), "cannot open dataset \(name)", closer: H5Dclose)
+    }
+
+    /// Cuts the dataset back to its first `rows` rows.
+    func truncate(to rows: Int) throws {
+        var dims = [hsize_t(rows)] + trailing
+        try H5.check(H5Dset_extent(handle.id, &dims), "cannot truncate \(name)")
+    }
+
+    /// Reads a one-dimensional int64 dataset.
+    func readIntegers() throws -> [Int64] {
+        let count = try rows()
+        guard count > 0 else { return [] }
+        var values = [Int64](repeating: 0, count: count)
+        try H5.check(H5Dread(handle.id, chdf5_native_int64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &values),
+                     "cannot read \(name)")
+        return values
+    }
+
     /// The number of rows.
     func rows() throws -> Int {
         let space = try Handle(H5Dget_space(handle.id), "cannot read the space of \(name)", closer: H5Sclose)

@@ -98,6 +98,87 @@ public final class RunLogWriter {
 
     deinit { try? close() }
 
+    /// Reopens an existing run to append more epochs. A file left by a crashed writer still says
+    /// "open for writing": its status flag is cleared first with `h5clear -s` (Debian's
+    /// hdf5-tools), and `resumeNotes` says so. Rows of an epoch that never finished (samples,
+    /// images, events, checkpoints with an epoch at or past the last complete one, and metric
+    /// rows beyond it) are cut, so the log holds every finished epoch once.
+    public init(resuming url: URL) throws {
+        _ = H5.silenced
+        self.url = url
+        // The reader must be gone before the file is opened for writing in this process.
+        layout = try { try RunLogReader(url: url).layout }()
+        var notes: [String] = []
+        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        var id = H5Fopen(url.path, chdf5_f_acc_rdwr(), access.id)
+        if id < 0 {
+            let clear = Process()
+            clear.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            clear.arguments = ["h5clear", "-s", url.path]
+            clear.standardOutput = FileHandle.nullDevice
+            clear.standardError = FileHandle.nullDevice
+            do { try clear.run() } catch {
+                throw HDF5Error(description: "\(url.path) was left open by a crashed writer and h5clear (hdf5-tools) is not installed")
+            }
+            clear.waitUntilExit()
+            guard clear.terminationStatus == 0 else {
+                throw HDF5Error(description: "h5clear -s \(url.path) failed (is another process reading the file?)")
+            }
+            notes.append("cleared the status flag a crashed writer left in \(url.lastPathComponent) (h5clear -s)")
+            id = H5Fopen(url.path, chdf5_f_acc_rdwr(), access.id)
+        }
+        let file = try Handle(id, "cannot reopen \(url.path) for writing", closer: H5Fclose)
+        self.file = file
+        func open(_ path: String, type: hid_t, string width: Int? = nil, trailing: [Int] = []) throws {
+            let fileType = try width.map { try H5.stringType(width: $0) }
+            sets[path] = try ExtendableDataset(opening: file.id, name: path, trailing: trailing, memoryType: fileType?.id ?? type,
+                                               fileType: fileType)
+        }
+        for name in layout.metrics { try open("/metrics/\(name)", type: chdf5_native_double()) }
+        for name in ["epoch", "prompt", "seed"] { try open("/samples/\(name)", type: chdf5_native_int64()) }
+        for name in layout.sampleColumns { try open("/samples/\(name)", type: chdf5_native_double()) }
+        if let size = layout.imageSize {
+            try open("/images/pixels", type: chdf5_native_uint8(), trailing: [size[0], size[1], 3])
+            try open("/images/epoch", type: chdf5_native_int64())
+            try open("/images/prompt", type: chdf5_native_int64())
+        }
+        try open("/events/epoch", type: chdf5_native_int64())
+        try open("/events/kind", type: 0, string: RunLayout.eventKindWidth)
+        try open("/events/message", type: 0, string: RunLayout.eventMessageWidth)
+        try open("/checkpoints/epoch", type: chdf5_native_int64())
+        try open("/checkpoints/path", type: 0, string: RunLayout.pathWidth)
+        try open("/checkpoints/sha256", type: 0, string: RunLayout.digestWidth)
+
+        let complete = try layout.metrics.map { try sets["/metrics/\($0)"]!.rows() }.min() ?? 0
+        var cut = 0
+        for name in layout.metrics {
+            let set = sets["/metrics/\(name)"]!
+            if try set.rows() > complete { cut += try set.rows() - complete; try set.truncate(to: complete) }
+        }
+        // Row-per-item tables: keep the leading rows whose epoch is finished.
+        let tables: [(String, [String])] = [("/samples", ["epoch", "prompt", "seed"] + layout.sampleColumns),
+                                            ("/images", layout.imageSize == nil ? [] : ["epoch", "prompt", "pixels"]),
+                                            ("/events", ["epoch", "kind", "message"]), ("/checkpoints", ["epoch", "path", "sha256"])]
+        for (group, columns) in tables where !columns.isEmpty {
+            let epochs = try sets["\(group)/epoch"]!.readIntegers()
+            let keep = min(epochs.firstIndex { $0 >= Int64(complete) } ?? epochs.count,
+                           try columns.map { try sets["\(group)/\($0)"]!.rows() }.min() ?? 0)
+            for column in columns {
+                let set = sets["\(group)/\(column)"]!
+                if try set.rows() > keep { cut += try set.rows() - keep; try set.truncate(to: keep) }
+            }
+        }
+        if cut > 0 { notes.append("dropped \(cut) rows of the unfinished epoch \(complete)") }
+        epochs = complete
+        resumeNotes = notes
+        try H5.check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "cannot flush \(url.path)")
+        try H5.check(H5Fstart_swmr_write(file.id), "cannot start SWMR writing on \(url.path)")
+    }
+
+    /// What reopening a run had to repair (empty for a cleanly closed run).
+    public private(set) var resumeNotes: [String] = []
+
     /// Records a metric for the epoch in progress. Only names declared in the layout are allowed.
     public func record(_ name: String, _ value: Double) throws {
         guard sets["/metrics/\(name)"] != nil else {

@@ -90,16 +90,57 @@ final class CLITests: XCTestCase {
         writer.waitUntilExit()
         XCTAssertEqual(writer.terminationReason, .uncaughtSignal)
         XCTAssertGreaterThanOrEqual(seen, 20, "the writer did not get going")
-        let reader = try RunLogReader(url: url)
-        let loss = try reader.metric("loss"), reward = try reader.metric("reward")
-        XCTAssertGreaterThanOrEqual(loss.count, seen)
-        XCTAssertEqual(reward.count, loss.count)
-        for (epoch, value) in loss.enumerated() { XCTAssertEqual(value, 1 / Double(epoch + 1)) }
-        XCTAssertGreaterThanOrEqual(try reader.sampleColumn("epoch").count, 4 * loss.count)
-        XCTAssertGreaterThanOrEqual(try reader.images().count, loss.count)
+        // Readers hold HDF5 file locks: this one is closed before the file is reopened for writing.
+        let loss: [Double] = try {
+            let reader = try RunLogReader(url: url)
+            let loss = try reader.metric("loss"), reward = try reader.metric("reward")
+            XCTAssertGreaterThanOrEqual(loss.count, seen)
+            XCTAssertEqual(reward.count, loss.count)
+            for (epoch, value) in loss.enumerated() { XCTAssertEqual(value, 1 / Double(epoch + 1)) }
+            XCTAssertGreaterThanOrEqual(try reader.sampleColumn("epoch").count, 4 * loss.count)
+            XCTAssertGreaterThanOrEqual(try reader.images().count, loss.count)
+            return loss
+        }()
         // The command line reads it too.
         let inspected = try run(["inspect", url.path, "--json"])
         XCTAssertEqual(inspected.status, 0, inspected.stderr)
+        // Resuming clears the crash flag, keeps every finished epoch once, and appends.
+        let finished = loss.count
+        let resumed = try RunLogWriter(resuming: url)
+        XCTAssertEqual(resumed.epochs, finished)
+        XCTAssertTrue(resumed.resumeNotes.contains { $0.contains("h5clear") }, "\(resumed.resumeNotes)")
+        try resumed.record("loss", 1 / Double(finished + 1))
+        try resumed.endEpoch()
+        try resumed.close()
+        let after = try RunLogReader(url: url)
+        XCTAssertEqual(try after.metric("loss").count, finished + 1)
+        XCTAssertEqual(Set(try after.sampleColumn("epoch")).count, finished)
+        XCTAssertTrue(try after.sampleColumn("epoch").allSatisfy { $0 < Double(finished) })
+    }
+
+    /// SIGTERM stops the writer between epochs and closes the log cleanly.
+    func testSIGTERMClosesTheLogCleanly() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("term-\(UUID()).h5")
+        let writer = Process()
+        writer.executableURL = binary
+        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", "100000", "--epoch-ms", "5"]
+        writer.standardOutput = FileHandle.nullDevice
+        try writer.run()
+        let deadline = Date().addingTimeInterval(30)
+        while ((try? RunLogReader(url: url).epochs()) ?? 0) < 5 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        writer.terminate()
+        writer.waitUntilExit()
+        XCTAssertEqual(writer.terminationStatus, 130)
+        let reader = try RunLogReader(url: url)
+        XCTAssertEqual(try reader.events().last?.kind, "stopped")
+        // A cleanly closed file opens without SWMR too: h5dump reads it.
+        let dump = Process()
+        dump.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        dump.arguments = ["h5dump", "-H", url.path]
+        dump.standardOutput = FileHandle.nullDevice
+        try dump.run()
+        dump.waitUntilExit()
+        XCTAssertEqual(dump.terminationStatus, 0)
     }
 
     /// A reader opened while the writer appends sees the new epochs after a refresh.

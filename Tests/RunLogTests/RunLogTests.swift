@@ -123,6 +123,32 @@ final class RunLogRoundTripTests: XCTestCase {
         XCTAssertTrue(output.contains("42"), output)
     }
 
+    func testResumingACleanlyClosedRunAppendsEpochs() throws {
+        let url = temporaryRun()
+        let layout = RunLayout(metrics: ["loss"], sampleColumns: ["reward"], prompts: ["p"])
+        let writer = try RunLogWriter(url: url, layout: layout, info: info)
+        for epoch in 0..<3 {
+            try writer.record("loss", Double(epoch))
+            try writer.appendSamples(epoch: epoch, prompts: [0], seeds: [0], columns: ["reward": [1]])
+            try writer.endEpoch()
+        }
+        // Rows of an epoch that never ended are dropped on resume.
+        try writer.appendSamples(epoch: 3, prompts: [0], seeds: [0], columns: ["reward": [9]])
+        try writer.event(epoch: 3, kind: "info", "in flight")
+        try writer.close()
+        let resumed = try RunLogWriter(resuming: url)
+        XCTAssertEqual(resumed.epochs, 3)
+        XCTAssertEqual(resumed.resumeNotes.count, 1, "\(resumed.resumeNotes)")
+        try resumed.record("loss", 3)
+        try resumed.appendSamples(epoch: 3, prompts: [0], seeds: [0], columns: ["reward": [2]])
+        try resumed.endEpoch()
+        try resumed.close()
+        let reader = try RunLogReader(url: url)
+        XCTAssertEqual(try reader.metric("loss"), [0, 1, 2, 3])
+        XCTAssertEqual(try reader.sampleColumn("reward"), [1, 1, 1, 2])
+        XCTAssertEqual(try reader.events().count, 0)
+    }
+
     func testSHA256KnownVectors() {
         XCTAssertEqual(SHA256.hex(Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256.hex(Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -141,4 +167,35 @@ private func makeForeignHDF5(at url: URL) throws {
     let group = H5Gcreate2(file, "other", chdf5_p_default(), chdf5_p_default(), chdf5_p_default())
     H5Gclose(group)
     H5Fclose(file)
+}
+
+final class ReportTests: XCTestCase {
+    func testReportIsSelfContainedWithChartsImagesAndEvents() throws {
+        var readers: [RunReport.Run] = []
+        for (index, name) in ["base", "ablation"].enumerated() {
+            let url = temporaryRun()
+            let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss", "reward_alignment", "kl"], prompts: ["a <red> circle"],
+                                                                      imageSize: [4, 4]), info: info)
+            for epoch in 0..<6 {
+                try writer.record("loss", 1 / Double(epoch + 1 + index))
+                try writer.record("reward_alignment", Double(epoch) / 6)
+                try writer.record("kl", epoch == 3 ? .nan : Double(epoch))
+                try writer.appendImages(epoch: epoch, prompts: [0], images: [RGBImage(width: 4, height: 4, fill: [200, 0, 0])])
+                try writer.endEpoch()
+            }
+            try writer.event(epoch: 5, kind: "guard", "stopped & restored")
+            try writer.close()
+            readers.append(RunReport.Run(name: name, reader: try RunLogReader(url: url)))
+        }
+        let html = try RunReport.html(readers, maxImageEpochs: 3)
+        XCTAssertFalse(html.contains("<script"))
+        XCTAssertFalse(html.replacingOccurrences(of: "http://www.w3.org/2000/svg", with: "").contains("http"), "external reference")
+        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 4, "three metric charts and one reward-vs-√KL chart")
+        XCTAssertTrue(html.contains("reward_alignment vs √kl"))
+        XCTAssertEqual(html.components(separatedBy: "data:image/png;base64,").count - 1, 6, "3 epochs × 2 runs")
+        XCTAssertTrue(html.contains("a &lt;red&gt; circle"))
+        XCTAssertTrue(html.contains("stopped &amp; restored"))
+        XCTAssertTrue(html.contains(">ablation<"))
+        XCTAssertEqual(RunReport.pickEvenly([0, 1, 2, 3, 4, 5], count: 3), [0, 2, 5])
+    }
 }

@@ -1,0 +1,183 @@
+import Foundation
+import Images
+
+/// One self-contained HTML page for one or more runs: an SVG line chart per metric (runs overlaid,
+/// with a legend), reward against √KL, sample grids by epoch as embedded PNGs with their prompts,
+/// and the events. No scripts and no network: it opens anywhere, and can be mailed.
+public enum RunReport {
+    /// A run to report, with the name it goes by in legends.
+    public struct Run {
+        public var name: String
+        public var reader: RunLogReader
+        public init(name: String, reader: RunLogReader) { self.name = name; self.reader = reader }
+    }
+
+    static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+
+    /// The HTML page.
+    public static func html(_ runs: [Run], maxImageEpochs: Int = 8) throws -> String {
+        var body = "<h1>DiffusionRL report</h1>\n<table class=runs><tr><th>run</th><th>file</th><th>epochs</th><th>commit</th><th>seed</th><th>started</th></tr>\n"
+        for (index, run) in runs.enumerated() {
+            let a = run.reader.attributes
+            body += "<tr><td><span class=swatch style='background:\(color(index))'></span>\(escape(run.name))</td><td>\(escape(run.reader.url.lastPathComponent))</td>"
+                + "<td>\(try run.reader.epochs())</td><td>\(escape(String((a["git_commit"] ?? "").prefix(10))))</td>"
+                + "<td>\(escape(a["seed"] ?? ""))</td><td>\(escape(a["start_time"] ?? ""))</td></tr>\n"
+        }
+        body += "</table>\n"
+        // Metrics: the union of names, in first-seen order.
+        var names: [String] = []
+        for run in runs { for name in run.reader.metricNames where !names.contains(name) { names.append(name) } }
+        body += "<h2>Metrics</h2>\n<div class=charts>\n"
+        for name in names {
+            let series = try runs.enumerated().compactMap { index, run -> Series? in
+                guard run.reader.metricNames.contains(name) else { return nil }
+                let values = try run.reader.metric(name)
+                return Series(label: run.name, color: color(index), points: values.enumerated().map { (Double($0.offset), $0.element) })
+            }
+            body += lineChart(title: name, xLabel: "epoch", series: series) + "\n"
+        }
+        body += "</div>\n"
+        // Reward against √KL, for every reward-like metric when the run logs a KL.
+        if let klName = names.first(where: { $0 == "kl" || $0 == "kl_mean" }) ?? names.first(where: { $0.hasPrefix("kl") }) {
+            let rewards = names.filter { $0.contains("reward") || $0.hasPrefix("gold") }
+            if !rewards.isEmpty {
+                body += "<h2>Reward against √KL</h2>\n<div class=charts>\n"
+                for reward in rewards {
+                    let series = try runs.enumerated().compactMap { index, run -> Series? in
+                        guard run.reader.metricNames.contains(reward), run.reader.metricNames.contains(klName) else { return nil }
+                        let kl = try run.reader.metric(klName), r = try run.reader.metric(reward)
+                        return Series(label: run.name, color: color(index),
+                                      points: zip(kl, r).map { ($0.0 >= 0 ? $0.0.squareRoot() : .nan, $0.1) }, scatter: true)
+                    }
+                    body += lineChart(title: "\(reward) vs √\(klName)", xLabel: "√\(klName)", series: series) + "\n"
+                }
+                body += "</div>\n"
+            }
+        }
+        for run in runs {
+            let images = try run.reader.images()
+            guard !images.isEmpty else { continue }
+            let prompts = try run.reader.prompts()
+            body += "<h2>Samples — \(escape(run.name))</h2>\n"
+            let epochs = Array(Set(images.map(\.epoch))).sorted()
+            let shown = pickEvenly(epochs, count: maxImageEpochs)
+            for epoch in shown {
+                body += "<section class=epoch><h3>epoch \(epoch)</h3>\n<div class=grid>\n"
+                for item in images where item.epoch == epoch {
+                    let caption = item.prompt >= 0 && item.prompt < prompts.count ? prompts[item.prompt] : "prompt \(item.prompt)"
+                    body += "<figure><img alt='\(escape(caption))' src='data:image/png;base64,\(PNG.encode(item.image).base64EncodedString())'>"
+                        + "<figcaption>\(escape(caption))</figcaption></figure>\n"
+                }
+                body += "</div></section>\n"
+            }
+        }
+        body += "<h2>Events</h2>\n"
+        var anyEvent = false
+        for run in runs {
+            let events = try run.reader.events()
+            guard !events.isEmpty else { continue }
+            anyEvent = true
+            body += "<h3>\(escape(run.name))</h3>\n<table class=events><tr><th>epoch</th><th>kind</th><th>message</th></tr>\n"
+            for e in events { body += "<tr><td>\(e.epoch)</td><td>\(escape(e.kind))</td><td>\(escape(e.message))</td></tr>\n" }
+            body += "</table>\n"
+        }
+        if !anyEvent { body += "<p>No events.</p>\n" }
+        return """
+        <!doctype html>
+        <html lang=en><head><meta charset=utf-8><title>DiffusionRL report</title>
+        <style>
+        body { font: 14px/1.4 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px; color: #222; }
+        h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; } h3 { font-size: 14px; margin: 12px 0 4px; }
+        table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }
+        .charts { display: flex; flex-wrap: wrap; gap: 12px; }
+        .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; }
+        .grid { display: flex; flex-wrap: wrap; gap: 8px; }
+        section.epoch { display: inline-block; vertical-align: top; margin: 0 18px 8px 0; max-width: 460px; }
+        figure { margin: 0; width: 104px; } figcaption { font-size: 11px; color: #555; }
+        img { width: 96px; height: 96px; image-rendering: pixelated; border: 1px solid #ccc; }
+        svg text { font-size: 11px; fill: #333; }
+        </style></head><body>
+        \(body)</body></html>
+        """
+    }
+
+    struct Series {
+        var label: String
+        var color: String
+        var points: [(Double, Double)]
+        var scatter = false
+    }
+
+    static func color(_ index: Int) -> String { palette[index % palette.count] }
+
+    /// An SVG chart of one or more series; non-finite points break lines and are skipped.
+    static func lineChart(title: String, xLabel: String, series: [Series]) -> String {
+        let (width, height) = (460.0, 250.0), (left, right, top, bottom) = (56.0, 12.0, 26.0, 36.0)
+        let finite = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
+        var svg = "<svg xmlns='http://www.w3.org/2000/svg' width='\(Int(width))' height='\(Int(height))' role=img aria-label='\(escape(title))'>"
+        svg += "<rect width='100%' height='100%' fill='white' stroke='#ccc'/>"
+        svg += "<text x='\(left)' y='16' style='font-weight:600'>\(escape(title))</text>"
+        guard !finite.isEmpty else { return svg + "<text x='\(left)' y='\(height / 2)'>no finite values</text></svg>" }
+        var (x0, x1) = (finite.map(\.0).min()!, finite.map(\.0).max()!)
+        var (y0, y1) = (finite.map(\.1).min()!, finite.map(\.1).max()!)
+        if x1 == x0 { x0 -= 0.5; x1 += 0.5 }
+        if y1 == y0 { y0 -= 0.5; y1 += 0.5 }
+        let pad = (y1 - y0) * 0.05
+        y0 -= pad; y1 += pad
+        let integerX = xLabel == "epoch"
+        func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
+        func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom) }
+        for i in 0...4 {
+            let yValue = y0 + (y1 - y0) * Double(i) / 4, y = py(yValue)
+            svg += "<line x1='\(left)' x2='\(width - right)' y1='\(f(y))' y2='\(f(y))' stroke='#eee'/>"
+            svg += "<text x='\(left - 4)' y='\(f(y + 4))' text-anchor='end'>\(short(yValue))</text>"
+            let xValue = x0 + (x1 - x0) * Double(i) / 4
+            let xText = integerX ? String(Int(xValue.rounded())) : short(xValue)
+            svg += "<text x='\(f(px(integerX ? xValue.rounded() : xValue)))' y='\(height - bottom + 14)' text-anchor='middle'>\(xText)</text>"
+        }
+        svg += "<text x='\(f((left + width - right) / 2))' y='\(height - 6)' text-anchor='middle'>\(escape(xLabel))</text>"
+        for s in series {
+            if s.scatter {
+                for (x, y) in s.points where x.isFinite && y.isFinite {
+                    svg += "<circle cx='\(f(px(x)))' cy='\(f(py(y)))' r='2.5' fill='\(s.color)' fill-opacity='0.8'/>"
+                }
+            } else {
+                var segment: [String] = []
+                func emit() {
+                    if segment.count == 1 { svg += "<circle cx='\(segment[0].split(separator: ",")[0])' cy='\(segment[0].split(separator: ",")[1])' r='2' fill='\(s.color)'/>" }
+                    if segment.count > 1 { svg += "<polyline fill='none' stroke='\(s.color)' stroke-width='1.6' points='\(segment.joined(separator: " "))'/>" }
+                    segment = []
+                }
+                for (x, y) in s.points { if x.isFinite && y.isFinite { segment.append("\(f(px(x))),\(f(py(y)))") } else { emit() } }
+                emit()
+            }
+        }
+        if series.count > 1 || series.first?.label.isEmpty == false {
+            for (i, s) in series.enumerated() {
+                let y = top + 4 + Double(i) * 14
+                svg += "<rect x='\(width - right - 120)' y='\(f(y))' width='10' height='10' fill='\(s.color)'/>"
+                svg += "<text x='\(width - right - 105)' y='\(f(y + 9))'>\(escape(String(s.label.prefix(18))))</text>"
+            }
+        }
+        return svg + "</svg>"
+    }
+
+    static func pickEvenly(_ values: [Int], count: Int) -> [Int] {
+        guard values.count > count, count > 1 else { return values }
+        return (0..<count).map { values[$0 * (values.count - 1) / (count - 1)] }
+    }
+
+    static func f(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    static func short(_ v: Double) -> String {
+        let magnitude = Swift.abs(v)
+        if magnitude != 0 && (magnitude < 1e-3 || magnitude >= 1e5) { return String(format: "%.1e", v) }
+        return String(format: "%.3g", v)
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "'", with: "&#39;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
