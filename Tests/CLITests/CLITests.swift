@@ -184,6 +184,16 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("refusing to overwrite"), refused.stderr)
         let text2 = try run(["inspect", good.path])
         XCTAssertTrue(text2.stdout.contains("3 epochs"), text2.stdout)
+        // A truncated run, through inspect and report.
+        let bytes = try Data(contentsOf: good)
+        let truncated = directory.appendingPathComponent("truncated-\(UUID()).h5")
+        try bytes.prefix(bytes.count / 3).write(to: truncated)
+        for arguments in [["inspect", truncated.path], ["report", truncated.path, "--out", directory.appendingPathComponent("r-\(UUID()).html").path],
+                          ["report", text.path, "--out", directory.appendingPathComponent("r-\(UUID()).html").path]] {
+            let result = try run(arguments)
+            XCTAssertEqual(result.status, 1, "\(arguments)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        }
     }
 
     func testDemoRunsAndLearns() throws {
