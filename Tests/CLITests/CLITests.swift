@@ -12,6 +12,16 @@ final class CLITests: XCTestCase {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
     }
 
+    /// Starts `debug write-log` in the background: a run log that grows by one epoch every few ms.
+    private func startWriter(_ url: URL, epochs: Int, epochMilliseconds: Int) throws -> Process {
+        let writer = Process()
+        writer.executableURL = binary
+        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", String(epochs), "--epoch-ms", String(epochMilliseconds)]
+        writer.standardOutput = FileHandle.nullDevice
+        try writer.run()
+        return writer
+    }
+
     private func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = binary
@@ -75,11 +85,7 @@ final class CLITests: XCTestCase {
     /// epoch flushed before the kill.
     func testRunLogSurvivesSIGKILL() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID()).h5")
-        let writer = Process()
-        writer.executableURL = binary
-        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", "100000", "--epoch-ms", "5"]
-        writer.standardOutput = FileHandle.nullDevice
-        try writer.run()
+        let writer = try startWriter(url, epochs: 100_000, epochMilliseconds: 5)
         var seen = 0
         let deadline = Date().addingTimeInterval(30)
         while seen < 20 && Date() < deadline {
@@ -121,11 +127,7 @@ final class CLITests: XCTestCase {
     /// SIGTERM stops the writer between epochs and closes the log cleanly.
     func testSIGTERMClosesTheLogCleanly() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("term-\(UUID()).h5")
-        let writer = Process()
-        writer.executableURL = binary
-        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", "100000", "--epoch-ms", "5"]
-        writer.standardOutput = FileHandle.nullDevice
-        try writer.run()
+        let writer = try startWriter(url, epochs: 100_000, epochMilliseconds: 5)
         let deadline = Date().addingTimeInterval(30)
         while ((try? RunLogReader(url: url).epochs()) ?? 0) < 5 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         writer.terminate()
@@ -146,11 +148,7 @@ final class CLITests: XCTestCase {
     /// A reader opened while the writer appends sees the new epochs after a refresh.
     func testLiveReaderSeesNewEpochs() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("live-\(UUID()).h5")
-        let writer = Process()
-        writer.executableURL = binary
-        writer.arguments = ["debug", "write-log", "--out", url.path, "--epochs", "400", "--epoch-ms", "20"]
-        writer.standardOutput = FileHandle.nullDevice
-        try writer.run()
+        let writer = try startWriter(url, epochs: 400, epochMilliseconds: 20)
         defer { kill(writer.processIdentifier, SIGKILL); writer.waitUntilExit() }
         var reader: RunLogReader?
         let deadline = Date().addingTimeInterval(30)
