@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Images", targets: ["Images"]),
         .library(name: "World", targets: ["World"]),
         .library(name: "RunLog", targets: ["RunLog"]),
+        .library(name: "Diffusion", targets: ["Diffusion"]),
     ],
     targets: [
         // Layer 1: system library shims.
@@ -36,6 +37,8 @@ let package = Package(
         .target(name: "Layers", dependencies: ["Engine"], swiftSettings: kernelFlags),
         // Layer 4: the embedded world (scenes, captions, renderer, gold judge, splits).
         .target(name: "World", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
+        // Layer 4: the latent diffusion model (schedules, DDIM as a policy, ...).
+        .target(name: "Diffusion", dependencies: ["Engine", "Layers"], swiftSettings: kernelFlags),
         // Layer 4: the HDF5 run log (writer, SWMR, reader).
         .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
@@ -45,6 +48,7 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
         .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),
     ],
