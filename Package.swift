@@ -42,7 +42,7 @@ let package = Package(
         // Layer 4: the HDF5 run log (writer, SWMR, reader).
         .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),

@@ -1,3 +1,4 @@
+import Diffusion
 import Engine
 import Foundation
 
@@ -5,7 +6,13 @@ import Foundation
 enum BenchCommand {
     static let help = """
     usage: diffusion-rl bench engine [--threads N] [--batch N] [--json]
+           diffusion-rl bench unet [--threads N] [--json]
 
+    unet: milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at
+    batch 8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s,
+    and the fraction of the sgemm ceiling measured in the same run.
+
+    engine:
     GFLOP/s of the engine's kernels at the default UNet's shapes (conv2d forward and backward,
     attention forward and backward, group norm + SiLU), each next to the sgemm ceiling measured
     in the same run (a 1024×1024×1024 GEMM), as a fraction of it.
@@ -18,8 +25,9 @@ enum BenchCommand {
     static func run(_ arguments: [String]) throws {
         let args = try Arguments(arguments, optionNames: ["threads", "batch"], flagNames: ["json", "help"])
         if args.flag("help") { print(help); return }
+        if args.positional.first == "unet" { try unet(args); return }
         guard args.positional.first == "engine" else {
-            throw CommandError("bench needs a target: engine (see diffusion-rl bench --help)", usage: true)
+            throw CommandError("bench needs a target: engine or unet (see diffusion-rl bench --help)", usage: true)
         }
         let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
         let json = args.flag("json")
@@ -41,6 +49,27 @@ enum BenchCommand {
                      threads, report.ceilingGflops))
         print("kernel                    shape                                     ms   GFLOP/s  of ceiling")
         for figure in report.figures { print(row(figure)) }
+    }
+
+    static func unet(_ args: Arguments) throws {
+        let threads = try args.int("threads", default: 2)
+        guard threads >= 1 else { throw CommandError("--threads must be at least 1", usage: true) }
+        let report = try UNetBenchmark.run(threads: threads) { line in
+            FileHandle.standardError.write(Data("  \(line)\n".utf8))
+        }
+        if args.flag("json") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        print(String(format: "UNet %d parameters, %d context tokens; ceiling: OpenBLAS sgemm 1024³, %d thread(s): %.1f GFLOP/s",
+                     report.parameters, report.contextTokens, threads, report.ceilingGflops))
+        print("batch  pass                    ms     GFLOP   GFLOP/s  of ceiling")
+        for f in report.figures {
+            print(String(format: "%5d  ", f.batch) + f.pass.padding(toLength: 18, withPad: " ", startingAt: 0)
+                  + String(format: " %8.2f %9.3f %9.1f %9.0f%%", f.milliseconds, f.gflop, f.gflops, 100 * f.fractionOfCeiling))
+        }
     }
 
     static func row(_ f: BenchmarkFigure) -> String {

@@ -135,7 +135,10 @@ private func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ g: AttentionGeom
         attentionForward(q.storage.pointer(Double.self), k.storage.pointer(Double.self), v.storage.pointer(Double.self),
                          out.storage.pointer(Double.self), probabilities.pointer(Double.self), additive, g)
     }
+    let pairFlops = 2 * Double(g.batch * g.heads) * Double(g.lq * g.lk)
+    FlopCounter.add(pairFlops * Double(g.d + g.dv))
     return Tensor.record(out, "attention", [q, k, v], { grad in
+        FlopCounter.add(pairFlops * Double(2 * g.d + 2 * g.dv))
         let dQ = Tensor(shape: q.shape, storage: Storage(dtype: dtype, count: q.count, zeroed: false))
         let dK = Tensor(shape: k.shape, storage: Storage(dtype: dtype, count: k.count, zeroed: false))
         let dV = Tensor(shape: v.shape, storage: Storage(dtype: dtype, count: v.count, zeroed: false))

@@ -196,6 +196,8 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     case .float32: forward(Float.self)
     case .float64: forward(Double.self)
     }
+    let gemmFlops = 2 * Double(o) * Double(g.columnRows) * Double(g.columnCount)
+    FlopCounter.add(gemmFlops)
     let inputs = [x, weight] + (bias.map { [$0] } ?? [])
     return Tensor.record(y, "conv2d", inputs, { grad in
         let gx = x.requiresGrad ? Tensor(shape: x.shape, storage: Storage(dtype: dtype, count: x.count, zeroed: false)) : nil
@@ -214,6 +216,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         case .float32: backward(Float.self)
         case .float64: backward(Double.self)
         }
+        FlopCounter.add(gemmFlops * Double((gx == nil ? 0 : 1) + (partialWeights.isEmpty ? 0 : 1)))
         func total(_ partials: [Tensor]) throws -> Tensor? {
             guard var sum = partials.first else { return nil }
             for partial in partials.dropFirst() { sum = try sum + partial }

@@ -44,7 +44,10 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     case .float32: forward(Float.self)
     case .float64: forward(Double.self)
     }
+    let gemmFlops = 2 * Double(batch) * Double(m) * Double(n) * Double(k)
+    FlopCounter.add(gemmFlops)
     return Tensor.record(out, "matmul", [a, b], { g in
+        FlopCounter.add(gemmFlops * Double((a.requiresGrad ? 1 : 0) + (b.requiresGrad ? 1 : 0)))
         var ga: Tensor?, gb: Tensor?
         func backward<T: Real>(_: T.Type) {
             let pa = a.storage.pointer(T.self), pb = b.storage.pointer(T.self), pg = g.storage.pointer(T.self)
