@@ -1,3 +1,5 @@
+import Diffusion
+import Engine
 import Foundation
 import Images
 import RunLog
@@ -7,13 +9,20 @@ import RunLog
 enum DebugCommand {
     static let help = """
     usage: diffusion-rl debug write-log --out RUN.h5 [--epochs N] [--epoch-ms MS] [--force]
+           diffusion-rl debug unet-parity --out DIR [--seed S]
 
+    unet-parity: writes a randomly initialized default UNet (DIR/unet.safetensors, diffusers'
+    names), inputs (DIR/inputs.safetensors: sample, timesteps, context) and the Swift output
+    (DIR/output.safetensors), for Experiments/peers/unet_parity.py to compare with diffusers.
+
+    write-log:
     Writes a synthetic run: metrics loss = 1/(epoch+1), reward = epoch/10 and kl = (epoch/20)² every epoch, 4
     per-sample rows and one 8×8 image per epoch, an event every 5 epochs, flushing after each
     epoch and sleeping MS milliseconds between epochs (default 0).
     """
 
     static func run(_ arguments: [String]) throws {
+        if arguments.first == "unet-parity" { try unetParity(Array(arguments.dropFirst())); return }
         guard arguments.first == "write-log" else {
             if arguments.first == "--help" || arguments.isEmpty { print(help); return }
             throw CommandError("unknown debug subcommand '\(arguments[0])' (see diffusion-rl debug --help)", usage: true)
@@ -50,5 +59,27 @@ enum DebugCommand {
             if pause > 0 { Thread.sleep(forTimeInterval: Double(pause) / 1000) }
         }
         try writer.close()
+    }
+
+    static func unetParity(_ arguments: [String]) throws {
+        let args = try Arguments(arguments, optionNames: ["out", "seed"], flagNames: ["help"])
+        if args.flag("help") { print(help); return }
+        guard let out = args.string("out") else { throw CommandError("debug unet-parity needs --out DIR", usage: true) }
+        let directory = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var rng = RandomGenerator(seed: UInt64(try args.int("seed", default: 0)))
+        let unet = try UNet2DConditionModel(using: &rng)
+        // Move norms and biases off their initial values so the comparison exercises them.
+        for p in unet.namedParameters() where p.name.hasSuffix("bias") || p.name.contains("norm") {
+            p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.1, using: &rng))
+        }
+        let x = Tensor.randn([3, 4, 8, 8], using: &rng), context = Tensor.randn([3, 16, 64], using: &rng)
+        let timesteps = [1.0, 500, 999]
+        let output = try withNoGrad { try unet(x, timesteps: timesteps, context: context) }
+        try Safetensors.write(unet.stateDict(), to: directory.appendingPathComponent("unet.safetensors"), metadata: ["format": "pt"])
+        try Safetensors.write(["sample": x, "timesteps": try Tensor(timesteps, shape: [3]), "context": context],
+                              to: directory.appendingPathComponent("inputs.safetensors"))
+        try Safetensors.write(["output": output], to: directory.appendingPathComponent("output.safetensors"))
+        print("wrote unet.safetensors (\(unet.parameterCount) parameters), inputs.safetensors and output.safetensors to \(directory.path)")
     }
 }
