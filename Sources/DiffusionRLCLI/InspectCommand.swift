@@ -5,6 +5,7 @@ import RunLog
 enum InspectCommand {
     static let help = """
     usage: diffusion-rl inspect RUN.h5 [--json] [--follow] [--interval SECONDS]
+           diffusion-rl inspect FOLDER [--json]      (lists the runs under a folder, e.g. Logs/)
 
     Prints a run's identity (command line, git commit, seed, start time), the start of its config,
     every metric with its first, last and best value and the epoch of the best, and its events.
@@ -41,6 +42,23 @@ enum InspectCommand {
         if args.flag("help") { print(help); return }
         guard let path = args.positional.first else { throw CommandError("inspect needs a run file (see --help)", usage: true) }
         let interval = Double(args.string("interval") ?? "2") ?? 2
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            let runs = try RunLogReader.runs(in: URL(fileURLWithPath: path)).map { url -> [String: String] in
+                let reader = try RunLogReader(url: url)
+                return ["file": url.path, "epochs": String(try reader.epochs()), "start_time": reader.attributes["start_time"] ?? "",
+                        "command_line": reader.attributes["command_line"] ?? ""]
+            }
+            if args.flag("json") {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(["runs": runs]), as: UTF8.self))
+            } else {
+                print("\(runs.count) run\(runs.count == 1 ? "" : "s") under \(path)")
+                for run in runs { print("  \(run["file"]!)  \(run["epochs"]!) epochs  started \(run["start_time"]!)") }
+            }
+            return
+        }
         let reader = try RunLogReader(url: URL(fileURLWithPath: path))
         let summary = try summarize(reader)
         if args.flag("json") {

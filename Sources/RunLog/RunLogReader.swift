@@ -147,3 +147,15 @@ public final class RunLogReader {
         return H5.strings(bytes, width: size)
     }
 }
+
+extension RunLogReader {
+    /// The run logs under a folder (any depth): every `.h5` file that opens as a run, sorted by path.
+    public static func runs(in directory: URL) -> [URL] {
+        guard let walker = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: nil) else { return [] }
+        var found: [URL] = []
+        for case let url as URL in walker where url.pathExtension == "h5" {
+            if (try? RunLogReader(url: url)) != nil { found.append(url) }
+        }
+        return found.sorted { $0.path < $1.path }
+    }
+}

@@ -182,6 +182,15 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("refusing to overwrite"), refused.stderr)
         let text2 = try run(["inspect", good.path])
         XCTAssertTrue(text2.stdout.contains("3 epochs"), text2.stdout)
+        // A folder lists the runs in it (and skips files that are not runs).
+        let folder = directory.appendingPathComponent("runs-\(UUID())")
+        try FileManager.default.createDirectory(at: folder.appendingPathComponent("a"), withIntermediateDirectories: true)
+        XCTAssertEqual(try run(["debug", "write-log", "--out", folder.appendingPathComponent("a/run.h5").path, "--epochs", "2"]).status, 0)
+        try Data("x".utf8).write(to: folder.appendingPathComponent("junk.h5"))
+        let listing = try run(["inspect", folder.path, "--json"])
+        let runs = (try JSONSerialization.jsonObject(with: Data(listing.stdout.utf8)) as! [String: [[String: String]]])["runs"]!
+        XCTAssertEqual(runs.count, 1)
+        XCTAssertEqual(runs[0]["epochs"], "2")
         // A truncated run, through inspect and report.
         let bytes = try Data(contentsOf: good)
         let truncated = directory.appendingPathComponent("truncated-\(UUID()).h5")
