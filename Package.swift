@@ -38,7 +38,7 @@ let package = Package(
         // Layer 4: the embedded world (scenes, captions, renderer, gold judge, splits).
         .target(name: "World", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
         // Layer 4: the latent diffusion model (schedules, DDIM as a policy, ...).
-        .target(name: "Diffusion", dependencies: ["Engine", "Layers"], swiftSettings: kernelFlags),
+        .target(name: "Diffusion", dependencies: ["Engine", "Layers", "Images"], swiftSettings: kernelFlags),
         // Layer 4: the HDF5 run log (writer, SWMR, reader).
         .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
         .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
-        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine"], swiftSettings: kernelFlags),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),
     ],

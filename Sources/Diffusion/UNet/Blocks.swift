@@ -30,29 +30,37 @@ final class TimestepEmbedding: Module {
 
 /// diffusers' `ResnetBlock2D`: norm1 → SiLU → conv1 (+ time_emb_proj(SiLU(temb))) → norm2 → SiLU →
 /// conv2, plus the input (through a 1×1 `conv_shortcut` when the width changes).
+/// Without a time dimension (the VAE's blocks) there is no `time_emb_proj`.
 final class ResnetBlock2D: Module {
-    let norm1: GroupNorm, conv1: Conv2d, timeEmbeddingProjection: Linear, norm2: GroupNorm, conv2: Conv2d
+    let norm1: GroupNorm, conv1: Conv2d, timeEmbeddingProjection: Linear?, norm2: GroupNorm, conv2: Conv2d
     let shortcut: Conv2d?
 
-    init(_ input: Int, _ output: Int, timeDimension: Int, config: UNetConfig, dtype: DType, using rng: inout RandomGenerator) {
-        norm1 = GroupNorm(groups: config.normGroups, channels: input, eps: config.normEps, dtype: dtype)
+    init(_ input: Int, _ output: Int, timeDimension: Int?, groups: Int, eps: Double = 1e-5, dtype: DType,
+         using rng: inout RandomGenerator) {
+        norm1 = GroupNorm(groups: groups, channels: input, eps: eps, dtype: dtype)
         conv1 = Conv2d(input, output, kernelSize: 3, padding: 1, dtype: dtype, using: &rng)
-        timeEmbeddingProjection = Linear(timeDimension, output, dtype: dtype, using: &rng)
-        norm2 = GroupNorm(groups: config.normGroups, channels: output, eps: config.normEps, dtype: dtype)
+        timeEmbeddingProjection = timeDimension.map { Linear($0, output, dtype: dtype, using: &rng) }
+        norm2 = GroupNorm(groups: groups, channels: output, eps: eps, dtype: dtype)
         conv2 = Conv2d(output, output, kernelSize: 3, padding: 1, dtype: dtype, using: &rng)
         shortcut = input == output ? nil : Conv2d(input, output, kernelSize: 1, dtype: dtype, using: &rng)
     }
 
-    var children: [(name: String, module: any Module)] {
-        [("norm1", norm1), ("conv1", conv1), ("time_emb_proj", timeEmbeddingProjection), ("norm2", norm2), ("conv2", conv2)]
-            + (shortcut.map { [("conv_shortcut", $0 as any Module)] } ?? [])
+    convenience init(_ input: Int, _ output: Int, timeDimension: Int, config: UNetConfig, dtype: DType, using rng: inout RandomGenerator) {
+        self.init(input, output, timeDimension: timeDimension, groups: config.normGroups, eps: config.normEps, dtype: dtype, using: &rng)
     }
 
-    /// x [B, C, H, W] and the time embedding [B, T] (SiLU is applied here, as in diffusers).
-    func callAsFunction(_ x: Tensor, time: Tensor) throws -> Tensor {
+    var children: [(name: String, module: any Module)] {
+        [("norm1", norm1 as any Module), ("conv1", conv1)] + (timeEmbeddingProjection.map { [("time_emb_proj", $0 as any Module)] } ?? [])
+            + [("norm2", norm2), ("conv2", conv2)] + (shortcut.map { [("conv_shortcut", $0 as any Module)] } ?? [])
+    }
+
+    /// x [B, C, H, W] and, in the UNet, the time embedding [B, T] (SiLU is applied here, as in diffusers).
+    func callAsFunction(_ x: Tensor, time: Tensor? = nil) throws -> Tensor {
         var h = try conv1(silu(norm1(x)))
-        let t = try timeEmbeddingProjection(silu(time))
-        h = try h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
+        if let projection = timeEmbeddingProjection, let time {
+            let t = try projection(silu(time))
+            h = try h + t.reshaped([t.shape[0], t.shape[1], 1, 1])
+        }
         h = try conv2(silu(norm2(h)))
         return try (shortcut.map { try $0(x) } ?? x) + h
     }
