@@ -76,3 +76,27 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(try run(restartAfter: nil), try run(restartAfter: 3))
     }
 }
+
+final class ConfigLoaderTests: XCTestCase {
+    struct Inner: Codable, Equatable { var width = 64; var names = ["a"] }
+    struct Settings: Codable, Equatable { var rate = 0.1; var steps = 10; var inner = Inner() }
+
+    func testDefaultsFillWhatTheJSONLeavesOut() throws {
+        let s = try ConfigLoader.decode(Settings.self, from: Data(#"{"steps": 3, "inner": {"width": 8}}"#.utf8), defaults: Settings())
+        XCTAssertEqual(s, Settings(rate: 0.1, steps: 3, inner: Inner(width: 8, names: ["a"])))
+        XCTAssertEqual(try ConfigLoader.decode(Settings.self, from: Data("{}".utf8), defaults: Settings()), Settings())
+    }
+
+    func testUnknownKeysWrongTypesAndMalformedJSONAreErrors() {
+        XCTAssertThrowsError(try ConfigLoader.decode(Settings.self, from: Data(#"{"inner": {"widht": 8}}"#.utf8), defaults: Settings())) {
+            XCTAssertTrue("\($0)".contains("unknown key 'inner.widht'"), "\($0)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.decode(Settings.self, from: Data(#"{"steps": "many"}"#.utf8), defaults: Settings())) {
+            XCTAssertTrue("\($0)".contains("steps"), "\($0)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.decode(Settings.self, from: Data(#"{"steps": 3"#.utf8), defaults: Settings())) {
+            XCTAssertTrue("\($0)".contains("malformed JSON"), "\($0)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.load(Settings.self, from: URL(fileURLWithPath: "/nonexistent.json"), defaults: Settings()))
+    }
+}

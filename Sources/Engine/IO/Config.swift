@@ -1,0 +1,60 @@
+import Foundation
+
+/// Loads `Codable` settings from JSON strictly and with defaults: the JSON is laid over the
+/// defaults' own encoding, so any key may be left out, and a key the settings do not have is an
+/// error naming its path (`unet.blockChannel`), never silently ignored.
+public enum ConfigLoader {
+    public struct ConfigError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Settings from JSON bytes over `defaults`.
+    public static func decode<T: Codable>(_ type: T.Type, from data: Data, defaults: T, source: String = "config") throws -> T {
+        let given: Any
+        do { given = try JSONSerialization.jsonObject(with: data) } catch {
+            throw ConfigError(description: "\(source): malformed JSON (\(error.localizedDescription))")
+        }
+        let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults))
+        let merged = try merge(given, over: base, path: "", source: source)
+        do {
+            return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: merged))
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            throw ConfigError(description: "\(source): wrong value at '\(path)': \(context.debugDescription)")
+        } catch {
+            throw ConfigError(description: "\(source): \(error)")
+        }
+    }
+
+    /// Settings from a JSON file over `defaults`.
+    public static func load<T: Codable>(_ type: T.Type, from url: URL, defaults: T) throws -> T {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ConfigError(description: "cannot read config \(url.path): \(error.localizedDescription)")
+        }
+        return try decode(type, from: data, defaults: defaults, source: url.lastPathComponent)
+    }
+
+    /// The settings as pretty, key-sorted JSON (what a run writes into its log).
+    public static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    private static func merge(_ given: Any, over base: Any, path: String, source: String) throws -> Any {
+        guard let givenObject = given as? [String: Any] else { return given }
+        guard var baseObject = base as? [String: Any] else {
+            throw ConfigError(description: "\(source): '\(path)' should not be an object")
+        }
+        for (key, value) in givenObject {
+            let here = path.isEmpty ? key : "\(path).\(key)"
+            guard let existing = baseObject[key] else {
+                let known = baseObject.keys.sorted().joined(separator: ", ")
+                throw ConfigError(description: "\(source): unknown key '\(here)' (known here: \(known))")
+            }
+            baseObject[key] = try merge(value, over: existing, path: here, source: source)
+        }
+        return baseObject
+    }
+}
