@@ -41,14 +41,19 @@ let package = Package(
         .target(name: "Diffusion", dependencies: ["Engine", "Layers", "Images"], swiftSettings: kernelFlags),
         // Layer 4: the HDF5 run log (writer, SWMR, reader).
         .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
+        // Layer 4: pretraining the VAE, text encoder and UNet (world or folder data, HDF5 log).
+        .target(name: "Pretraining", dependencies: ["Diffusion", "World", "RunLog", "Engine", "Layers", "Images"],
+                swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
         .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
+        .testTarget(name: "PretrainingTests", dependencies: ["Pretraining", "Diffusion", "RunLog", "Engine", "World"],
+                    swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),
     ],

@@ -13,6 +13,8 @@ enum DiffusionRLCommand {
     commands:
       bench engine   GFLOP/s of the tensor engine's kernels against the sgemm ceiling
       world          the embedded world: sample, judge, export, judge-eval
+      pretrain       train the VAE, text encoder and UNet (the base model) with an HDF5 log
+      sample         generate a grid of images for a prompt from a model folder
       inspect        summarize a run log (HDF5); --follow watches a live run
       report         one self-contained HTML page of charts, samples and events for runs
       debug          write-log: a synthetic run log, for trying readers and crash recovery
@@ -35,10 +37,15 @@ enum DiffusionRLCommand {
             case "world": try WorldCommand.run(rest)
             case "inspect": try InspectCommand.run(rest)
             case "report": try ReportCommand.run(rest)
+            case "pretrain": try PretrainCommand.run(rest)
+            case "sample": try PretrainCommand.sample(rest)
             case "debug": try DebugCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }
         } catch let error as CaptionError {
+            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
+            exit(1)
+        } catch let error as ConfigLoader.ConfigError {
             FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
             exit(1)
         } catch let error as HDF5Error {

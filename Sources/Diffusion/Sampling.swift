@@ -1,0 +1,48 @@
+import Engine
+import Images
+
+/// Settings of one generation call (with defaults that run).
+public struct SamplingSettings: Codable, Equatable, Sendable {
+    public var steps = 20
+    public var eta = 1.0
+    public var guidance = 5.0
+    public var seed: UInt64 = 0
+
+    public init() {}
+}
+
+extension LatentDiffusionModel {
+    /// ε̂ with classifier-free guidance: one UNet call on [unconditional; conditional].
+    func guidedEpsilon(_ x: Tensor, timestep t: Int, context: Tensor, mask: AttentionMask, empty: Tensor, emptyMask: AttentionMask,
+                       guidance: Double) throws -> Tensor {
+        let b = x.shape[0]
+        guard guidance != 1 else {
+            return try unet(x, timesteps: [Double](repeating: Double(t), count: b), context: context, contextMask: mask)
+        }
+        let both = try unet(concat([x, x], axis: 0), timesteps: [Double](repeating: Double(t), count: 2 * b),
+                            context: concat([empty, context], axis: 0),
+                            contextMask: AttentionMask(keyValid: (emptyMask.keyValid ?? []) + (mask.keyValid ?? [])))
+        let halves = try both.split(sizes: [b, b], axis: 0)
+        return try classifierFreeGuidance(unconditional: halves[0], conditional: halves[1], scale: guidance)
+    }
+
+    /// Images for prompts by DDIM with η and classifier-free guidance, without gradients.
+    /// `progress` gets each step's index.
+    public func generate(_ prompts: [String], settings: SamplingSettings, progress: (Int) -> Void = { _ in }) throws -> [RGBImage] {
+        guard !prompts.isEmpty else { throw DiffusionError.invalidSettings("no prompts") }
+        let scheduler = try DDIMScheduler(schedule: schedule, stepCount: settings.steps, eta: settings.eta)
+        var rng = RandomGenerator(seed: settings.seed)
+        return try withNoGrad {
+            let (context, mask) = try encodeText(prompts)
+            let (empty, emptyMask) = try encodeText([String](repeating: "", count: prompts.count))
+            var x = Tensor.randn([prompts.count, config.vae.latentChannels, latentSize, latentSize], using: &rng)
+            for (i, t) in scheduler.timesteps.enumerated() {
+                let epsilon = try guidedEpsilon(x, timestep: t, context: context, mask: mask, empty: empty, emptyMask: emptyMask,
+                                                guidance: settings.guidance)
+                x = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, using: &rng).previousSample
+                progress(i)
+            }
+            return try ImageTensors.images(vae.decode(x / vae.scaleFactor.item))
+        }
+    }
+}

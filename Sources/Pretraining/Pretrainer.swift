@@ -1,0 +1,182 @@
+import Diffusion
+import Engine
+import Foundation
+import Images
+import Layers
+import RunLog
+
+/// Everything `diffusion-rl pretrain` reads from its config, with defaults that run.
+public struct PretrainConfig: Codable, Equatable, Sendable {
+    public var model = ModelConfig()
+    public var seed: UInt64 = 0
+    /// A folder with captions.jsonl and PNGs; empty for the embedded world.
+    public var dataFolder = ""
+    public var hazardRate = 0.05
+    public var vaeSteps = 2000
+    public var vaeBatch = 32
+    public var vaeLearningRate = 1e-3
+    public var vaeBeta = 1e-6
+    public var diffusionSteps = 6000
+    public var diffusionBatch = 32
+    public var diffusionLearningRate = 3e-4
+    /// Share of captions replaced by "" so that classifier-free guidance works.
+    public var captionDropout = 0.1
+    public var warmupSteps = 100
+    public var gradientClip = 1.0
+    public var logEvery = 50
+    public var threads = 2
+
+    public init() {}
+}
+
+/// Trains the VAE, then the text encoder and UNet on frozen VAE latents, logging to one HDF5
+/// file and writing the model folder.
+public final class Pretrainer {
+    public let config: PretrainConfig
+    public let output: URL
+    let data: TrainingData
+    public private(set) var model: LatentDiffusionModel
+    let log: RunLogWriter
+    var rng: RandomGenerator
+    let start = Date()
+
+    static let metrics = ["vae_loss", "vae_reconstruction", "vae_kl", "diffusion_loss", "learning_rate", "samples_per_second", "seconds"]
+
+    /// Prepares a run in `output` (refusing an existing run unless `overwrite`).
+    public init(config: PretrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
+        self.config = config
+        self.output = output
+        Threads.set(config.threads)
+        data = config.dataFolder.isEmpty
+            ? WorldTrainingData(seed: config.seed, hazardRate: config.hazardRate, imageSize: config.model.imageSize)
+            : try FolderTrainingData(folder: URL(fileURLWithPath: config.dataFolder), imageSize: config.model.imageSize)
+        rng = RandomGenerator(seed: config.seed)
+        model = try LatentDiffusionModel(config: config.model, tokenizer: Tokenizer(captions: data.vocabularyCaptions()), using: &rng)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
+        info.commandLine = commandLine
+        log = try RunLogWriter(url: output.appendingPathComponent("run.h5"), layout: RunLayout(metrics: Pretrainer.metrics),
+                               info: info, overwrite: overwrite)
+    }
+
+    /// Runs both phases; `progress` receives one line per logged interval.
+    public func run(progress: (String) -> Void) throws {
+        try trainVAE(progress: progress)
+        try calibrateScale(progress: progress)
+        try trainDiffusion(progress: progress)
+        try save(progress: progress)
+        try log.close()
+    }
+
+    private func trainVAE(progress: (String) -> Void) throws {
+        let parameters = model.vae.trainableParameters()
+        let optimizer = AdamW(parameters, learningRate: config.vaeLearningRate, weightDecay: 0)
+        let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.vaeSteps, minFactor: 0.1)
+        var sums = (0.0, 0.0, 0.0), phaseStart = Date()
+        for step in 0..<config.vaeSteps {
+            try stopIfAsked(step: step, phase: "vae")
+            optimizer.learningRate = config.vaeLearningRate * schedule.factor(at: step)
+            let (images, _) = data.batch(config.vaeBatch, using: &rng)
+            model.vae.zeroGrad()
+            let loss = try model.vae.loss(ImageTensors.tensor(images), beta: config.vaeBeta, using: &rng)
+            try loss.total.backward()
+            try clipGradNorm(parameters, maxNorm: config.gradientClip)
+            try optimizer.step()
+            sums = (sums.0 + loss.total.item, sums.1 + loss.reconstruction.item, sums.2 + loss.kl.item)
+            if (step + 1) % config.logEvery == 0 || step == config.vaeSteps - 1 {
+                let n = Double((step % config.logEvery) + 1)
+                let rate = n * Double(config.vaeBatch) / Date().timeIntervalSince(phaseStart)
+                try log.record("vae_loss", sums.0 / n)
+                try log.record("vae_reconstruction", sums.1 / n)
+                try log.record("vae_kl", sums.2 / n)
+                try endInterval(learningRate: optimizer.learningRate, rate: rate)
+                progress(String(format: "vae step %d/%d  loss %.5f  reconstruction %.5f  kl %.1f  %.0f images/s  ETA %@", step + 1,
+                                config.vaeSteps, sums.0 / n, sums.1 / n, sums.2 / n, rate,
+                                eta(remaining: config.vaeSteps - step - 1, perSecond: rate / Double(config.vaeBatch))))
+                sums = (0, 0, 0)
+                phaseStart = Date()
+            }
+        }
+    }
+
+    /// scale = 1 / std of the VAE's latent means over 512 training images.
+    private func calibrateScale(progress: (String) -> Void) throws {
+        var values: [Double] = []
+        for _ in 0..<16 {
+            let (images, _) = data.batch(32, using: &rng)
+            values += try withNoGrad { try model.vae.encode(ImageTensors.tensor(images)).mean.values }
+        }
+        let mean = values.reduce(0, +) / Double(values.count)
+        let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+        model.vae.scaleFactor.assign(try Tensor([1 / Swift.max(std, 1e-6)], shape: [1]))
+        try log.event(epoch: log.epochs, kind: "info", String(format: "latent scale factor %.5f (latent std %.5f)", 1 / std, std))
+        progress(String(format: "latent scale factor %.4f", 1 / std))
+    }
+
+    private func trainDiffusion(progress: (String) -> Void) throws {
+        model.vae.setTrainable(false)
+        let parameters = model.unet.trainableParameters() + model.textEncoder.trainableParameters().map { ("text.\($0.name)", $0.tensor) }
+        let optimizer = AdamW(parameters, learningRate: config.diffusionLearningRate, weightDecay: 0.01)
+        let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.diffusionSteps, minFactor: 0.1)
+        let scale = model.vae.scaleFactor.item, noiseSchedule = model.schedule
+        var sum = 0.0, phaseStart = Date()
+        for step in 0..<config.diffusionSteps {
+            try stopIfAsked(step: step, phase: "diffusion")
+            optimizer.learningRate = config.diffusionLearningRate * schedule.factor(at: step)
+            var (images, captions) = data.batch(config.diffusionBatch, using: &rng)
+            captions = captions.map { rng.uniform() < config.captionDropout ? "" : $0 }
+            let latents = try withNoGrad { try model.vae.encode(ImageTensors.tensor(images)).mean * scale }
+            let timesteps = (0..<config.diffusionBatch).map { _ in Int(rng.next() % UInt64(noiseSchedule.trainSteps)) }
+            let noise = Tensor.randn(latents.shape, using: &rng)
+            let noisy = try noiseSchedule.addNoise(latents, noise: noise, timesteps: timesteps)
+            model.unet.zeroGrad()
+            model.textEncoder.zeroGrad()
+            let (context, mask) = try model.encodeText(captions)
+            let prediction = try model.unet(noisy, timesteps: timesteps.map(Double.init), context: context, contextMask: mask)
+            let loss = try mseLoss(prediction, noiseSchedule.target(x0: latents, noise: noise, timesteps: timesteps))
+            try loss.backward()
+            try clipGradNorm(parameters, maxNorm: config.gradientClip)
+            try optimizer.step()
+            sum += loss.item
+            if (step + 1) % config.logEvery == 0 || step == config.diffusionSteps - 1 {
+                let n = Double((step % config.logEvery) + 1)
+                let rate = n * Double(config.diffusionBatch) / Date().timeIntervalSince(phaseStart)
+                try log.record("diffusion_loss", sum / n)
+                try endInterval(learningRate: optimizer.learningRate, rate: rate)
+                progress(String(format: "diffusion step %d/%d  loss %.5f  %.0f samples/s  ETA %@", step + 1, config.diffusionSteps,
+                                sum / n, rate, eta(remaining: config.diffusionSteps - step - 1, perSecond: rate / Double(config.diffusionBatch))))
+                sum = 0
+                phaseStart = Date()
+            }
+        }
+    }
+
+    private func endInterval(learningRate: Double, rate: Double) throws {
+        try log.record("learning_rate", learningRate)
+        try log.record("samples_per_second", rate)
+        try log.record("seconds", Date().timeIntervalSince(start))
+        try log.endEpoch()
+    }
+
+    private func save(progress: (String) -> Void) throws {
+        let folder = output.appendingPathComponent("model")
+        try model.save(to: folder)
+        for file in ["vae.safetensors", "text_encoder.safetensors", "unet.safetensors"] {
+            let url = folder.appendingPathComponent(file)
+            try log.checkpoint(epoch: log.epochs, path: "model/\(file)", sha256: try SHA256.hex(fileAt: url))
+        }
+        progress("wrote \(folder.path)")
+    }
+
+    private func stopIfAsked(step: Int, phase: String) throws {
+        guard StopSignal.requested else { return }
+        try log.event(epoch: log.epochs, kind: "stopped", "interrupted at \(phase) step \(step)")
+        try log.close()
+        throw DataError(description: "interrupted at \(phase) step \(step); the log is closed")
+    }
+
+    private func eta(remaining: Int, perSecond: Double) -> String {
+        let seconds = Int(Double(remaining) / Swift.max(perSecond, 1e-9))
+        return String(format: "%d:%02d", seconds / 60, seconds % 60)
+    }
+}

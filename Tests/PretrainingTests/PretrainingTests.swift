@@ -1,0 +1,59 @@
+import Foundation
+import XCTest
+import Diffusion
+import Engine
+import RunLog
+@testable import Pretraining
+
+final class PretrainingTests: XCTestCase {
+    /// A tiny end-to-end pretraining run: both phases, the log, the model folder, and sampling
+    /// from the reloaded model.
+    func testTinyPretrainingRunEndToEnd() throws {
+        var config = PretrainConfig()
+        config.model = .tiny
+        config.vaeSteps = 40
+        config.vaeBatch = 8
+        config.vaeLearningRate = 3e-3
+        config.diffusionSteps = 30
+        config.diffusionBatch = 8
+        config.warmupSteps = 5
+        config.logEvery = 10
+        config.threads = 1
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("pretrain-\(UUID())")
+        var lines: [String] = []
+        try Pretrainer(config: config, output: output, commandLine: "test", overwrite: false).run { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("vae step 40/40") }, "\(lines)")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("diffusion step 30/30") }, "\(lines)")
+
+        let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
+        XCTAssertEqual(try reader.epochs(), 7)
+        let vaeLoss = try reader.metric("vae_loss").filter(\.isFinite)
+        XCTAssertEqual(vaeLoss.count, 4)
+        XCTAssertLessThan(vaeLoss.last!, vaeLoss.first!, "the VAE learns")
+        XCTAssertEqual(try reader.metric("diffusion_loss").filter(\.isFinite).count, 3)
+        XCTAssertEqual(try reader.checkpoints().count, 3)
+        XCTAssertTrue(reader.attributes["config"]!.contains("\"diffusionSteps\" : 30"))
+
+        let model = try LatentDiffusionModel.load(from: output.appendingPathComponent("model"))
+        XCTAssertNotEqual(model.vae.scaleFactor.item, 1)
+        var settings = SamplingSettings()
+        settings.steps = 4
+        let images = try model.generate(["a red circle", "two blue squares"], settings: settings)
+        XCTAssertEqual(images.count, 2)
+        XCTAssertEqual(images[0].width, 16)
+        // The same seed gives the same images.
+        XCTAssertEqual(try model.generate(["a red circle", "two blue squares"], settings: settings), images)
+        // A second run into the same folder is refused.
+        XCTAssertThrowsError(try Pretrainer(config: config, output: output, commandLine: "test", overwrite: false))
+    }
+
+    func testFolderDataReadsExportedWorldAndRejectsBadInput() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("folder-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try FolderTrainingData(folder: folder, imageSize: 32))
+        try #"{"image": "missing.png"}"#.write(to: folder.appendingPathComponent("captions.jsonl"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try FolderTrainingData(folder: folder, imageSize: 32)) {
+            XCTAssertTrue("\($0)".contains("captions.jsonl:1"), "\($0)")
+        }
+    }
+}
