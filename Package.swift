@@ -44,15 +44,17 @@ let package = Package(
         // Layer 4: pretraining the VAE, text encoder and UNet (world or folder data, HDF5 log).
         .target(name: "Pretraining", dependencies: ["Diffusion", "World", "RunLog", "Engine", "Layers", "Images"],
                 swiftSettings: kernelFlags),
+        // Layer 4: gold-judge evaluation of a model (images for split prompts, scores with errors).
+        .target(name: "Evaluation", dependencies: ["Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
         .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
-        .testTarget(name: "PretrainingTests", dependencies: ["Pretraining", "Diffusion", "RunLog", "Engine", "World"],
+        .testTarget(name: "PretrainingTests", dependencies: ["Pretraining", "Evaluation", "Diffusion", "RunLog", "Engine", "World"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),

@@ -15,6 +15,8 @@ enum DiffusionRLCommand {
       world          the embedded world: sample, judge, export, judge-eval
       pretrain       train the VAE, text encoder and UNet (the base model) with an HDF5 log
       sample         generate a grid of images for a prompt from a model folder
+      eval           the gold judge's scores of a model on validation or held-out prompts
+      eval-vae       whether the judge still reads the VAE's reconstructions
       inspect        summarize a run log (HDF5); --follow watches a live run
       report         one self-contained HTML page of charts, samples and events for runs
       debug          write-log: a synthetic run log, for trying readers and crash recovery
@@ -39,6 +41,8 @@ enum DiffusionRLCommand {
             case "report": try ReportCommand.run(rest)
             case "pretrain": try PretrainCommand.run(rest)
             case "sample": try PretrainCommand.sample(rest)
+            case "eval": try EvalCommand.run(rest)
+            case "eval-vae": try EvalCommand.vae(rest)
             case "debug": try DebugCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }

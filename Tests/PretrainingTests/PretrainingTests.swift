@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import Diffusion
 import Engine
+import Evaluation
 import RunLog
 @testable import Pretraining
 
@@ -43,6 +44,14 @@ final class PretrainingTests: XCTestCase {
         XCTAssertEqual(images[0].width, 16)
         // The same seed gives the same images.
         XCTAssertEqual(try model.generate(["a red circle", "two blue squares"], settings: settings), images)
+        // Gold evaluation runs on it (an untrained model scores whatever it scores; the counts are checked).
+        let report = try GoldEvaluation.run(model: model, split: .validation, promptCount: 3, imagesPerPrompt: 2, settings: settings)
+        XCTAssertEqual(report.scores["alignment"]?.count, 6)
+        XCTAssertTrue(report.scores.values.allSatisfy { $0.mean >= 0 && $0.mean <= 1 })
+        XCTAssertEqual(report.hazardRate.count, 6)
+        let reconstructions = try ReconstructionEvaluation.run(vae: model.vae, imageSize: 16, scenes: 10)
+        XCTAssertEqual(reconstructions.scenes, 10)
+        XCTAssertTrue(reconstructions.meanSquaredError.isFinite)
         // A second run into the same folder is refused.
         XCTAssertThrowsError(try Pretrainer(config: config, output: output, commandLine: "test", overwrite: false))
     }
