@@ -36,7 +36,7 @@ final class CLITests: XCTestCase {
     }
 
     func testHelpOnEveryCommand() throws {
-        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"], ["inspect", "--help"], ["debug", "--help"]] {
+        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"], ["inspect", "--help"], ["debug", "--help"], ["report", "--help"], ["pretrain", "--help"], ["sample", "--help"], ["eval", "--help"], ["eval-vae", "--help"]] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 0, "\(arguments)")
             XCTAssertTrue(result.stdout.contains("usage: diffusion-rl"), "\(arguments): \(result.stdout)")
@@ -51,6 +51,20 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(result.status, 2, "\(arguments)")
             XCTAssertTrue(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, "\(arguments): \(result.stderr)")
+        }
+    }
+
+    /// Bad files are one line and exit 1 (usage mistakes exit 2).
+    func testMissingFilesAreOneLineErrors() throws {
+        let config = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID()).json")
+        try #"{"vaeStep": 3}"#.write(to: config, atomically: true, encoding: .utf8)
+        for (arguments, expected) in [(["eval", "--model", "/nonexistent"], "no config.json"),
+                                      (["pretrain", "--out", "/tmp/unused", "--config", "/nonexistent.json"], "cannot read config"),
+                                      (["pretrain", "--out", "/tmp/unused", "--config", config.path], "unknown key 'vaeStep'")] {
+            let result = try run(arguments)
+            XCTAssertEqual(result.status, 1, "\(arguments)")
+            XCTAssertTrue(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
         }
     }
 
