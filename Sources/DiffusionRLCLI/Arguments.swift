@@ -55,3 +55,10 @@ struct Arguments {
         return parsed
     }
 }
+
+/// Prints a value as one line of key-sorted JSON: what every `--json` option prints.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

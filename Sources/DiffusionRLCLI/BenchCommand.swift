@@ -40,9 +40,7 @@ enum BenchCommand {
             FileHandle.standardError.write(Data("  measured \(figure.name), \(figure.shape)\n".utf8))
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
             return
         }
         print(String(format: "ceiling: OpenBLAS sgemm 1024³, %d thread(s): %.1f GFLOP/s (best of the two measured before and after)",
@@ -58,9 +56,7 @@ enum BenchCommand {
             FileHandle.standardError.write(Data("  \(line)\n".utf8))
         }
         if args.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
             return
         }
         print(String(format: "UNet %d parameters, %d context tokens; ceiling: OpenBLAS sgemm 1024³, %d thread(s): %.1f GFLOP/s",

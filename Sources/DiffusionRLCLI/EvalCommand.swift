@@ -31,9 +31,7 @@ enum EvalCommand {
         let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
         let report = try ReconstructionEvaluation.run(vae: model.vae, imageSize: model.config.imageSize, scenes: try args.int("n", default: 1000))
         if args.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             print(String(format: "VAE reconstructions of %d validation scenes: judge recovers %.2f%% ± %.2f%%; hazard seen in %.2f%% of %d; MSE %.5f",
                          report.scenes, 100 * report.recovered, 100 * report.recoveredStandardError, 100 * report.hazardDetected,
@@ -62,9 +60,7 @@ enum EvalCommand {
             FileHandle.standardError.write(Data("  \(done)/\(total) images judged\n".utf8))
         }
         if args.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
             return
         }
         print("gold judge on \(report.prompts) \(report.split) prompts × \(report.imagesPerPrompt) images "

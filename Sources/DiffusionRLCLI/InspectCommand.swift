@@ -50,9 +50,7 @@ enum InspectCommand {
                         "command_line": reader.attributes["command_line"] ?? ""]
             }
             if args.flag("json") {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(["runs": runs]), as: UTF8.self))
+                try printJSON(["runs": runs])
             } else {
                 print("\(runs.count) run\(runs.count == 1 ? "" : "s") under \(path)")
                 for run in runs { print("  \(run["file"]!)  \(run["epochs"]!) epochs  started \(run["start_time"]!)") }
@@ -62,9 +60,7 @@ enum InspectCommand {
         let reader = try RunLogReader(url: URL(fileURLWithPath: path))
         let summary = try summarize(reader)
         if args.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(summary), as: UTF8.self))
+            try printJSON(summary)
         } else {
             printText(summary)
         }

@@ -70,7 +70,7 @@ enum WorldCommand {
         let image = try PNG.read(URL(fileURLWithPath: path))
         let scores = GoldJudge().score(image, prompt: prompt)
         if args.flag("json") {
-            printJSON(Dictionary(uniqueKeysWithValues: scores.named))
+            try printJSON(Dictionary(uniqueKeysWithValues: scores.named))
         } else {
             for (name, value) in scores.named {
                 print(name.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: "%.3f", value))
@@ -162,16 +162,7 @@ enum WorldCommand {
             }
         }
         if args.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            let data = results.count == 1 ? try encoder.encode(results[0]) : try encoder.encode(["rows": results])
-            print(String(decoding: data, as: UTF8.self))
+            if results.count == 1 { try printJSON(results[0]) } else { try printJSON(["rows": results]) }
         }
-    }
-
-    static func printJSON(_ values: [String: Double]) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        print(String(decoding: (try? encoder.encode(values)) ?? Data(), as: UTF8.self))
     }
 }
