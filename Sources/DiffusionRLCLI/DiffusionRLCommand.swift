@@ -17,6 +17,7 @@ enum DiffusionRLCommand {
       sample         generate a grid of images for a prompt from a model folder
       eval           the gold judge's scores of a model on validation or held-out prompts
       eval-vae       whether the judge still reads the VAE's reconstructions
+      convert        rewrite a model folder's weights as F16 or F32
       inspect        summarize a run log (HDF5); --follow watches a live run
       report         one self-contained HTML page of charts, samples and events for runs
       debug          write-log: a synthetic run log, for trying readers and crash recovery
@@ -43,6 +44,7 @@ enum DiffusionRLCommand {
             case "sample": try PretrainCommand.sample(rest)
             case "eval": try EvalCommand.run(rest)
             case "eval-vae": try EvalCommand.vae(rest)
+            case "convert": try PretrainCommand.convert(rest)
             case "debug": try DebugCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }

@@ -66,4 +66,31 @@ enum PretrainCommand {
         try PNG.write(imageGrid(images, columns: Int(Double(n).squareRoot().rounded(.up))), to: URL(fileURLWithPath: out))
         print("wrote \(out) (\(n) samples of '\(prompt)')")
     }
+
+    static let convertHelp = """
+    usage: diffusion-rl convert --model DIR --out DIR2 [--dtype f16|f32] [--force]
+
+    Rewrites a model folder with its weights stored as F16 (half the size; how the shipped base
+    model is stored) or F32.
+    """
+
+    static func convert(_ arguments: [String]) throws {
+        let args = try Arguments(arguments, optionNames: ["model", "out", "dtype"], flagNames: ["force", "help"])
+        if args.flag("help") { print(convertHelp); return }
+        guard let input = args.string("model"), let out = args.string("out") else {
+            throw CommandError("convert needs --model DIR and --out DIR2", usage: true)
+        }
+        let stored: Safetensors.StoredType
+        switch args.string("dtype") ?? "f16" {
+        case "f16": stored = .f16
+        case "f32": stored = .f32
+        case let other: throw CommandError("--dtype must be f16 or f32, got '\(other)'", usage: true)
+        }
+        let target = URL(fileURLWithPath: out)
+        if FileManager.default.fileExists(atPath: target.appendingPathComponent("config.json").path) && !args.flag("force") {
+            throw CommandError("\(target.path) already holds a model; pass --force to overwrite")
+        }
+        try LatentDiffusionModel.load(from: URL(fileURLWithPath: input)).save(to: target, as: stored)
+        print("wrote \(target.path) (\(stored.rawValue))")
+    }
 }
