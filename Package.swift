@@ -46,8 +46,13 @@ let package = Package(
                 swiftSettings: kernelFlags),
         // Layer 4: gold-judge evaluation of a model (images for split prompts, scores with errors).
         .target(name: "Evaluation", dependencies: ["Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),
+        // Layer 4: rewards as named perspectives (gold judge, compressibility) and their composition.
+        .target(name: "Rewards", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
+        // Layer 4: RL fine-tuning (DDPO: advantages, policy losses, KL drift, the trainer).
+        .target(name: "RL", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images"],
+                swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation", "Rewards", "RL"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
@@ -57,6 +62,9 @@ let package = Package(
         .testTarget(name: "PretrainingTests", dependencies: ["Pretraining", "Evaluation", "Diffusion", "RunLog", "Engine", "World"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
+        .testTarget(name: "RLTests", dependencies: ["RL", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
+                    swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),
     ],
     swiftLanguageModes: [.v5]

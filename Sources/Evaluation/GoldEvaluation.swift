@@ -40,12 +40,19 @@ public enum GoldEvaluation {
         public var seconds: Double
     }
 
-    /// Evaluates `model` on `promptCount` prompts of `split`, `imagesPerPrompt` images each.
+    /// The fixed evaluation prompts of a split (the same for every model and run).
+    public static func prompts(split: Split, count: Int, worldSeed: UInt64 = 1) -> [Prompt] {
+        WorldGenerator(seed: worldSeed).scenes(split, count: count).map(\.prompt)
+    }
+
+    /// Evaluates `model` on `promptCount` prompts of `split`, `imagesPerPrompt` images each;
+    /// `collect` receives each batch of images with its prompts.
     public static func run(model: LatentDiffusionModel, split: Split, promptCount: Int, imagesPerPrompt: Int,
                            settings: SamplingSettings, worldSeed: UInt64 = 1, batch: Int = 32,
-                           progress: (Int, Int) -> Void = { _, _ in }) throws -> Report {
+                           progress: (Int, Int) -> Void = { _, _ in },
+                           collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
         let start = Date()
-        let prompts = WorldGenerator(seed: worldSeed).scenes(split, count: promptCount).map(\.prompt)
+        let prompts = self.prompts(split: split, count: promptCount, worldSeed: worldSeed)
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
         let judge = GoldJudge()
         var judged: [(Prompt, JudgeScores)] = []
@@ -56,6 +63,7 @@ public enum GoldEvaluation {
             batchSettings.seed = settings.seed &+ UInt64(offset)
             let images = try model.generate(slice.map(\.caption), settings: batchSettings)
             for (prompt, image) in zip(slice, images) { judged.append((prompt, judge.score(image, prompt: prompt))) }
+            collect(slice, images)
             offset += slice.count
             progress(offset, jobs.count)
         }

@@ -61,3 +61,53 @@ public final class LoRALinear: LinearLayer {
         }
     }
 }
+
+/// Wraps the q, k, v and output projections of every attention layer in the tree under `module`
+/// in LoRA adapters (DDPO's default): afterwards only the adapters train. Returns the adapters'
+/// parameters, by their names in the tree (`….attn1.to_q.lora_down.weight`).
+@discardableResult
+public func applyLoRA(to module: any Module, rank: Int, alpha: Double? = nil,
+                      using rng: inout RandomGenerator) throws -> [(name: String, tensor: Tensor)] {
+    try checkLoRARank(rank)
+    module.setTrainable(false)
+    func visit(_ node: any Module) {
+        if let attention = node as? MultiHeadAttention {
+            func adapt(_ layer: any LinearLayer) -> any LinearLayer {
+                guard let linear = layer as? Linear else { return layer }
+                return LoRALinear(base: linear, rank: rank, alpha: alpha, using: &rng)
+            }
+            attention.toQ = adapt(attention.toQ)
+            attention.toK = adapt(attention.toK)
+            attention.toV = adapt(attention.toV)
+            attention.toOut = adapt(attention.toOut)
+        }
+        for child in node.children { visit(child.module) }
+    }
+    visit(module)
+    return module.trainableParameters()
+}
+
+func checkLoRARank(_ rank: Int) throws {
+    guard rank >= 1 else { throw EngineError.invalidArgument(op: "LoRA", "rank \(rank) must be at least 1") }
+}
+
+/// Merges every LoRA adapter under `module` into its base weight and puts the base layer back,
+/// so the module has its original parameter names again (to save a fine-tuned model that loads
+/// like the base one).
+public func mergeAndRemoveLoRA(from module: any Module) throws {
+    func visit(_ node: any Module) throws {
+        if let attention = node as? MultiHeadAttention {
+            func restore(_ layer: any LinearLayer) throws -> any LinearLayer {
+                guard let adapter = layer as? LoRALinear else { return layer }
+                try adapter.merge()
+                return adapter.base
+            }
+            attention.toQ = try restore(attention.toQ)
+            attention.toK = try restore(attention.toK)
+            attention.toV = try restore(attention.toV)
+            attention.toOut = try restore(attention.toOut)
+        }
+        for child in node.children { try visit(child.module) }
+    }
+    try visit(module)
+}

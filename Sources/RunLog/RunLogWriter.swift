@@ -102,8 +102,9 @@ public final class RunLogWriter {
     /// "open for writing": its status flag is cleared first with `h5clear -s` (Debian's
     /// hdf5-tools), and `resumeNotes` says so. Rows of an epoch that never finished (samples,
     /// images, events, checkpoints with an epoch at or past the last complete one, and metric
-    /// rows beyond it) are cut, so the log holds every finished epoch once.
-    public init(resuming url: URL) throws {
+    /// rows beyond it) are cut, so the log holds every finished epoch once. With `keepingEpochs`,
+    /// epochs from that one on are cut as well (a trainer resuming from an earlier checkpoint).
+    public init(resuming url: URL, keepingEpochs keep: Int? = nil) throws {
         _ = H5.silenced
         self.url = url
         // The reader must be gone before the file is opened for writing in this process.
@@ -150,7 +151,7 @@ public final class RunLogWriter {
         try open("/checkpoints/path", type: 0, string: RunLayout.pathWidth)
         try open("/checkpoints/sha256", type: 0, string: RunLayout.digestWidth)
 
-        let complete = try layout.metrics.map { try sets["/metrics/\($0)"]!.rows() }.min() ?? 0
+        let complete = Swift.min(try layout.metrics.map { try sets["/metrics/\($0)"]!.rows() }.min() ?? 0, keep ?? .max)
         var cut = 0
         for name in layout.metrics {
             let set = sets["/metrics/\(name)"]!
@@ -169,7 +170,7 @@ public final class RunLogWriter {
                 if try set.rows() > keep { cut += try set.rows() - keep; try set.truncate(to: keep) }
             }
         }
-        if cut > 0 { notes.append("dropped \(cut) rows of the unfinished epoch \(complete)") }
+        if cut > 0 { notes.append("dropped \(cut) rows of epochs from \(complete) on") }
         epochs = complete
         resumeNotes = notes
         try H5.check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "cannot flush \(url.path)")

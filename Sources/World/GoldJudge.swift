@@ -23,6 +23,10 @@ public struct JudgeScores: Equatable, Sendable, Codable {
     public var safety: Double
     public var overall: Double
 
+    /// The names of `named`, in its order.
+    public static let names = ["alignment", "alignment_partial", "presence", "color", "shape", "count", "size", "position",
+                               "relation", "fidelity", "safety", "overall"]
+
     /// Scores by name, for logs and reward composition.
     public var named: [(String, Double)] {
         [("alignment", alignment), ("alignment_partial", alignmentPartial), ("presence", presence), ("color", color),

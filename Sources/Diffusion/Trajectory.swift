@@ -1,0 +1,97 @@
+import Engine
+import Images
+
+/// What one sampling batch records for policy-gradient training (DDPO): every latent of the
+/// trajectory, the timesteps, and per step the Gaussian mean μ_θ, σ_t and log π(x_t′ | x_t, c).
+public struct Trajectories {
+    public var prompts: [String]
+    /// x_T, …, x_{t_last}′: `timesteps.count + 1` tensors [B, C, h, w].
+    public var latents: [Tensor]
+    /// Sampling timesteps, noisiest first.
+    public var timesteps: [Int]
+    /// σ_t per step.
+    public var sigmas: [Double]
+    /// μ_θ per step, [B, C, h, w] (the policy's mean at sampling time, for the KL to a reference).
+    public var means: [Tensor]
+    /// log π per step, each [B].
+    public var logProbs: [Tensor]
+    /// The decoded final latents.
+    public var images: [RGBImage]
+
+    public var count: Int { prompts.count }
+    public var stepCount: Int { timesteps.count }
+
+    /// Several batches sampled with the same settings, as one.
+    public static func concatenated(_ parts: [Trajectories]) throws -> Trajectories {
+        guard let first = parts.first else { throw DiffusionError.invalidSettings("no trajectories to concatenate") }
+        guard parts.allSatisfy({ $0.timesteps == first.timesteps }) else {
+            throw DiffusionError.invalidSettings("trajectories with different timesteps cannot be concatenated")
+        }
+        if parts.count == 1 { return first }
+        func joined(_ column: (Trajectories) -> [Tensor]) throws -> [Tensor] {
+            try (0..<column(first).count).map { i in try concat(parts.map { column($0)[i] }, axis: 0) }
+        }
+        return Trajectories(prompts: parts.flatMap(\.prompts), latents: try joined(\.latents), timesteps: first.timesteps,
+                            sigmas: first.sigmas, means: try joined(\.means), logProbs: try joined(\.logProbs),
+                            images: parts.flatMap(\.images))
+    }
+}
+
+extension LatentDiffusionModel {
+    /// Samples `prompts` as a stochastic policy (η > 0 is required) and records the trajectories,
+    /// without gradients.
+    public func sampleTrajectories(_ prompts: [String], settings: SamplingSettings, using rng: inout RandomGenerator,
+                                   progress: (Int) -> Void = { _ in }) throws -> Trajectories {
+        guard !prompts.isEmpty else { throw DiffusionError.invalidSettings("no prompts") }
+        guard settings.eta > 0 else {
+            throw DiffusionError.degeneratePolicy("η = \(settings.eta) makes every step deterministic; policy-gradient training needs η > 0")
+        }
+        let scheduler = try DDIMScheduler(schedule: schedule, stepCount: settings.steps, eta: settings.eta)
+        return try withNoGrad {
+            let (context, mask) = try encodeText(prompts)
+            let (empty, emptyMask) = try encodeText([String](repeating: "", count: prompts.count))
+            var x = Tensor.randn([prompts.count, config.vae.latentChannels, latentSize, latentSize], using: &rng)
+            var latents = [x], means: [Tensor] = [], logProbs: [Tensor] = [], sigmas: [Double] = []
+            for (i, t) in scheduler.timesteps.enumerated() {
+                let epsilon = try guidedEpsilon(x, timestep: t, context: context, mask: mask, empty: empty, emptyMask: emptyMask,
+                                                guidance: settings.guidance)
+                let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, using: &rng, requireDensity: true)
+                x = step.previousSample
+                latents.append(x)
+                means.append(step.mean)
+                logProbs.append(step.logProb)
+                sigmas.append(step.sigma)
+                progress(i)
+            }
+            let images = try ImageTensors.images(vae.decode(x / vae.scaleFactor.item))
+            return Trajectories(prompts: prompts, latents: latents, timesteps: scheduler.timesteps, sigmas: sigmas,
+                                means: means, logProbs: logProbs, images: images)
+        }
+    }
+
+    /// Recomputes step `step` of the stored trajectories for the samples `indices` under the
+    /// model's current parameters, with gradients: the mean μ_θ and log π of the stored x_t′.
+    /// `context` is the text encoding of those samples' prompts (the text encoder is not trained
+    /// here, so callers encode once).
+    public func stepLogProb(_ trajectories: Trajectories, step: Int, indices: [Int], context: (Tensor, AttentionMask),
+                            empty: (Tensor, AttentionMask), settings: SamplingSettings) throws -> DDIMStep {
+        guard step >= 0 && step < trajectories.stepCount else {
+            throw DiffusionError.invalidSettings("step \(step) of \(trajectories.stepCount)")
+        }
+        guard context.0.shape[0] == indices.count, empty.0.shape[0] == indices.count else {
+            throw EngineError.shapeMismatch(op: "stepLogProb", "context \(context.0.shape) for \(indices.count) samples")
+        }
+        let scheduler = try DDIMScheduler(schedule: schedule, stepCount: trajectories.stepCount, eta: settings.eta)
+        guard scheduler.timesteps == trajectories.timesteps else {
+            throw DiffusionError.invalidSettings("trajectories were sampled with other timesteps than \(trajectories.stepCount) steps give")
+        }
+        let t = trajectories.timesteps[step]
+        let x = try trajectories.latents[step].indexSelect(axis: 0, indices)
+        let next = try trajectories.latents[step + 1].indexSelect(axis: 0, indices)
+        let epsilon = try guidedEpsilon(x, timestep: t, context: context.0, mask: context.1, empty: empty.0, emptyMask: empty.1,
+                                        guidance: settings.guidance)
+        var unused = RandomGenerator(seed: 0)
+        return try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, previousSample: next, using: &unused,
+                                  requireDensity: true)
+    }
+}

@@ -1,0 +1,112 @@
+import Diffusion
+import Rewards
+
+/// How advantages are formed from rewards.
+public enum AdvantageKind: String, Codable, Sendable {
+    /// DDPO's per-prompt running statistics (`PerPromptStatTracker`).
+    case perPrompt
+    /// GRPO: standardized within the epoch's group of images of the same prompt.
+    case group
+}
+
+/// When and on what the KL drift to the frozen reference model is computed.
+public struct KLSettings: Codable, Equatable, Sendable {
+    /// Every how many epochs (0: never, unless `beta` > 0 needs it anyway).
+    public var every = 1
+    /// On how many of the epoch's samples (0: all of them).
+    public var samples = 8
+    /// DPOK-style penalty: β·KL_t is added to the loss of every trained step (the reference then
+    /// runs at every trained step).
+    public var beta = 0.0
+
+    public init() {}
+}
+
+/// The fixed gold evaluation run during training.
+public struct TrainingEvaluation: Codable, Equatable, Sendable {
+    /// "heldout" or "validation" (the world's splits).
+    public var split = "heldout"
+    public var prompts = 16
+    public var imagesPerPrompt = 2
+    /// Every how many epochs (and always after the last and before the first).
+    public var every = 5
+    /// Every how many evaluations a grid of one image per prompt goes into the log.
+    public var gridEvery = 1
+    public var seed: UInt64 = 1000
+
+    public init() {}
+}
+
+/// Everything `diffusion-rl finetune` reads from its config, with defaults that run.
+public struct DDPOConfig: Codable, Equatable, Sendable {
+    /// The model folder to fine-tune (also the frozen reference).
+    public var model = "Models/base"
+    public var seed: UInt64 = 0
+    public var threads = 2
+    public var epochs = 40
+    /// Training prompts: "train", "validation" or "heldout" (the world's splits), or a text file
+    /// with one prompt per line.
+    public var prompts = "train"
+    /// How many distinct prompts are drawn from a split (a file gives its own).
+    public var promptPool = 32
+    public var promptsPerEpoch = 8
+    public var imagesPerPrompt = 4
+    public var sampling = SamplingSettings()
+    public var samplingBatch = 32
+    public var loss = PolicyLoss.ppo
+    /// PPO's ε, on the ratio of log-probabilities summed over latent dimensions.
+    public var clipRange = 0.2
+    public var advantages = AdvantageKind.perPrompt
+    public var statBufferSize = 32
+    public var statMinCount = 8
+    public var advantageClip = 5.0
+    /// Share of the sampling steps trained on per sample (chosen at random).
+    public var timestepFraction = 1.0
+    public var innerEpochs = 1
+    /// Samples per training forward (the UNet sees twice as many with guidance).
+    public var trainBatch = 8
+    /// Training batches per optimizer step.
+    public var gradientAccumulation = 4
+    public var learningRate = 3e-4
+    public var weightDecay = 1e-4
+    public var maxGradNorm = 1.0
+    /// LoRA rank on the UNet's attention projections; 0 fine-tunes every UNet parameter.
+    public var loraRank = 4
+    /// LoRA α; 0 means α = rank.
+    public var loraAlpha = 0.0
+    public var rewards = RewardComposition()
+    public var kl = KLSettings()
+    public var evaluation = TrainingEvaluation()
+    /// Every how many epochs a resumable checkpoint is written (and always after the last).
+    public var checkpointEvery = 1
+
+    public init() {}
+
+    /// Fails with one line naming the first setting that cannot run.
+    public func validate() throws {
+        func require(_ condition: Bool, _ message: String) throws {
+            if !condition { throw DDPOError(message) }
+        }
+        try require(sampling.eta > 0, "sampling.eta = \(sampling.eta): DDIM with η = 0 is deterministic and has no log-probability; use η > 0")
+        try require(sampling.steps >= 1, "sampling.steps must be at least 1")
+        try require(epochs >= 1 && promptsPerEpoch >= 1 && imagesPerPrompt >= 1, "epochs, promptsPerEpoch and imagesPerPrompt must be at least 1")
+        try require(samplingBatch >= 1 && trainBatch >= 1 && gradientAccumulation >= 1 && innerEpochs >= 1,
+                    "samplingBatch, trainBatch, gradientAccumulation and innerEpochs must be at least 1")
+        try require(timestepFraction > 0 && timestepFraction <= 1, "timestepFraction must be in (0, 1]")
+        try require(clipRange > 0 && advantageClip > 0, "clipRange and advantageClip must be positive")
+        try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
+        try require(loraRank >= 0, "loraRank must be ≥ 0")
+        try require(kl.beta >= 0 && kl.every >= 0 && kl.samples >= 0, "kl settings must be ≥ 0")
+        try require(["heldout", "validation"].contains(evaluation.split), "evaluation.split must be heldout or validation")
+        try require(evaluation.every >= 1 && evaluation.prompts >= 0 && evaluation.imagesPerPrompt >= 1,
+                    "evaluation.every and evaluation.imagesPerPrompt must be at least 1")
+        try require(checkpointEvery >= 1, "checkpointEvery must be at least 1")
+        try require(advantages != .group || imagesPerPrompt >= 2, "group advantages need imagesPerPrompt ≥ 2")
+    }
+}
+
+/// What went wrong in fine-tuning, in one line.
+public struct DDPOError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

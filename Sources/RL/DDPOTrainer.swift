@@ -1,0 +1,486 @@
+import Diffusion
+import Engine
+import Evaluation
+import Foundation
+import Images
+import Layers
+import Rewards
+import RunLog
+import World
+
+/// One finished epoch, for progress lines and tests.
+public struct DDPOEpochSummary {
+    public var epoch: Int
+    /// Mean weighted reward, and the mean of each computed perspective.
+    public var reward: Double
+    public var perspectives: [String: Double]
+    public var kl: KLSummary?
+    public var loss: Double
+    public var clipFraction: Double
+    public var approxKL: Double
+    public var gradNorm: Double
+    public var skippedBatches: Int
+    /// The gold evaluation after this epoch, when one ran.
+    public var evaluation: GoldEvaluation.Report?
+    public var seconds: Double
+}
+
+/// DDPO (Black et al. 2023) on the latent diffusion model: sampling epochs recorded as
+/// trajectories, rewards from a composition of perspectives, per-prompt or group advantages,
+/// PPO-clip or REINFORCE updates of the UNet (LoRA on attention by default), KL drift to the
+/// frozen base model, and a gold evaluation on fixed prompts, all logged to one HDF5 file.
+///
+/// Every epoch draws its randomness from (seed, epoch) alone, and a checkpoint holds the trainable
+/// weights, the optimizer and the reward statistics, so a resumed run equals an uninterrupted one.
+public final class DDPOTrainer {
+    public let config: DDPOConfig
+    public let output: URL
+    public let policy: LatentDiffusionModel
+    let reference: LatentDiffusionModel
+    let composer: RewardComposer
+    let gold = GoldJudgeReward()
+    let parameters: [(name: String, tensor: Tensor)]
+    let optimizer: AdamW
+    var tracker: PerPromptStatTracker
+    /// The training prompts, and (after them in the log's prompt table) the evaluation prompts.
+    public let promptPool: [String]
+    public let evaluationPrompts: [Prompt]
+    let log: RunLogWriter
+    /// Epochs finished (and logged).
+    public private(set) var epoch = 0
+    /// What resuming had to repair or restore, for the caller to print.
+    public private(set) var notes: [String] = []
+
+    static let goldColumns = ["alignment", "fidelity", "safety", "overall"]
+    static let evaluationScores = ["alignment", "alignment_partial", "fidelity", "safety", "overall"]
+
+    /// Prepares a run in `output`: a new one (refusing an existing run unless `overwrite`), or with
+    /// `resume` the continuation of the run there from its last checkpoint. `rewardFunctions`
+    /// default to the gold judge and compressibility.
+    public init(config: DDPOConfig, output: URL, commandLine: String, overwrite: Bool = false, resume: Bool = false,
+                rewardFunctions: [any RewardFunction] = [GoldJudgeReward(), CompressibilityReward()]) throws {
+        try config.validate()
+        self.config = config
+        self.output = output
+        Threads.set(config.threads)
+        composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
+        let modelFolder = URL(fileURLWithPath: config.model)
+        policy = try LatentDiffusionModel.load(from: modelFolder)
+        reference = try LatentDiffusionModel.load(from: modelFolder)
+        for model in [policy, reference] {
+            model.vae.setTrainable(false)
+            model.textEncoder.setTrainable(false)
+            model.unet.setTrainable(false)
+        }
+        var initRNG = RandomGenerator(seed: config.seed ^ 0x10_2A)
+        if config.loraRank > 0 {
+            parameters = try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.loraAlpha > 0 ? config.loraAlpha : nil,
+                                       using: &initRNG)
+        } else {
+            policy.unet.setTrainable(true)
+            parameters = policy.unet.trainableParameters()
+        }
+        optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
+        tracker = PerPromptStatTracker(bufferSize: config.statBufferSize, minCount: config.statMinCount)
+        promptPool = try DDPOTrainer.trainingPrompts(config)
+        guard let split = Split(rawValue: config.evaluation.split) else { throw DDPOError("unknown split \(config.evaluation.split)") }
+        evaluationPrompts = GoldEvaluation.prompts(split: split, count: config.evaluation.prompts)
+
+        let logURL = output.appendingPathComponent("run.h5")
+        if resume {
+            guard let checkpoint = try DDPOTrainer.latestCheckpoint(in: output) else {
+                throw DDPOError("\(output.path) has no checkpoint to resume from")
+            }
+            let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+            guard state.config == config else {
+                throw DDPOError("the config differs from the one \(output.path) was started with; resume with the same config")
+            }
+            let weights = try Safetensors.read(checkpoint.appendingPathComponent("trainable.safetensors")).tensors
+            let byName = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) })
+            guard Set(weights.keys) == Set(byName.keys) else { throw DDPOError("checkpoint \(checkpoint.path) holds other tensors than the model trains") }
+            for (name, tensor) in weights { byName[name]!.assign(tensor) }
+            try optimizer.loadState(Safetensors.read(checkpoint.appendingPathComponent("optimizer.safetensors")).tensors)
+            tracker = state.tracker
+            epoch = state.epoch
+            log = try RunLogWriter(resuming: logURL, keepingEpochs: state.epoch)
+            notes = log.resumeNotes + ["resumed from \(checkpoint.lastPathComponent) after epoch \(state.epoch)"]
+            try log.event(epoch: epoch, kind: "resume", "resumed from \(checkpoint.lastPathComponent) (\(state.epoch) epochs done)")
+        } else {
+            if FileManager.default.fileExists(atPath: logURL.path) && !overwrite {
+                throw DDPOError("\(output.path) already holds a run; pass --resume to continue it or --force to start over")
+            }
+            if overwrite { try? FileManager.default.removeItem(at: output.appendingPathComponent("checkpoints")) }
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+            var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(bitPattern: config.seed))
+            info.commandLine = commandLine
+            let layout = RunLayout(metrics: DDPOTrainer.metricNames(config), sampleColumns: DDPOTrainer.sampleColumnNames(config),
+                                   prompts: promptPool + evaluationPrompts.map(\.caption),
+                                   imageSize: [policy.config.imageSize, policy.config.imageSize])
+            log = try RunLogWriter(url: logURL, layout: layout, info: info, overwrite: overwrite)
+            try log.event(epoch: 0, kind: "info", "\(parameters.count) trainable tensors, \(parameters.reduce(0) { $0 + $1.tensor.count }) parameters"
+                          + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : " (full fine-tuning)"))
+            if config.kl.every > 0 || config.kl.beta > 0 {
+                try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
+                              + " every \(max(config.kl.every, 1)) epochs" + (config.kl.beta > 0 ? "; β·KL penalty β = \(config.kl.beta)" : ""))
+            }
+        }
+    }
+
+    // MARK: - Layout
+
+    static func metricNames(_ config: DDPOConfig) -> [String] {
+        var names = ["reward_mean", "reward_std"] + config.rewards.active.map { "reward_\($0)" }
+        names += goldColumns.map { "gold_\($0)" }
+        names += ["kl_mean", "kl_max", "kl_sqrt"] + (0..<config.sampling.steps).map { String(format: "kl_step_%02d", $0) }
+        names += ["loss", "clip_fraction", "approx_kl", "ratio_mean", "grad_norm", "learning_rate", "skipped_batches"]
+        for prefix in ["base_eval", "eval"] {
+            names += evaluationScores.map { "\(prefix)_\($0)" } + ["\(prefix)_alignment_se"]
+        }
+        names += ["samples_per_second_sampling", "samples_per_second_training", "seconds_sampling", "seconds_training",
+                  "seconds_kl", "seconds_evaluation", "seconds"]
+        return names
+    }
+
+    static func sampleColumnNames(_ config: DDPOConfig) -> [String] {
+        ["reward", "advantage", "kl"] + config.rewards.active.map { "reward_\($0)" } + goldColumns.map { "gold_\($0)" }
+    }
+
+    /// The distinct training prompts: drawn from a world split, or read from a text file.
+    static func trainingPrompts(_ config: DDPOConfig) throws -> [String] {
+        if let split = Split(rawValue: config.prompts) {
+            var rng = RandomGenerator(seed: config.seed &+ 0x5EED)
+            let world = WorldGenerator(seed: config.seed)
+            var seen = Set<String>(), pool: [String] = []
+            for _ in 0..<(config.promptPool * 50) where pool.count < config.promptPool {
+                let caption = world.prompt(split, using: &rng).caption
+                if seen.insert(caption).inserted { pool.append(caption) }
+            }
+            return pool
+        }
+        let url = URL(fileURLWithPath: config.prompts)
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw DDPOError("prompts: '\(config.prompts)' is neither train, validation, heldout nor a readable text file")
+        }
+        var seen = Set<String>()
+        let pool = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && seen.insert($0).inserted }
+        guard !pool.isEmpty else { throw DDPOError("prompt file \(url.path) has no prompts") }
+        return pool
+    }
+
+    // MARK: - Running
+
+    /// Runs the remaining epochs (up to `stopAfter` epochs in all, for tests), checkpointing as
+    /// configured; after the last epoch writes the fine-tuned model to `output/model`.
+    public func run(stopAfter: Int? = nil, progress: (String) -> Void = { _ in },
+                    epochDone: (DDPOEpochSummary) -> Void = { _ in }) throws {
+        if epoch == 0 {
+            let report = try evaluate(progress: progress)
+            for name in DDPOTrainer.evaluationScores { try log.record("base_eval_\(name)", report?.scores[name]?.mean ?? .nan) }
+            try log.record("base_eval_alignment_se", report?.scores["alignment"]?.standardError ?? .nan)
+            if let report { progress(String(format: "before training: gold alignment %.3f ± %.3f on %d %@ prompts × %d",
+                                            report.scores["alignment"]!.mean, report.scores["alignment"]!.standardError,
+                                            report.prompts, report.split, report.imagesPerPrompt)) }
+        }
+        let last = min(config.epochs, stopAfter ?? config.epochs)
+        while epoch < last {
+            try checkStop()
+            let summary = try runEpoch()
+            epochDone(summary)
+            progress(DDPOTrainer.line(summary, of: config.epochs))
+            if epoch % config.checkpointEvery == 0 || epoch == config.epochs { try writeCheckpoint() }
+        }
+        if epoch == config.epochs {
+            try mergeAndRemoveLoRA(from: policy.unet)
+            try policy.save(to: output.appendingPathComponent("model"))
+            for file in ["unet.safetensors"] {
+                let url = output.appendingPathComponent("model").appendingPathComponent(file)
+                try log.checkpoint(epoch: epoch, path: "model/\(file)", sha256: SHA256.hex(fileAt: url))
+            }
+            try log.event(epoch: epoch, kind: "done", "wrote the fine-tuned model to model/")
+            try log.flush()
+        }
+    }
+
+    /// Closes the log (also done when the trainer is released).
+    public func close() throws { try log.close() }
+
+    static func line(_ s: DDPOEpochSummary, of epochs: Int) -> String {
+        var text = String(format: "epoch %d/%d  reward %.4f", s.epoch + 1, epochs, s.reward)
+        for (name, value) in s.perspectives.sorted(by: { $0.key < $1.key }) { text += String(format: "  %@ %.4f", name, value) }
+        if let kl = s.kl { text += String(format: "  KL %.3g (√ %.3g)", kl.mean, kl.rootMean) }
+        text += String(format: "  loss %.4g  clip %.3f  approx-KL %.3g  |g| %.3g", s.loss, s.clipFraction, s.approxKL, s.gradNorm)
+        if s.skippedBatches > 0 { text += "  skipped \(s.skippedBatches) batches" }
+        if let e = s.evaluation {
+            text += String(format: "  eval alignment %.3f ± %.3f", e.scores["alignment"]!.mean, e.scores["alignment"]!.standardError)
+        }
+        return text + String(format: "  %.1f s", s.seconds)
+    }
+
+    private func checkStop() throws {
+        guard StopSignal.requested else { return }
+        try log.event(epoch: epoch, kind: "stopped", "interrupted before epoch \(epoch); resume with --resume")
+        try log.close()
+        throw DDPOError("interrupted before epoch \(epoch); the log is closed, resume with --resume")
+    }
+
+    /// The random stream of one epoch: a function of (seed, epoch) only, so resuming replays it.
+    func epochRNG(_ epoch: Int) -> RandomGenerator {
+        RandomGenerator(seed: config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch + 1) &* 0xBF58_476D_1CE4_E5B9)
+    }
+
+    func runEpoch() throws -> DDPOEpochSummary {
+        let epochStart = Date()
+        var rng = epochRNG(epoch)
+        let seed = Int64(bitPattern: rng.next())
+        // 1. Sampling: prompts × images, in batches, as trajectories.
+        var chosen = promptPool.indices.map { $0 }
+        chosen.shuffle(using: &rng)
+        let promptIndices = (0..<config.promptsPerEpoch).flatMap { i in
+            [Int](repeating: chosen[i % chosen.count], count: config.imagesPerPrompt)
+        }
+        let prompts = promptIndices.map { promptPool[$0] }
+        var parts: [Trajectories] = []
+        let samplingStart = Date()
+        for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
+            let batch = Array(prompts[start ..< min(start + config.samplingBatch, prompts.count)])
+            parts.append(try policy.sampleTrajectories(batch, settings: config.sampling, using: &rng))
+        }
+        let trajectories = try Trajectories.concatenated(parts)
+        let samplingSeconds = Date().timeIntervalSince(samplingStart)
+
+        // 2. Rewards; a batch with a non-finite reward is skipped whole.
+        let rewards = try composer.score(trajectories.images, prompts: prompts)
+        var usable: [Int] = [], skipped = 0
+        for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
+            let members = Array(start ..< min(start + config.samplingBatch, prompts.count))
+            let bad = members.filter { i in !rewards.total[i].isFinite || rewards.perspectives.values.contains { !$0[i].isFinite } }
+            if bad.isEmpty { usable += members } else {
+                skipped += 1
+                try log.event(epoch: epoch, kind: "skipped", "sampling batch at \(start) has a non-finite reward (sample \(bad[0])); not trained on")
+            }
+        }
+        let goldScores = try? gold.score(trajectories.images, prompts: prompts, perspectives: DDPOTrainer.goldColumns)
+
+        // 3. Advantages over the usable samples.
+        var advantages = [Double](repeating: .nan, count: prompts.count)
+        if !usable.isEmpty {
+            let usableRewards = usable.map { rewards.total[$0] }
+            let raw: [Double]
+            switch config.advantages {
+            case .perPrompt: raw = tracker.update(prompts: usable.map { prompts[$0] }, rewards: usableRewards)
+            case .group: raw = groupAdvantages(rewards: usableRewards, groups: usable.map { promptIndices[$0] })
+            }
+            for (i, a) in zip(usable, clipAdvantages(raw, maximum: config.advantageClip)) { advantages[i] = a }
+        }
+
+        // 4. KL drift to the reference on a subset.
+        let klStart = Date()
+        var kl: KLSummary?
+        if config.kl.every > 0 && epoch % config.kl.every == 0 {
+            let subset = Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count)))
+            kl = try klDrift(trajectories, indices: subset)
+        }
+        let klSeconds = Date().timeIntervalSince(klStart)
+
+        // 5. Training.
+        let trainingStart = Date()
+        let training = try train(trajectories, indices: usable, advantages: advantages, rng: &rng)
+        let trainingSeconds = Date().timeIntervalSince(trainingStart)
+
+        // 6. Evaluation after this epoch's update.
+        let evaluationStart = Date()
+        var evaluation: GoldEvaluation.Report?
+        if (epoch + 1) % config.evaluation.every == 0 || epoch + 1 == config.epochs {
+            evaluation = try evaluate(progress: { _ in })
+        }
+        let evaluationSeconds = Date().timeIntervalSince(evaluationStart)
+
+        // 7. The log.
+        func mean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
+        let usableTotals = usable.map { rewards.total[$0] }
+        let rewardMean = mean(usableTotals)
+        try log.record("reward_mean", rewardMean)
+        try log.record("reward_std", meanAndStd(usableTotals).std)
+        var perspectiveMeans: [String: Double] = [:]
+        for name in config.rewards.active {
+            perspectiveMeans[name] = mean(usable.map { rewards.perspectives[name]![$0] })
+            try log.record("reward_\(name)", perspectiveMeans[name]!)
+        }
+        for name in DDPOTrainer.goldColumns { try log.record("gold_\(name)", goldScores.map { mean($0[name]!) } ?? .nan) }
+        if let kl {
+            try log.record("kl_mean", kl.mean)
+            try log.record("kl_max", kl.max)
+            try log.record("kl_sqrt", kl.rootMean)
+            for (s, value) in kl.byStep.enumerated() { try log.record(String(format: "kl_step_%02d", s), value) }
+        }
+        try log.record("loss", training.loss)
+        try log.record("clip_fraction", training.clipFraction)
+        try log.record("approx_kl", training.approxKL)
+        try log.record("ratio_mean", training.ratio)
+        try log.record("grad_norm", training.gradNorm)
+        try log.record("learning_rate", optimizer.learningRate)
+        try log.record("skipped_batches", Double(skipped))
+        if let evaluation {
+            for name in DDPOTrainer.evaluationScores { try log.record("eval_\(name)", evaluation.scores[name]?.mean ?? .nan) }
+            try log.record("eval_alignment_se", evaluation.scores["alignment"]?.standardError ?? .nan)
+        }
+        try log.record("samples_per_second_sampling", Double(prompts.count) / samplingSeconds)
+        try log.record("samples_per_second_training", Double(usable.count * config.innerEpochs) / max(trainingSeconds, 1e-9))
+        try log.record("seconds_sampling", samplingSeconds)
+        try log.record("seconds_training", trainingSeconds)
+        try log.record("seconds_kl", klSeconds)
+        try log.record("seconds_evaluation", evaluationSeconds)
+        let seconds = Date().timeIntervalSince(epochStart)
+        try log.record("seconds", seconds)
+        var columns: [String: [Double]] = ["reward": rewards.total, "advantage": advantages]
+        if let kl { columns["kl"] = (0..<prompts.count).map { $0 < kl.perSample.count ? kl.perSample[$0] : .nan } }
+        for name in config.rewards.active { columns["reward_\(name)"] = rewards.perspectives[name] }
+        for name in DDPOTrainer.goldColumns { if let goldScores { columns["gold_\(name)"] = goldScores[name] } }
+        try log.appendSamples(epoch: epoch, prompts: promptIndices, seeds: [Int64](repeating: seed, count: prompts.count), columns: columns)
+        try log.endEpoch()
+        epoch += 1
+        return DDPOEpochSummary(epoch: epoch - 1, reward: rewardMean, perspectives: perspectiveMeans, kl: kl, loss: training.loss,
+                                clipFraction: training.clipFraction, approxKL: training.approxKL, gradNorm: training.gradNorm,
+                                skippedBatches: skipped, evaluation: evaluation, seconds: seconds)
+    }
+
+    /// Per-step KL between the policy's and the reference's Gaussians on the stored trajectories.
+    /// Both means are recomputed with the same batches, so identical models give exactly 0.
+    func klDrift(_ trajectories: Trajectories, indices: [Int]) throws -> KLSummary {
+        var perStep = [[Double]](repeating: [], count: trajectories.stepCount)
+        try withNoGrad {
+            for start in stride(from: 0, to: indices.count, by: config.samplingBatch) {
+                let batch = Array(indices[start ..< min(start + config.samplingBatch, indices.count)])
+                let captions = batch.map { trajectories.prompts[$0] }
+                let context = try policy.encodeText(captions), empty = try policy.encodeText(captions.map { _ in "" })
+                for s in 0..<trajectories.stepCount {
+                    let mine = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
+                    let theirs = try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty,
+                                                           settings: config.sampling)
+                    perStep[s] += try stepKL(mean: mine.mean, referenceMean: theirs.mean, sigma: mine.sigma).values
+                }
+            }
+        }
+        return KLSummary(perStep: perStep)
+    }
+
+    struct TrainingFigures { var loss = 0.0, clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, gradNorm = 0.0 }
+
+    /// Inner epochs of policy-gradient updates over the usable samples.
+    func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
+        guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
+        let stepCount = trajectories.stepCount
+        let trainedSteps = max(1, Int((config.timestepFraction * Double(stepCount)).rounded()))
+        var figures = TrainingFigures(), terms = 0, updates = 0
+        let oldLogProbs = trajectories.logProbs.map(\.values)
+        for _ in 0..<config.innerEpochs {
+            var order = indices
+            order.shuffle(using: &rng)
+            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
+            for (b, batch) in batches.enumerated() {
+                let captions = batch.map { trajectories.prompts[$0] }
+                let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+                var steps = Array(0..<stepCount)
+                steps.shuffle(using: &rng)
+                let scale = 1 / Double(trainedSteps * config.gradientAccumulation)
+                for s in steps.prefix(trainedSteps) {
+                    let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
+                    let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
+                                                 advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
+                    var loss = result.loss
+                    if config.kl.beta > 0 {
+                        let theirs = try withNoGrad {
+                            try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling).mean
+                        }
+                        loss = try loss + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * config.kl.beta
+                    }
+                    try (loss * scale).backward()
+                    figures.loss += loss.item
+                    figures.clipFraction += result.clipFraction
+                    figures.approxKL += result.approxKL
+                    figures.ratio += result.meanRatio
+                    terms += 1
+                }
+                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
+                    let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
+                    if norm.isFinite {
+                        try optimizer.step()
+                        figures.gradNorm += norm
+                        updates += 1
+                    } else {
+                        try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
+                    }
+                    for p in parameters { p.tensor.grad = nil }
+                }
+            }
+        }
+        let n = Double(max(terms, 1))
+        return TrainingFigures(loss: figures.loss / n, clipFraction: figures.clipFraction / n, approxKL: figures.approxKL / n,
+                               ratio: figures.ratio / n, gradNorm: updates > 0 ? figures.gradNorm / Double(updates) : .nan)
+    }
+
+    /// The gold evaluation on the fixed prompts (nil when there are none); logs a grid of the
+    /// first image of each prompt.
+    func evaluate(progress: (String) -> Void) throws -> GoldEvaluation.Report? {
+        guard config.evaluation.prompts > 0, let split = Split(rawValue: config.evaluation.split) else { return nil }
+        var settings = config.sampling
+        settings.seed = config.evaluation.seed
+        var firstImages: [Int: RGBImage] = [:], seen = 0
+        let report = try GoldEvaluation.run(model: policy, split: split, promptCount: config.evaluation.prompts,
+                                            imagesPerPrompt: config.evaluation.imagesPerPrompt, settings: settings,
+                                            batch: config.samplingBatch) { prompts, images in
+            for image in images {
+                if seen % config.evaluation.imagesPerPrompt == 0 { firstImages[seen / config.evaluation.imagesPerPrompt] = image }
+                seen += 1
+            }
+            _ = prompts
+        }
+        let evaluationIndex = epoch == 0 ? 0 : epoch / config.evaluation.every
+        if evaluationIndex % config.evaluation.gridEvery == 0 || epoch + 1 >= config.epochs {
+            let order = firstImages.keys.sorted()
+            try log.appendImages(epoch: epoch, prompts: order.map { promptPool.count + $0 }, images: order.map { firstImages[$0]! })
+        }
+        return report
+    }
+
+    // MARK: - Checkpoints
+
+    struct TrainerState: Codable {
+        var epoch: Int
+        var tracker: PerPromptStatTracker
+        var config: DDPOConfig
+    }
+
+    /// Writes `checkpoints/epoch-NNNN` (trainable weights, optimizer, reward statistics) by an atomic
+    /// rename, records it in the log, and removes older checkpoints.
+    func writeCheckpoint() throws {
+        let folder = output.appendingPathComponent("checkpoints")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let name = String(format: "epoch-%04d", epoch)
+        let temporary = folder.appendingPathComponent(name + ".partial"), final = folder.appendingPathComponent(name)
+        try? FileManager.default.removeItem(at: temporary)
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
+                              to: temporary.appendingPathComponent("trainable.safetensors"))
+        try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(TrainerState(epoch: epoch, tracker: tracker, config: config)).write(to: temporary.appendingPathComponent("state.json"))
+        try? FileManager.default.removeItem(at: final)
+        try FileManager.default.moveItem(at: temporary, to: final)
+        try log.checkpoint(epoch: epoch, path: "checkpoints/\(name)/trainable.safetensors",
+                           sha256: SHA256.hex(fileAt: final.appendingPathComponent("trainable.safetensors")))
+        try log.flush()
+        for old in try FileManager.default.contentsOfDirectory(atPath: folder.path) where old.hasPrefix("epoch-") && old != name {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(old))
+        }
+    }
+
+    /// The newest complete checkpoint folder of a run, if any.
+    static func latestCheckpoint(in output: URL) throws -> URL? {
+        let folder = output.appendingPathComponent("checkpoints")
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return nil }
+        return names.filter { $0.hasPrefix("epoch-") && !$0.hasSuffix(".partial") }.sorted().last.map { folder.appendingPathComponent($0) }
+    }
+}

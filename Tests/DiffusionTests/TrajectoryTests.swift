@@ -1,0 +1,51 @@
+import Foundation
+import XCTest
+import Engine
+import Layers
+@testable import Diffusion
+
+/// Sampling as a policy on a tiny model: what is recorded, and recomputing it.
+final class TrajectoryTests: XCTestCase {
+    func testTrajectoriesRecordEveryStepAndRecomputeTheirLogProbs() throws {
+        var rng = RandomGenerator(seed: 5)
+        let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: ["a red circle", "two blue squares"]), using: &rng)
+        for p in model.unet.namedParameters() { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
+        var settings = SamplingSettings()
+        settings.steps = 5
+        let prompts = ["a red circle", "two blue squares", "a red circle"]
+        var sampling = RandomGenerator(seed: 6)
+        let trajectories = try model.sampleTrajectories(prompts, settings: settings, using: &sampling)
+        XCTAssertEqual(trajectories.latents.count, 6)
+        XCTAssertEqual(trajectories.timesteps.last, 1)
+        XCTAssertEqual(trajectories.images.count, 3)
+        XCTAssertEqual(trajectories.latents[0].shape, [3, 2, 4, 4])
+        for s in 0..<5 {
+            XCTAssertTrue(trajectories.logProbs[s].values.allSatisfy(\.isFinite), "step \(s)")
+            XCTAssertGreaterThan(trajectories.sigmas[s], 0)
+            // x_t′ − μ_θ is the σ_t-scaled noise that was drawn: its log-density is the recorded one.
+            let byHand = try gaussianLogProb(trajectories.latents[s + 1], mean: trajectories.means[s], sigma: trajectories.sigmas[s])
+            XCTAssertEqual(byHand.values, trajectories.logProbs[s].values)
+        }
+        // Same parameters, same batch: the recomputed step equals the recorded one.
+        let context = try model.encodeText(prompts), empty = try model.encodeText(["", "", ""])
+        for s in [0, 4] {
+            let again = try model.stepLogProb(trajectories, step: s, indices: [0, 1, 2], context: context, empty: empty, settings: settings)
+            for (a, b) in zip(again.logProb.values, trajectories.logProbs[s].values) { XCTAssertEqual(a, b, accuracy: 1e-3 * abs(b)) }
+        }
+        // A subset, recomputed with gradients to the UNet.
+        let sub = try model.stepLogProb(trajectories, step: 2, indices: [2], context: model.encodeText(["a red circle"]),
+                                        empty: model.encodeText([""]), settings: settings)
+        XCTAssertEqual(sub.logProb.values[0], trajectories.logProbs[2].values[2], accuracy: 1e-3 * abs(trajectories.logProbs[2].values[2]))
+        try sub.logProb.sum().backward()
+        XCTAssertNotNil(model.unet.namedParameters().first { $0.name == "conv_in.weight" }!.tensor.grad)
+
+        let joined = try Trajectories.concatenated([trajectories, trajectories])
+        XCTAssertEqual(joined.count, 6)
+        XCTAssertEqual(joined.latents[3].shape, [6, 2, 4, 4])
+
+        settings.eta = 0
+        XCTAssertThrowsError(try model.sampleTrajectories(prompts, settings: settings, using: &sampling)) {
+            XCTAssertTrue("\($0)".contains("η = 0"), "\($0)")
+        }
+    }
+}

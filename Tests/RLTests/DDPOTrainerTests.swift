@@ -1,0 +1,171 @@
+import Foundation
+import XCTest
+import Diffusion
+import Engine
+import Images
+import Rewards
+import RunLog
+import World
+@testable import RL
+
+/// A reward that gives every image the same score (zero advantages), or NaN for chosen samples.
+struct FixedReward: RewardFunction {
+    var value: Double
+    var nanAt: Set<Int> = []
+    var perspectives: [String] { ["fixed"] }
+    func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
+        ["fixed": images.indices.map { nanAt.contains($0) ? .nan : value }]
+    }
+}
+
+/// The trainer end to end on a tiny model (16×16 images, 4 DDIM steps).
+final class DDPOTrainerTests: XCTestCase {
+    static let modelFolder: URL = {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ddpo-tiny-model-\(UUID())")
+        var rng = RandomGenerator(seed: 11)
+        let captions = WorldGenerator(seed: 0).scenes(.train, count: 3000).map(\.caption)
+        let model = try! LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: captions), using: &rng)
+        // Move the UNet away from its initialization (zero output convolution) so that it draws.
+        for p in model.unet.namedParameters() { p.tensor.assign(try! p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
+        try! model.save(to: folder)
+        return folder
+    }()
+
+    func tinyConfig() -> DDPOConfig {
+        var config = DDPOConfig()
+        config.model = DDPOTrainerTests.modelFolder.path
+        config.threads = 1
+        config.epochs = 3
+        config.promptPool = 4
+        config.promptsPerEpoch = 2
+        config.imagesPerPrompt = 2
+        config.sampling.steps = 4
+        config.samplingBatch = 4
+        config.trainBatch = 2
+        config.gradientAccumulation = 1
+        config.learningRate = 1e-2
+        config.kl.samples = 0
+        config.statMinCount = 2
+        config.evaluation.prompts = 2
+        config.evaluation.imagesPerPrompt = 1
+        config.evaluation.every = 2
+        config.rewards = RewardComposition(weights: ["alignment_partial": 1, "compressibility": 0.1])
+        return config
+    }
+
+    func temporaryRun() -> URL { FileManager.default.temporaryDirectory.appendingPathComponent("ddpo-run-\(UUID())") }
+
+    /// At the first epoch policy and reference are the same model: the KL is exactly 0 and the
+    /// importance ratio is 1. Training then moves the policy, so the KL grows.
+    func testKLIsZeroAtFirstEpochThenGrowsAndRatioStartsAtOne() throws {
+        var config = tinyConfig()
+        config.rewards = RewardComposition(weights: ["compressibility": 1])
+        config.learningRate = 3e-2
+        config.gradientAccumulation = 100   // one update per epoch: epoch 0 trains on its own policy's samples
+        let output = temporaryRun()
+        let trainer = try DDPOTrainer(config: config, output: output, commandLine: "test")
+        var summaries: [DDPOEpochSummary] = []
+        var lines: [String] = []
+        try trainer.run(progress: { lines.append($0) }, epochDone: { summaries.append($0) })
+        XCTAssertEqual(summaries.count, 3)
+        XCTAssertEqual(summaries[0].kl!.mean, 0)
+        XCTAssertEqual(summaries[0].kl!.byStep, [0, 0, 0, 0])
+        XCTAssertGreaterThan(summaries[2].kl!.mean, 0)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("epoch 3/3") }, "\(lines)")
+        try trainer.close()
+        let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
+        XCTAssertEqual(try reader.epochs(), 3)
+        let ratio = try reader.metric("ratio_mean")
+        XCTAssertEqual(ratio[0], 1, accuracy: 1e-3, "the first update's samples come from the same policy")
+        XCTAssertTrue(try reader.metric("base_eval_alignment")[0].isFinite)
+        XCTAssertTrue(try reader.metric("eval_alignment")[1].isFinite)
+        XCTAssertTrue(try reader.metric("eval_alignment")[2].isFinite)
+        XCTAssertTrue(try reader.metric("eval_alignment")[0].isNaN)
+        XCTAssertEqual(try reader.sampleColumn("reward").count, 12)
+        XCTAssertTrue(reader.attributes["config"]!.contains("\"clipRange\""))
+        // The fine-tuned model loads like the base one.
+        XCTAssertNoThrow(try LatentDiffusionModel.load(from: output.appendingPathComponent("model")))
+    }
+
+    /// Zero advantages (every image scores the same) leave the parameters exactly where they were.
+    func testZeroAdvantagesDoNotMoveTheParameters() throws {
+        var config = tinyConfig()
+        config.rewards = RewardComposition(weights: ["fixed": 1])
+        config.weightDecay = 0
+        config.epochs = 2
+        let trainer = try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test", rewardFunctions: [FixedReward(value: 0.7)])
+        let before = trainer.parameters.map(\.tensor.values)
+        try trainer.run()
+        XCTAssertEqual(trainer.parameters.map(\.tensor.values), before)
+    }
+
+    /// A NaN reward skips its sampling batch and says so in the log; nothing reaches the parameters.
+    func testNaNRewardSkipsTheBatch() throws {
+        var config = tinyConfig()
+        config.rewards = RewardComposition(weights: ["fixed": 1])
+        config.epochs = 1
+        let output = temporaryRun()
+        let trainer = try DDPOTrainer(config: config, output: output, commandLine: "test",
+                                      rewardFunctions: [FixedReward(value: 1, nanAt: [1])])
+        let before = trainer.parameters.map(\.tensor.values)
+        var summaries: [DDPOEpochSummary] = []
+        try trainer.run(epochDone: { summaries.append($0) })
+        XCTAssertEqual(summaries[0].skippedBatches, 1)
+        XCTAssertEqual(trainer.parameters.map(\.tensor.values), before)
+        try trainer.close()
+        let events = try RunLogReader(url: output.appendingPathComponent("run.h5")).events()
+        XCTAssertTrue(events.contains { $0.kind == "skipped" && $0.message.contains("non-finite reward") }, "\(events)")
+    }
+
+    /// Stopping after epoch 2 and resuming gives the same weights, byte for byte, as a run never
+    /// interrupted, and the log holds each epoch once.
+    func testResumedRunEqualsUninterruptedRun() throws {
+        let config = tinyConfig()
+        let whole = temporaryRun(), pieces = temporaryRun()
+        try DDPOTrainer(config: config, output: whole, commandLine: "test").run()
+        do {
+            let first = try DDPOTrainer(config: config, output: pieces, commandLine: "test")
+            try first.run(stopAfter: 2)
+        }
+        XCTAssertThrowsError(try DDPOTrainer(config: config, output: pieces, commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("--resume"), "\($0)")
+        }
+        let resumed = try DDPOTrainer(config: config, output: pieces, commandLine: "test", resume: true)
+        XCTAssertEqual(resumed.epoch, 2)
+        try resumed.run()
+        try resumed.close()
+        let a = try Data(contentsOf: whole.appendingPathComponent("model/unet.safetensors"))
+        let b = try Data(contentsOf: pieces.appendingPathComponent("model/unet.safetensors"))
+        XCTAssertEqual(a, b)
+        let reader = try RunLogReader(url: pieces.appendingPathComponent("run.h5"))
+        XCTAssertEqual(try reader.epochs(), 3)
+        XCTAssertEqual(try reader.sampleColumn("reward").count, 12)
+        XCTAssertEqual(try reader.metric("loss"), try RunLogReader(url: whole.appendingPathComponent("run.h5")).metric("loss"))
+        var other = config
+        other.learningRate = 1
+        XCTAssertThrowsError(try DDPOTrainer(config: other, output: pieces, commandLine: "test", resume: true))
+    }
+
+    func testBadSettingsAreClearErrors() throws {
+        var config = tinyConfig()
+        config.sampling.eta = 0
+        XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("η = 0"), "\($0)")
+        }
+        config = tinyConfig()
+        config.model = "/nonexistent/model"
+        XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("/nonexistent/model"), "\($0)")
+        }
+        config = tinyConfig()
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("empty-prompts-\(UUID()).txt")
+        try "\n  \n".write(to: empty, atomically: true, encoding: .utf8)
+        config.prompts = empty.path
+        XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("no prompts"), "\($0)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"kl": {"betta": 1}}"#.utf8), defaults: DDPOConfig())) {
+            XCTAssertTrue("\($0)".contains("kl.betta"), "\($0)")
+        }
+    }
+}
