@@ -32,8 +32,8 @@ test: deps
 bench: build
 	$(BIN) bench engine --threads $(THREADS)
 
+# The main job: DDPO on the gold alignment reward from the shipped base model (Models/base).
 demo: build
-	$(BIN) bench engine --threads $(THREADS)
 	$(BIN) demo --threads $(THREADS)
 
 clean:

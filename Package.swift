@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RLTests", dependencies: ["RL", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
                     swiftSettings: kernelFlags),
-        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog"]),
+        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,12 +1,19 @@
 import Diffusion
 import Engine
 import Foundation
+import RL
 
 /// `diffusion-rl bench engine`.
 enum BenchCommand {
     static let help = """
     usage: diffusion-rl bench engine [--threads N] [--batch N] [--json]
            diffusion-rl bench unet [--threads N] [--json]
+           diffusion-rl bench ddpo [--model Models/base] [--config FILE.json] [--threads N] [--json]
+
+    ddpo: samples per second of one sampling epoch and one training epoch at the default DDPO
+    config (the shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4,
+    training batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, and GFLOP/s
+    against the sgemm ceiling measured in the same run.
 
     unet: milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at
     batch 8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s,
@@ -23,11 +30,12 @@ enum BenchCommand {
     """
 
     static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["threads", "batch"], flagNames: ["json", "help"])
+        let args = try Arguments(arguments, optionNames: ["threads", "batch", "model", "config"], flagNames: ["json", "help"])
         if args.flag("help") { print(help); return }
         if args.positional.first == "unet" { try unet(args); return }
+        if args.positional.first == "ddpo" { try ddpo(args); return }
         guard args.positional.first == "engine" else {
-            throw CommandError("bench needs a target: engine or unet (see diffusion-rl bench --help)", usage: true)
+            throw CommandError("bench needs a target: engine, unet or ddpo (see diffusion-rl bench --help)", usage: true)
         }
         let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
         let json = args.flag("json")
@@ -65,6 +73,28 @@ enum BenchCommand {
         for f in report.figures {
             print(String(format: "%5d  ", f.batch) + f.pass.padding(toLength: 18, withPad: " ", startingAt: 0)
                   + String(format: " %8.2f %9.3f %9.1f %9.0f%%", f.milliseconds, f.gflop, f.gflops, 100 * f.fractionOfCeiling))
+        }
+    }
+
+    static func ddpo(_ args: Arguments) throws {
+        var config = DDPOConfig()
+        if let path = args.string("config") {
+            config = try ConfigLoader.load(DDPOConfig.self, from: URL(fileURLWithPath: path), defaults: config)
+        }
+        config.model = args.string("model") ?? config.model
+        config.threads = try args.int("threads", default: config.threads)
+        let report = try DDPOBenchmark.run(config: config) { line in FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+        if args.flag("json") {
+            try printJSON(report)
+            return
+        }
+        print(String(format: "DDPO epoch of %d samples, %d DDIM steps, guidance %.0f, LoRA rank %d, training batch %d; %d thread(s); ceiling: OpenBLAS sgemm 1024³ %.1f GFLOP/s",
+                     report.phases[0].samples, report.steps, report.guidance, report.loraRank, report.trainBatch, report.threads, report.ceilingGflops))
+        print("phase       samples/s   seconds    GFLOP   GFLOP/s  of ceiling  time in GEMM")
+        for p in report.phases {
+            print(p.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + String(format: " %9.2f %9.2f %8.1f %9.1f %10.0f%% %12.0f%%", p.samplesPerSecond, p.seconds, p.gflop, p.gflops,
+                           100 * p.fractionOfCeiling, 100 * p.gemmShare))
         }
     }
 

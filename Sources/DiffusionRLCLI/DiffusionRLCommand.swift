@@ -15,14 +15,15 @@ enum DiffusionRLCommand {
       world          the embedded world: sample, judge, export, judge-eval
       pretrain       train the VAE, text encoder and UNet (the base model) with an HDF5 log
       sample         generate a grid of images for a prompt from a model folder
+      finetune       DDPO fine-tuning from rewards, with KL drift and an HDF5 log (--resume)
       eval           the gold judge's scores of a model on validation or held-out prompts
       eval-vae       whether the judge still reads the VAE's reconstructions
       convert        rewrite a model folder's weights as F16 or F32
       inspect        summarize a run log (HDF5); --follow watches a live run
       report         one self-contained HTML page of charts, samples and events for runs
       debug          write-log: a synthetic run log, for trying readers and crash recovery
-      demo           a short end-to-end run of what exists so far (a small conv net trained
-                     with the engine)
+      demo           the main job: DDPO on the gold alignment reward from the shipped base
+                     model, with a log, a report, and held-out alignment before and after
 
     Every command takes --help. Options: --threads N sets OpenBLAS and engine threads.
     """
@@ -42,6 +43,7 @@ enum DiffusionRLCommand {
             case "report": try ReportCommand.run(rest)
             case "pretrain": try PretrainCommand.run(rest)
             case "sample": try PretrainCommand.sample(rest)
+            case "finetune": try FinetuneCommand.run(rest)
             case "eval": try EvalCommand.run(rest)
             case "eval-vae": try EvalCommand.vae(rest)
             case "convert": try PretrainCommand.convert(rest)

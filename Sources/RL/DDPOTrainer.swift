@@ -64,6 +64,7 @@ public final class DDPOTrainer {
         self.output = output
         Threads.set(config.threads)
         composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
+        promptPool = try DDPOTrainer.trainingPrompts(config)
         let modelFolder = URL(fileURLWithPath: config.model)
         policy = try LatentDiffusionModel.load(from: modelFolder)
         reference = try LatentDiffusionModel.load(from: modelFolder)
@@ -82,7 +83,6 @@ public final class DDPOTrainer {
         }
         optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
         tracker = PerPromptStatTracker(bufferSize: config.statBufferSize, minCount: config.statMinCount)
-        promptPool = try DDPOTrainer.trainingPrompts(config)
         guard let split = Split(rawValue: config.evaluation.split) else { throw DDPOError("unknown split \(config.evaluation.split)") }
         evaluationPrompts = GoldEvaluation.prompts(split: split, count: config.evaluation.prompts)
 
@@ -202,6 +202,9 @@ public final class DDPOTrainer {
         }
     }
 
+    /// Number of scalar parameters trained.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.tensor.count } }
+
     /// Closes the log (also done when the trainer is released).
     public func close() throws { try log.close() }
 
@@ -234,19 +237,9 @@ public final class DDPOTrainer {
         var rng = epochRNG(epoch)
         let seed = Int64(bitPattern: rng.next())
         // 1. Sampling: prompts × images, in batches, as trajectories.
-        var chosen = promptPool.indices.map { $0 }
-        chosen.shuffle(using: &rng)
-        let promptIndices = (0..<config.promptsPerEpoch).flatMap { i in
-            [Int](repeating: chosen[i % chosen.count], count: config.imagesPerPrompt)
-        }
-        let prompts = promptIndices.map { promptPool[$0] }
-        var parts: [Trajectories] = []
         let samplingStart = Date()
-        for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
-            let batch = Array(prompts[start ..< min(start + config.samplingBatch, prompts.count)])
-            parts.append(try policy.sampleTrajectories(batch, settings: config.sampling, using: &rng))
-        }
-        let trajectories = try Trajectories.concatenated(parts)
+        let (promptIndices, trajectories) = try sampleEpoch(using: &rng)
+        let prompts = trajectories.prompts
         let samplingSeconds = Date().timeIntervalSince(samplingStart)
 
         // 2. Rewards; a batch with a non-finite reward is skipped whole.
@@ -343,6 +336,23 @@ public final class DDPOTrainer {
         return DDPOEpochSummary(epoch: epoch - 1, reward: rewardMean, perspectives: perspectiveMeans, kl: kl, loss: training.loss,
                                 clipFraction: training.clipFraction, approxKL: training.approxKL, gradNorm: training.gradNorm,
                                 skippedBatches: skipped, evaluation: evaluation, seconds: seconds)
+    }
+
+    /// The epoch's prompts (indices into the pool, each repeated `imagesPerPrompt` times) and
+    /// their trajectories, sampled in batches.
+    func sampleEpoch(using rng: inout RandomGenerator) throws -> (promptIndices: [Int], trajectories: Trajectories) {
+        var chosen = promptPool.indices.map { $0 }
+        chosen.shuffle(using: &rng)
+        let promptIndices = (0..<config.promptsPerEpoch).flatMap { i in
+            [Int](repeating: chosen[i % chosen.count], count: config.imagesPerPrompt)
+        }
+        let prompts = promptIndices.map { promptPool[$0] }
+        var parts: [Trajectories] = []
+        for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
+            let batch = Array(prompts[start ..< min(start + config.samplingBatch, prompts.count)])
+            parts.append(try policy.sampleTrajectories(batch, settings: config.sampling, using: &rng))
+        }
+        return (promptIndices, try Trajectories.concatenated(parts))
     }
 
     /// Per-step KL between the policy's and the reference's Gaussians on the stored trajectories.

@@ -1,5 +1,8 @@
+import Diffusion
+import Engine
 import Foundation
 import RunLog
+import World
 import XCTest
 
 /// Runs the built `diffusion-rl` binary as a user would and checks exit codes and messages.
@@ -36,7 +39,7 @@ final class CLITests: XCTestCase {
     }
 
     func testHelpOnEveryCommand() throws {
-        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"], ["inspect", "--help"], ["debug", "--help"], ["report", "--help"], ["pretrain", "--help"], ["sample", "--help"], ["eval", "--help"], ["eval-vae", "--help"]] {
+        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"], ["inspect", "--help"], ["debug", "--help"], ["report", "--help"], ["pretrain", "--help"], ["sample", "--help"], ["eval", "--help"], ["eval-vae", "--help"], ["finetune", "--help"], ["convert", "--help"]] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 0, "\(arguments)")
             XCTAssertTrue(result.stdout.contains("usage: diffusion-rl"), "\(arguments): \(result.stdout)")
@@ -45,8 +48,8 @@ final class CLITests: XCTestCase {
 
     func testBadInputIsOneLineAndANonZeroExit() throws {
         for (arguments, expected) in [(["frobnicate"], "unknown command"), (["bench", "engine", "--fast"], "unknown option --fast"),
-                                      (["demo", "--steps", "many"], "expects a whole number"), (["bench"], "needs a target"),
-                                      (["demo", "--steps"], "needs a value")] {
+                                      (["demo", "--epochs", "many"], "expects a whole number"), (["bench"], "needs a target"),
+                                      (["demo", "--epochs"], "needs a value"), (["finetune", "--config", "x.json"], "needs --out")] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 2, "\(arguments)")
             XCTAssertTrue(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
@@ -60,7 +63,9 @@ final class CLITests: XCTestCase {
         try #"{"vaeStep": 3}"#.write(to: config, atomically: true, encoding: .utf8)
         for (arguments, expected) in [(["eval", "--model", "/nonexistent"], "no config.json"),
                                       (["pretrain", "--out", "/tmp/unused", "--config", "/nonexistent.json"], "cannot read config"),
-                                      (["pretrain", "--out", "/tmp/unused", "--config", config.path], "unknown key 'vaeStep'")] {
+                                      (["pretrain", "--out", "/tmp/unused", "--config", config.path], "unknown key 'vaeStep'"),
+                                      (["finetune", "--out", "/tmp/unused", "--config", config.path], "unknown key 'vaeStep'"),
+                                      (["demo", "--model", "/nonexistent", "--out", "/tmp/unused-\(UUID())"], "/nonexistent")] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 1, "\(arguments)")
             XCTAssertTrue(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
@@ -217,9 +222,75 @@ final class CLITests: XCTestCase {
         }
     }
 
-    func testDemoRunsAndLearns() throws {
-        let result = try run(["demo", "--steps", "40", "--threads", "1"])
-        XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertTrue(result.stdout.contains("held-out accuracy"), result.stdout)
+    /// A fine-tuning run killed with SIGKILL mid-way and resumed ends with the same weights, byte
+    /// for byte, as one never interrupted, and its log holds every finished epoch once.
+    func testFinetuneKilledAndResumedEqualsUninterrupted() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-finetune-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var rng = RandomGenerator(seed: 3)
+        let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: WorldGenerator(seed: 0).scenes(.train, count: 2000).map(\.caption)),
+                                             using: &rng)
+        for p in model.unet.namedParameters() { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
+        try model.save(to: folder.appendingPathComponent("model"))
+        let config = folder.appendingPathComponent("tiny.json")
+        try """
+        {"model": "\(folder.appendingPathComponent("model").path)", "threads": 1, "epochs": 12, "promptPool": 4, "promptsPerEpoch": 2,
+         "imagesPerPrompt": 2, "sampling": {"steps": 4}, "samplingBatch": 4, "trainBatch": 2, "gradientAccumulation": 1,
+         "learningRate": 0.01, "statMinCount": 2, "rewards": {"weights": {"alignment_partial": 1, "compressibility": 0.1}},
+         "evaluation": {"prompts": 2, "imagesPerPrompt": 1, "every": 4}}
+        """.write(to: config, atomically: true, encoding: .utf8)
+        let whole = folder.appendingPathComponent("whole"), pieces = folder.appendingPathComponent("pieces")
+        let uninterrupted = try run(["finetune", "--config", config.path, "--out", whole.path])
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+        XCTAssertTrue(uninterrupted.stdout.contains("epoch 12/12"), uninterrupted.stdout)
+
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["finetune", "--config", config.path, "--out", pieces.path]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let log = pieces.appendingPathComponent("run.h5")
+        var seen = 0
+        let deadline = Date().addingTimeInterval(60)
+        while seen < 4 && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+            seen = (try? RunLogReader(url: log).epochs()) ?? 0
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+        XCTAssertGreaterThanOrEqual(seen, 4)
+        XCTAssertLessThan(seen, 12, "the run ended before it was killed")
+        let refused = try run(["finetune", "--config", config.path, "--out", pieces.path])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("--resume"), refused.stderr)
+        let resumed = try run(["finetune", "--config", config.path, "--out", pieces.path, "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resumed from"), resumed.stdout)
+        let a = try Data(contentsOf: whole.appendingPathComponent("model/unet.safetensors"))
+        let b = try Data(contentsOf: pieces.appendingPathComponent("model/unet.safetensors"))
+        XCTAssertEqual(a, b, "resumed weights differ from the uninterrupted run's")
+        let reader = try RunLogReader(url: log)
+        XCTAssertEqual(try reader.epochs(), 12)
+        let epochs = try reader.sampleColumn("epoch")
+        XCTAssertEqual(epochs.count, 12 * 4)
+        XCTAssertEqual(epochs, (0..<12).flatMap { [Double](repeating: Double($0), count: 4) })
+        XCTAssertEqual(try reader.metric("reward_mean"), try RunLogReader(url: whole.appendingPathComponent("run.h5")).metric("reward_mean"))
+    }
+
+    func testFinetuneRefusesEtaZeroAndEmptyPromptFiles() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-bad-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let eta = folder.appendingPathComponent("eta.json"), prompts = folder.appendingPathComponent("none.txt")
+        try #"{"sampling": {"eta": 0}}"#.write(to: eta, atomically: true, encoding: .utf8)
+        try "".write(to: prompts, atomically: true, encoding: .utf8)
+        let empty = folder.appendingPathComponent("empty.json")
+        try #"{"prompts": "\#(prompts.path)"}"#.write(to: empty, atomically: true, encoding: .utf8)
+        for (file, expected) in [(eta, "η = 0"), (empty, "no prompts")] {
+            let result = try run(["finetune", "--config", file.path, "--out", folder.appendingPathComponent("out").path])
+            XCTAssertEqual(result.status, 1)
+            XCTAssertTrue(result.stderr.contains(expected), result.stderr)
+            XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
+        }
     }
 }

@@ -169,3 +169,14 @@ final class DDPOTrainerTests: XCTestCase {
         }
     }
 }
+
+final class DDPOConfigTests: XCTestCase {
+    /// Reward weights are the user's keys: given weights replace the default ones whole; other
+    /// unknown keys stay errors.
+    func testRewardWeightsAreAnOpenMap() throws {
+        let config = try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"rewards": {"weights": {"safety": 0.5, "fidelity": 1}}}"#.utf8),
+                                             defaults: DDPOConfig())
+        XCTAssertEqual(config.rewards.weights, ["safety": 0.5, "fidelity": 1])
+        XCTAssertThrowsError(try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"rewards": {"weight": {}}}"#.utf8), defaults: DDPOConfig()))
+    }
+}

@@ -15,7 +15,8 @@ public enum ConfigLoader {
             throw ConfigError(description: "\(source): malformed JSON (\(error.localizedDescription))")
         }
         let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults))
-        let merged = try merge(given, over: base, path: "", source: source)
+        let open = (T.self as? OpenConfigMaps.Type)?.openMaps ?? []
+        let merged = try merge(given, over: base, path: "", source: source, open: open)
         do {
             return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
@@ -42,8 +43,8 @@ public enum ConfigLoader {
         return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
     }
 
-    private static func merge(_ given: Any, over base: Any, path: String, source: String) throws -> Any {
-        guard let givenObject = given as? [String: Any] else { return given }
+    private static func merge(_ given: Any, over base: Any, path: String, source: String, open: Set<String>) throws -> Any {
+        guard let givenObject = given as? [String: Any], !open.contains(path) else { return given }
         guard var baseObject = base as? [String: Any] else {
             throw ConfigError(description: "\(source): '\(path)' should not be an object")
         }
@@ -53,8 +54,15 @@ public enum ConfigLoader {
                 let known = baseObject.keys.sorted().joined(separator: ", ")
                 throw ConfigError(description: "\(source): unknown key '\(here)' (known here: \(known))")
             }
-            baseObject[key] = try merge(value, over: existing, path: here, source: source)
+            baseObject[key] = try merge(value, over: existing, path: here, source: source, open: open)
         }
         return baseObject
     }
+}
+
+/// Settings with dictionary fields whose keys are the user's (reward weights by perspective):
+/// at these dotted paths a given object replaces the default whole instead of being checked
+/// key by key.
+public protocol OpenConfigMaps {
+    static var openMaps: Set<String> { get }
 }
