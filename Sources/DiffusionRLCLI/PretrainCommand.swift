@@ -8,17 +8,20 @@ import RunLog
 /// `diffusion-rl pretrain` and `diffusion-rl sample`.
 enum PretrainCommand {
     static let help = """
-    usage: diffusion-rl pretrain [--config FILE.json] --out DIR [--force] [--threads N]
+    usage: diffusion-rl pretrain [--config FILE.json] --out DIR [--force | --resume] [--threads N]
 
     Trains the VAE on the world's training split (or the config's dataFolder: PNGs with
     captions.jsonl), then the text encoder and UNet on the frozen VAE's latents, with progress
     lines. Writes DIR/run.h5 (HDF5 log with the resolved config) and DIR/model (config.json,
     tokenizer.json, safetensors). Every config key is optional; an unknown key is an error.
+    Every checkpointEvery steps a resumable checkpoint goes to DIR/checkpoint; --resume continues
+    a stopped or killed run from it (same config; the result equals an uninterrupted run's).
     """
 
     static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["config", "out", "threads"], flagNames: ["force", "help"])
+        let args = try Arguments(arguments, optionNames: ["config", "out", "threads"], flagNames: ["force", "resume", "help"])
         if args.flag("help") { print(help); return }
+        guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
         guard let out = args.string("out") else { throw CommandError("pretrain needs --out DIR", usage: true) }
         var config = PretrainConfig()
         if let path = args.string("config") {
@@ -30,7 +33,8 @@ enum PretrainCommand {
         }
         StopSignal.install()
         let trainer = try Pretrainer(config: config, output: URL(fileURLWithPath: out),
-                                     commandLine: CommandLine.arguments.joined(separator: " "), overwrite: args.flag("force"))
+                                     commandLine: CommandLine.arguments.joined(separator: " "), overwrite: args.flag("force"),
+                                     resume: args.flag("resume"))
         print("pretrain: \(trainer.model.unet.parameterCount) UNet parameters, \(trainer.model.vae.parameterCount) VAE, "
               + "\(trainer.model.textEncoder.parameterCount) text encoder; vocabulary of \(trainer.model.tokenizer.count)")
         try trainer.run { line in print(line); fflush(stdout) }

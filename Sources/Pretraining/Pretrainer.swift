@@ -24,6 +24,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public var warmupSteps = 100
     public var gradientClip = 1.0
     public var logEvery = 50
+    /// Steps between resumable checkpoints (a multiple of `logEvery`).
+    public var checkpointEvery = 500
     public var threads = 2
 
     public init() {}
@@ -39,11 +41,19 @@ public final class Pretrainer {
     let log: RunLogWriter
     var rng: RandomGenerator
     let start = Date()
+    /// Where a resumed run picks up.
+    var resumeState: PretrainState?
+    /// For tests: stop (as if killed) before this step of this phase.
+    var stopBefore: (phase: String, step: Int)?
 
     static let metrics = ["vae_loss", "vae_reconstruction", "vae_kl", "diffusion_loss", "learning_rate", "samples_per_second", "seconds"]
 
-    /// Prepares a run in `output` (refusing an existing run unless `overwrite`).
-    public init(config: PretrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
+    /// Prepares a run in `output` (refusing an existing run unless `overwrite`), or with `resume`
+    /// continues the run there from its last checkpoint (same config, same result).
+    public init(config: PretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
+        guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {
+            throw DataError(description: "checkpointEvery (\(config.checkpointEvery)) must be a positive multiple of logEvery (\(config.logEvery))")
+        }
         self.config = config
         self.output = output
         Threads.set(config.threads)
@@ -51,18 +61,38 @@ public final class Pretrainer {
             ? WorldTrainingData(seed: config.seed, hazardRate: config.hazardRate, imageSize: config.model.imageSize)
             : try FolderTrainingData(folder: URL(fileURLWithPath: config.dataFolder), imageSize: config.model.imageSize)
         rng = RandomGenerator(seed: config.seed)
-        model = try LatentDiffusionModel(config: config.model, tokenizer: Tokenizer(captions: data.vocabularyCaptions()), using: &rng)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
-        info.commandLine = commandLine
-        log = try RunLogWriter(url: output.appendingPathComponent("run.h5"), layout: RunLayout(metrics: Pretrainer.metrics),
-                               info: info, overwrite: overwrite)
+        let logURL = output.appendingPathComponent("run.h5")
+        if resume {
+            let folder = output.appendingPathComponent("checkpoint")
+            guard let stateData = try? Data(contentsOf: folder.appendingPathComponent("state.json")) else {
+                throw DataError(description: "\(output.path) has no checkpoint to resume from")
+            }
+            let state = try JSONDecoder().decode(PretrainState.self, from: stateData)
+            guard state.config == config else {
+                throw DataError(description: "the config differs from the one \(output.path) was started with; resume with the same config")
+            }
+            model = try LatentDiffusionModel.load(from: folder.appendingPathComponent("model"))
+            rng = state.rng
+            resumeState = state
+            log = try RunLogWriter(resuming: logURL, keepingEpochs: state.logEpochs)
+            try log.event(epoch: log.epochs, kind: "resume", "resumed at \(state.phase) step \(state.step)")
+        } else {
+            model = try LatentDiffusionModel(config: config.model, tokenizer: Tokenizer(captions: data.vocabularyCaptions()), using: &rng)
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+            var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
+            info.commandLine = commandLine
+            log = try RunLogWriter(url: logURL, layout: RunLayout(metrics: Pretrainer.metrics), info: info, overwrite: overwrite)
+            if overwrite { try? FileManager.default.removeItem(at: output.appendingPathComponent("checkpoint")) }
+        }
     }
 
     /// Runs both phases; `progress` receives one line per logged interval.
     public func run(progress: (String) -> Void) throws {
-        try trainVAE(progress: progress)
-        try calibrateScale(progress: progress)
+        if let state = resumeState { progress("resuming at \(state.phase) step \(state.step)") }
+        if resumeState == nil || resumeState?.phase == "vae" {
+            try trainVAE(progress: progress)
+            try calibrateScale(progress: progress)
+        }
         try trainDiffusion(progress: progress)
         try save(progress: progress)
         try log.close()
@@ -73,8 +103,10 @@ public final class Pretrainer {
         let optimizer = AdamW(parameters, learningRate: config.vaeLearningRate, weightDecay: 0)
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.vaeSteps, minFactor: 0.1)
         var sums = (0.0, 0.0, 0.0), phaseStart = Date()
-        for step in 0..<config.vaeSteps {
+        let first = try resumedStep(phase: "vae", optimizer: optimizer)
+        for step in first..<config.vaeSteps {
             try stopIfAsked(step: step, phase: "vae")
+            try checkpointIfDue(step: step, phase: "vae", optimizer: optimizer)
             optimizer.learningRate = config.vaeLearningRate * schedule.factor(at: step)
             let (images, _) = data.batch(config.vaeBatch, using: &rng)
             model.vae.zeroGrad()
@@ -120,8 +152,10 @@ public final class Pretrainer {
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.diffusionSteps, minFactor: 0.1)
         let scale = model.vae.scaleFactor.item, noiseSchedule = model.schedule
         var sum = 0.0, phaseStart = Date()
-        for step in 0..<config.diffusionSteps {
+        let first = try resumedStep(phase: "diffusion", optimizer: optimizer)
+        for step in first..<config.diffusionSteps {
             try stopIfAsked(step: step, phase: "diffusion")
+            try checkpointIfDue(step: step, phase: "diffusion", optimizer: optimizer)
             optimizer.learningRate = config.diffusionLearningRate * schedule.factor(at: step)
             var (images, captions) = data.batch(config.diffusionBatch, using: &rng)
             captions = captions.map { rng.uniform() < config.captionDropout ? "" : $0 }
@@ -168,7 +202,35 @@ public final class Pretrainer {
         progress("wrote \(folder.path)")
     }
 
+    /// The step a resumed phase starts at (0 otherwise), with the optimizer's state restored.
+    private func resumedStep(phase: String, optimizer: AdamW) throws -> Int {
+        guard let state = resumeState, state.phase == phase else { return 0 }
+        let url = output.appendingPathComponent("checkpoint").appendingPathComponent("optimizer.safetensors")
+        try optimizer.loadState(Safetensors.read(url).tensors)
+        resumeState = nil
+        return state.step
+    }
+
+    /// At every `checkpointEvery` steps (not at 0): the model, the optimizer, the random stream and
+    /// the log's epoch count, written to a temporary folder and renamed over `checkpoint/`.
+    private func checkpointIfDue(step: Int, phase: String, optimizer: AdamW) throws {
+        guard step > 0, step % config.checkpointEvery == 0 else { return }
+        let folder = output.appendingPathComponent("checkpoint"), temporary = output.appendingPathComponent("checkpoint.partial")
+        try? FileManager.default.removeItem(at: temporary)
+        try model.save(to: temporary.appendingPathComponent("model"))
+        try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+        let state = PretrainState(phase: phase, step: step, rng: rng, logEpochs: log.epochs, config: config)
+        try JSONEncoder().encode(state).write(to: temporary.appendingPathComponent("state.json"))
+        try? FileManager.default.removeItem(at: folder)
+        try FileManager.default.moveItem(at: temporary, to: folder)
+        try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint at \(phase) step \(step)")
+        try log.flush()
+    }
+
     private func stopIfAsked(step: Int, phase: String) throws {
+        if let stop = stopBefore, stop.phase == phase, stop.step == step {
+            throw DataError(description: "stopped before \(phase) step \(step) (test)")
+        }
         guard StopSignal.requested else { return }
         try log.event(epoch: log.epochs, kind: "stopped", "interrupted at \(phase) step \(step)")
         try log.close()
@@ -179,4 +241,13 @@ public final class Pretrainer {
         let seconds = Int(Double(remaining) / Swift.max(perSecond, 1e-9))
         return String(format: "%d:%02d", seconds / 60, seconds % 60)
     }
+}
+
+/// What a resumable pretraining checkpoint records besides the weights and optimizer.
+struct PretrainState: Codable {
+    var phase: String
+    var step: Int
+    var rng: RandomGenerator
+    var logEpochs: Int
+    var config: PretrainConfig
 }
