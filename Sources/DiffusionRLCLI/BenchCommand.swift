@@ -7,7 +7,7 @@ import RL
 enum BenchCommand {
     static let help = """
     usage: diffusion-rl bench engine [--threads N] [--batch N] [--json]
-           diffusion-rl bench unet [--threads N] [--json]
+           diffusion-rl bench unet [--threads N] [--profile] [--json]
            diffusion-rl bench ddpo [--model Models/base] [--config FILE.json] [--threads N] [--json]
 
     ddpo: samples per second of one sampling epoch and one training epoch at the default DDPO
@@ -17,7 +17,8 @@ enum BenchCommand {
 
     unet: milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at
     batch 8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s,
-    and the fraction of the sgemm ceiling measured in the same run.
+    and the fraction of the sgemm ceiling measured in the same run. --profile instead prints where
+    forward + backward at batch 32 spends its time, by op and pass.
 
     engine:
     GFLOP/s of the engine's kernels at the default UNet's shapes (conv2d forward and backward,
@@ -30,7 +31,7 @@ enum BenchCommand {
     """
 
     static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["threads", "batch", "model", "config"], flagNames: ["json", "help"])
+        let args = try Arguments(arguments, optionNames: ["threads", "batch", "model", "config"], flagNames: ["json", "help", "profile"])
         if args.flag("help") { print(help); return }
         if args.positional.first == "unet" { try unet(args); return }
         if args.positional.first == "ddpo" { try ddpo(args); return }
@@ -60,6 +61,21 @@ enum BenchCommand {
     static func unet(_ args: Arguments) throws {
         let threads = try args.int("threads", default: 2)
         guard threads >= 1 else { throw CommandError("--threads must be at least 1", usage: true) }
+        if args.flag("profile") {
+            let (entries, total) = try UNetBenchmark.profile(threads: threads)
+            struct Profile: Encodable { var threads: Int; var batch: Int; var totalMilliseconds: Double; var entries: [OpProfiler.Entry] }
+            if args.flag("json") {
+                try printJSON(Profile(threads: threads, batch: 32, totalMilliseconds: total, entries: entries))
+                return
+            }
+            print(String(format: "default UNet forward + backward at batch 32, %d thread(s): %.1f ms per pass", threads, total))
+            print("op                          pass        calls        ms    share")
+            for e in entries where e.seconds * 1000 >= 0.05 {
+                print(e.op.padding(toLength: 27, withPad: " ", startingAt: 0) + " " + e.pass.padding(toLength: 9, withPad: " ", startingAt: 0)
+                      + String(format: " %8d %9.2f %7.1f%%", e.calls, e.seconds * 1000, 100 * e.seconds * 1000 / total))
+            }
+            return
+        }
         let report = try UNetBenchmark.run(threads: threads) { line in
             FileHandle.standardError.write(Data("  \(line)\n".utf8))
         }

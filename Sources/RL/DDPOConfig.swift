@@ -61,8 +61,12 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var statBufferSize = 32
     public var statMinCount = 8
     public var advantageClip = 5.0
-    /// Share of the sampling steps trained on per sample (chosen at random).
+    /// Share of the (eligible) sampling steps trained on per batch (chosen at random).
     public var timestepFraction = 1.0
+    /// The eligible sampling steps [first, end) in sampling order (0 is the noisiest); empty: all.
+    /// The late, low-σ steps have log-probability gradients ∝ 1/σ_t that swamp the early steps
+    /// where layout, count and shape are decided; alignment runs may train the early ones only.
+    public var trainStepRange: [Int] = []
     public var innerEpochs = 1
     /// Samples per training forward (the UNet sees twice as many with guidance).
     public var trainBatch = 8
@@ -94,6 +98,9 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try require(samplingBatch >= 1 && trainBatch >= 1 && gradientAccumulation >= 1 && innerEpochs >= 1,
                     "samplingBatch, trainBatch, gradientAccumulation and innerEpochs must be at least 1")
         try require(timestepFraction > 0 && timestepFraction <= 1, "timestepFraction must be in (0, 1]")
+        try require(trainStepRange.isEmpty || (trainStepRange.count == 2 && trainStepRange[0] >= 0 && trainStepRange[0] < trainStepRange[1]
+                                               && trainStepRange[1] <= sampling.steps),
+                    "trainStepRange must be empty or [first, end) with 0 ≤ first < end ≤ sampling.steps (\(sampling.steps))")
         try require(clipRange > 0 && advantageClip > 0, "clipRange and advantageClip must be positive")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")

@@ -380,8 +380,8 @@ public final class DDPOTrainer {
     /// Inner epochs of policy-gradient updates over the usable samples.
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
         guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
-        let stepCount = trajectories.stepCount
-        let trainedSteps = max(1, Int((config.timestepFraction * Double(stepCount)).rounded()))
+        let eligible = config.trainStepRange.isEmpty ? Array(0..<trajectories.stepCount) : Array(config.trainStepRange[0] ..< config.trainStepRange[1])
+        let trainedSteps = max(1, Int((config.timestepFraction * Double(eligible.count)).rounded()))
         var figures = TrainingFigures(), terms = 0, updates = 0
         let oldLogProbs = trajectories.logProbs.map(\.values)
         for _ in 0..<config.innerEpochs {
@@ -391,7 +391,7 @@ public final class DDPOTrainer {
             for (b, batch) in batches.enumerated() {
                 let captions = batch.map { trajectories.prompts[$0] }
                 let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
-                var steps = Array(0..<stepCount)
+                var steps = eligible
                 steps.shuffle(using: &rng)
                 let scale = 1 / Double(trainedSteps * config.gradientAccumulation)
                 for s in steps.prefix(trainedSteps) {

@@ -31,7 +31,7 @@ final class DDPOTrainerTests: XCTestCase {
         return folder
     }()
 
-    func tinyConfig() -> DDPOConfig {
+    static func tinyConfig() -> DDPOConfig {
         var config = DDPOConfig()
         config.model = DDPOTrainerTests.modelFolder.path
         config.threads = 1
@@ -58,7 +58,7 @@ final class DDPOTrainerTests: XCTestCase {
     /// At the first epoch policy and reference are the same model: the KL is exactly 0 and the
     /// importance ratio is 1. Training then moves the policy, so the KL grows.
     func testKLIsZeroAtFirstEpochThenGrowsAndRatioStartsAtOne() throws {
-        var config = tinyConfig()
+        var config = Self.tinyConfig()
         config.rewards = RewardComposition(weights: ["compressibility": 1])
         config.learningRate = 3e-2
         config.gradientAccumulation = 100   // one update per epoch: epoch 0 trains on its own policy's samples
@@ -89,7 +89,7 @@ final class DDPOTrainerTests: XCTestCase {
 
     /// Zero advantages (every image scores the same) leave the parameters exactly where they were.
     func testZeroAdvantagesDoNotMoveTheParameters() throws {
-        var config = tinyConfig()
+        var config = Self.tinyConfig()
         config.rewards = RewardComposition(weights: ["fixed": 1])
         config.weightDecay = 0
         config.epochs = 2
@@ -101,7 +101,7 @@ final class DDPOTrainerTests: XCTestCase {
 
     /// A NaN reward skips its sampling batch and says so in the log; nothing reaches the parameters.
     func testNaNRewardSkipsTheBatch() throws {
-        var config = tinyConfig()
+        var config = Self.tinyConfig()
         config.rewards = RewardComposition(weights: ["fixed": 1])
         config.epochs = 1
         let output = temporaryRun()
@@ -120,7 +120,7 @@ final class DDPOTrainerTests: XCTestCase {
     /// Stopping after epoch 2 and resuming gives the same weights, byte for byte, as a run never
     /// interrupted, and the log holds each epoch once.
     func testResumedRunEqualsUninterruptedRun() throws {
-        let config = tinyConfig()
+        let config = Self.tinyConfig()
         let whole = temporaryRun(), pieces = temporaryRun()
         try DDPOTrainer(config: config, output: whole, commandLine: "test").run()
         do {
@@ -147,17 +147,17 @@ final class DDPOTrainerTests: XCTestCase {
     }
 
     func testBadSettingsAreClearErrors() throws {
-        var config = tinyConfig()
+        var config = Self.tinyConfig()
         config.sampling.eta = 0
         XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("η = 0"), "\($0)")
         }
-        config = tinyConfig()
+        config = Self.tinyConfig()
         config.model = "/nonexistent/model"
         XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("/nonexistent/model"), "\($0)")
         }
-        config = tinyConfig()
+        config = Self.tinyConfig()
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("empty-prompts-\(UUID()).txt")
         try "\n  \n".write(to: empty, atomically: true, encoding: .utf8)
         config.prompts = empty.path
@@ -178,5 +178,45 @@ final class DDPOConfigTests: XCTestCase {
                                              defaults: DDPOConfig())
         XCTAssertEqual(config.rewards.weights, ["safety": 0.5, "fidelity": 1])
         XCTAssertThrowsError(try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"rewards": {"weight": {}}}"#.utf8), defaults: DDPOConfig()))
+    }
+}
+
+final class PolicyGradientDirectionTests: XCTestCase {
+    /// One update raises the log-probability of positive-advantage trajectories relative to
+    /// negative ones: Σ_i A_i · Δ log π(τ_i) > 0, for PPO and REINFORCE.
+    func testAnUpdateMovesLogProbabilitiesTowardPositiveAdvantages() throws {
+        for loss in [PolicyLoss.ppo, .reinforce] {
+            var config = DDPOTrainerTests.tinyConfig()
+            config.loss = loss
+            config.learningRate = 1e-3
+            config.trainBatch = 4
+            config.gradientAccumulation = 1
+            config.weightDecay = 0
+            config.evaluation.prompts = 0
+            config.rewards = RewardComposition(weights: ["fixed": 1])
+            let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("direction-\(UUID())"),
+                                          commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+            var rng = trainer.epochRNG(0)
+            let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+            let advantages: [Double] = [1, -1, 1, -1]
+            func totalLogProbs() throws -> [Double] {
+                let captions = trajectories.prompts
+                return try withNoGrad {
+                    let context = try trainer.policy.encodeText(captions), empty = try trainer.policy.encodeText(captions.map { _ in "" })
+                    var total = [Double](repeating: 0, count: captions.count)
+                    for s in 0..<trajectories.stepCount {
+                        let values = try trainer.policy.stepLogProb(trajectories, step: s, indices: [0, 1, 2, 3], context: context, empty: empty,
+                                                                    settings: config.sampling).logProb.values
+                        for i in total.indices { total[i] += values[i] }
+                    }
+                    return total
+                }
+            }
+            let before = try totalLogProbs()
+            _ = try trainer.train(trajectories, indices: [0, 1, 2, 3], advantages: advantages, rng: &rng)
+            let after = try totalLogProbs()
+            let movement = zip(advantages, zip(after, before)).map { $0 * ($1.0 - $1.1) }.reduce(0, +)
+            XCTAssertGreaterThan(movement, 0, "\(loss): Δ log π \(zip(after, before).map { $0 - $1 })")
+        }
     }
 }

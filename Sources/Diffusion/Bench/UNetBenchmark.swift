@@ -55,4 +55,30 @@ public enum UNetBenchmark {
         for i in figures.indices { figures[i].fractionOfCeiling = figures[i].gflops / ceiling }
         return Report(threads: threads, parameters: unet.parameterCount, contextTokens: 16, ceilingGflops: ceiling, figures: figures)
     }
+
+    /// Milliseconds per forward + backward of the default UNet at `batch`, by op and pass
+    /// (`OpProfiler`), averaged over `iterations` after one warm-up.
+    public static func profile(threads: Int, batch: Int = 32, iterations: Int = 5, config: UNetConfig = UNetConfig()) throws
+        -> (entries: [OpProfiler.Entry], totalMilliseconds: Double) {
+        Threads.set(threads)
+        var rng = RandomGenerator(seed: 0)
+        let unet = try UNet2DConditionModel(config, using: &rng)
+        let x = Tensor.randn([batch, config.inChannels, 8, 8], using: &rng)
+        let context = Tensor.randn([batch, 16, config.crossAttentionDimension], using: &rng)
+        let timesteps = (0..<batch).map { Double(($0 * 37) % 1000) }
+        let seed = Tensor.randn([batch, config.outChannels, 8, 8], using: &rng)
+        func pass() throws {
+            try unet(x, timesteps: timesteps, context: context).backward(gradient: seed)
+            unet.zeroGrad()
+        }
+        try pass()
+        let start = Date()
+        var entries = try OpProfiler.profile { for _ in 0..<iterations { try pass() } }
+        let total = Date().timeIntervalSince(start) * 1000 / Double(iterations)
+        for i in entries.indices {
+            entries[i].seconds /= Double(iterations)
+            entries[i].calls /= iterations
+        }
+        return (entries, total)
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 /// Reverse-mode automatic differentiation: each recorded op keeps its inputs and a closure that
 /// maps the gradient of its output to gradients of its inputs; `backward()` walks the graph in
 /// reverse topological order and accumulates gradients into the leaves.
@@ -40,6 +41,7 @@ extension Tensor {
     @discardableResult
     static func record(_ output: Tensor, _ name: String, _ inputs: [Tensor],
                        _ backward: @autoclosure () -> (Tensor) throws -> [Tensor?]) -> Tensor {
+        if OpProfiler.enabled { OpProfiler.charge(name, pass: "forward", since: OpProfiler.stamp) }
         guard GradMode.enabled, inputs.contains(where: { $0.requiresGrad }) else { return output }
         output.requiresGrad = true
         output.gradNode = GradNode(name: name, inputs: inputs, backward: backward())
@@ -92,7 +94,9 @@ extension Tensor {
                     }
                     continue
                 }
+                let started = OpProfiler.enabled ? DispatchTime.now().uptimeNanoseconds : 0
                 let inputGrads = try node.backward(g)
+                if OpProfiler.enabled { OpProfiler.charge(node.name, pass: "backward", since: started) }
                 for (input, inputGrad) in zip(node.inputs, inputGrads) {
                     guard input.requiresGrad, let inputGrad else { continue }
                     assert(inputGrad.shape == input.shape,
