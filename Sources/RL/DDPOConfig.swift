@@ -128,11 +128,19 @@ extension DDPOConfig {
     /// 2 cores, evaluated on held-out compositions before and after.
     public static var demo: DDPOConfig {
         var config = DDPOConfig()
-        config.epochs = 40
-        config.rewards = RewardComposition(weights: ["alignment": 1])
+        config.epochs = 60
+        config.promptPool = 256
+        config.promptsPerEpoch = 8
+        config.imagesPerPrompt = 8
+        config.advantages = .group
+        config.timestepFraction = 0.25
+        config.gradientAccumulation = 8
+        config.learningRate = 1e-3
+        config.rewards = RewardComposition(weights: ["alignment": 1, "alignment_partial": 1])
+        config.kl.every = 4
         config.evaluation.prompts = 64
         config.evaluation.imagesPerPrompt = 2
-        config.evaluation.every = 10
+        config.evaluation.every = 20
         return config
     }
 }

@@ -220,3 +220,16 @@ final class PolicyGradientDirectionTests: XCTestCase {
         }
     }
 }
+
+final class ExperimentConfigTests: XCTestCase {
+    /// The shipped experiment configs decode strictly, validate, and the alignment one is the demo's.
+    func testShippedConfigsDecodeAndTheDemoMatchesTheAlignmentConfig() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for name in ["ddpo-alignment.json", "ddpo-compressibility.json"] {
+            let config = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: DDPOConfig())
+            XCTAssertNoThrow(try config.validate(), name)
+        }
+        let alignment = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/ddpo-alignment.json"), defaults: DDPOConfig())
+        XCTAssertEqual(alignment, DDPOConfig.demo)
+    }
+}
