@@ -9,10 +9,10 @@ import RunLog
 enum DebugCommand {
     static let help = """
     usage: diffusion-rl debug write-log --out RUN.h5 [--epochs N] [--epoch-ms MS] [--force]
-           diffusion-rl debug unet-parity --out DIR [--seed S]
+           diffusion-rl debug unet-parity --out DIR [--seed S] [--model DIR]
 
-    unet-parity: writes a randomly initialized default UNet (DIR/unet.safetensors, diffusers'
-    names), inputs (DIR/inputs.safetensors: sample, timesteps, context) and the Swift output
+    unet-parity: writes a randomly initialized default UNet, or with --model that model's UNet
+    (DIR/unet.safetensors, diffusers' names), inputs (DIR/inputs.safetensors: sample, timesteps, context) and the Swift output
     (DIR/output.safetensors), for Experiments/peers/unet_parity.py to compare with diffusers.
 
     write-log:
@@ -62,16 +62,21 @@ enum DebugCommand {
     }
 
     static func unetParity(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["out", "seed"], flagNames: ["help"])
+        let args = try Arguments(arguments, optionNames: ["out", "seed", "model"], flagNames: ["help"])
         if args.flag("help") { print(help); return }
         guard let out = args.string("out") else { throw CommandError("debug unet-parity needs --out DIR", usage: true) }
         let directory = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var rng = RandomGenerator(seed: UInt64(try args.int("seed", default: 0)))
-        let unet = try UNet2DConditionModel(using: &rng)
-        // Move norms and biases off their initial values so the comparison exercises them.
-        for p in unet.namedParameters() where p.name.hasSuffix("bias") || p.name.contains("norm") {
-            p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.1, using: &rng))
+        let unet: UNet2DConditionModel
+        if let model = args.string("model") {
+            unet = try LatentDiffusionModel.load(from: URL(fileURLWithPath: model)).unet
+        } else {
+            unet = try UNet2DConditionModel(using: &rng)
+            // Move norms and biases off their initial values so the comparison exercises them.
+            for p in unet.namedParameters() where p.name.hasSuffix("bias") || p.name.contains("norm") {
+                p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.1, using: &rng))
+            }
         }
         let x = Tensor.randn([3, 4, 8, 8], using: &rng), context = Tensor.randn([3, 16, 64], using: &rng)
         let timesteps = [1.0, 500, 999]

@@ -83,7 +83,7 @@ enum InspectCommand {
         let metrics = try reader.metricNames.map { name -> MetricSummary in
             let values = try reader.metric(name)
             let finite = values.enumerated().filter { $0.element.isFinite }
-            let lowerIsBetter = ["loss", "kl", "reconstruction", "_se", "_std", "hazard", "clip_fraction"].contains { name.contains($0) } || name.hasSuffix("seconds")
+            let lowerIsBetter = ["loss", "kl", "reconstruction", "_std", "hazard", "clip_fraction"].contains { name.contains($0) } || name.hasSuffix("_se") || name.hasSuffix("seconds")
             let best = finite.min { lowerIsBetter ? $0.element < $1.element : $0.element > $1.element }
             return MetricSummary(name: name, epochs: values.count, first: finite.first?.element, last: finite.last?.element,
                                  best: best?.element, bestEpoch: best?.offset)

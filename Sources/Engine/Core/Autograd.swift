@@ -41,7 +41,7 @@ extension Tensor {
     @discardableResult
     static func record(_ output: Tensor, _ name: String, _ inputs: [Tensor],
                        _ backward: @autoclosure () -> (Tensor) throws -> [Tensor?]) -> Tensor {
-        if OpProfiler.enabled { OpProfiler.charge(name, pass: "forward", since: OpProfiler.stamp) }
+        if OpProfiler.enabled && !OpProfiler.inBackward { OpProfiler.charge(name, pass: "forward", since: OpProfiler.stamp) }
         guard GradMode.enabled, inputs.contains(where: { $0.requiresGrad }) else { return output }
         output.requiresGrad = true
         output.gradNode = GradNode(name: name, inputs: inputs, backward: backward())
@@ -78,6 +78,11 @@ extension Tensor {
             throw EngineError.nonFinite(what: "the \(describe(shape)) tensor that backward() started from (a loss?)")
         }
         let order = topologicalOrder()
+        OpProfiler.inBackward = true
+        defer {
+            OpProfiler.inBackward = false
+            if OpProfiler.enabled { OpProfiler.stamp = DispatchTime.now().uptimeNanoseconds }
+        }
         var grads: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
         try withNoGrad {
             for tensor in order.reversed() {
@@ -96,7 +101,6 @@ extension Tensor {
                 }
                 let started = OpProfiler.enabled ? DispatchTime.now().uptimeNanoseconds : 0
                 let inputGrads = try node.backward(g)
-                if OpProfiler.enabled { OpProfiler.charge(node.name, pass: "backward", since: started) }
                 for (input, inputGrad) in zip(node.inputs, inputGrads) {
                     guard input.requiresGrad, let inputGrad else { continue }
                     assert(inputGrad.shape == input.shape,
@@ -105,6 +109,8 @@ extension Tensor {
                     if let existing = grads[key] { grads[key] = try existing + inputGrad } else { grads[key] = inputGrad }
                 }
                 if !retainGraph { tensor.gradNode = nil }
+                // The node's backward and the accumulation of its input gradients.
+                if OpProfiler.enabled { OpProfiler.charge(node.name, pass: "backward", since: started) }
             }
         }
     }

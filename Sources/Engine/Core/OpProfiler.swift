@@ -1,8 +1,9 @@
 import Foundation
 
 /// Where time goes, by op: with profiling on, every recorded op's forward is charged the time since
-/// the previous op ended (so glue between ops is charged to the op after it), and every backward
-/// node the time of its backward closure. For `bench unet --profile`; off by default, and then
+/// the previous op ended (so glue between ops, and ops that record nothing, are charged to the op
+/// after them), and every backward node the time of its backward closure and of accumulating its
+/// input gradients. For `bench unet --profile`; off by default, and then
 /// costs one branch per op.
 public enum OpProfiler {
     /// Seconds and calls of one op in one direction.
@@ -14,6 +15,8 @@ public enum OpProfiler {
     }
 
     nonisolated(unsafe) static var enabled = false
+    /// Set while `backward()` runs: ops called inside backward closures belong to the node's time.
+    nonisolated(unsafe) static var inBackward = false
     nonisolated(unsafe) static var stamp: UInt64 = 0
     nonisolated(unsafe) static var table: [String: (seconds: Double, calls: Int)] = [:]
 
