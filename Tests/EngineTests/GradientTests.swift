@@ -40,6 +40,18 @@ final class GradientTests: XCTestCase {
         assertGradients([x]) { 2 - $0[0] / 4 }
     }
 
+    /// The fused GEGLU equals a · GELU(b) of the two halves, and its gradient checks.
+    func testGEGLUMatchesTheSplitFormAndHasCorrectGradients() throws {
+        let h = randomTensor([2, 3, 8], seed: 40)
+        let halves = try h.split(sizes: [4, 4], axis: -1)
+        let expected = try halves[0] * gelu(halves[1])
+        let fused = try geglu(h)
+        XCTAssertEqual(fused.shape, [2, 3, 4])
+        for (a, b) in zip(fused.values, expected.values) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+        assertGradients([h]) { try geglu($0[0]) }
+        XCTAssertThrowsError(try geglu(randomTensor([2, 3], seed: 41)))
+    }
+
     func testReductions() {
         let x = randomTensor([2, 3, 4], seed: 8)
         assertGradients([x]) { try $0[0].sum(axes: [1]) }

@@ -75,8 +75,7 @@ final class FeedForward: Module {
     }
     var children: [(name: String, module: any Module)] { [("net.0.proj", projection), ("net.2", output)] }
     func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let parts = try projection(x).split(sizes: [x.shape.last! * 4, x.shape.last! * 4], axis: -1)
-        return try output(parts[0] * gelu(parts[1]))
+        return try output(geglu(projection(x)))
     }
 }
 
