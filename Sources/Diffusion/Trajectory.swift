@@ -39,9 +39,10 @@ public struct Trajectories {
 
 extension LatentDiffusionModel {
     /// Samples `prompts` as a stochastic policy (η > 0 is required) and records the trajectories,
-    /// without gradients.
-    public func sampleTrajectories(_ prompts: [String], settings: SamplingSettings, using rng: inout RandomGenerator,
-                                   progress: (Int) -> Void = { _ in }) throws -> Trajectories {
+    /// without gradients. `initialLatents` [B, C, h, w] replaces the drawn x_T (samples sharing an
+    /// x_T differ only by the policy's own noise).
+    public func sampleTrajectories(_ prompts: [String], settings: SamplingSettings, initialLatents: Tensor? = nil,
+                                   using rng: inout RandomGenerator, progress: (Int) -> Void = { _ in }) throws -> Trajectories {
         guard !prompts.isEmpty else { throw DiffusionError.invalidSettings("no prompts") }
         guard settings.eta > 0 else {
             throw DiffusionError.degeneratePolicy("η = \(settings.eta) makes every step deterministic; policy-gradient training needs η > 0")
@@ -50,7 +51,11 @@ extension LatentDiffusionModel {
         return try withNoGrad {
             let (context, mask) = try encodeText(prompts)
             let (empty, emptyMask) = try encodeText([String](repeating: "", count: prompts.count))
-            var x = Tensor.randn([prompts.count, config.vae.latentChannels, latentSize, latentSize], using: &rng)
+            let shape = [prompts.count, config.vae.latentChannels, latentSize, latentSize]
+            if let initialLatents, initialLatents.shape != shape {
+                throw EngineError.shapeMismatch(op: "sampleTrajectories", "initial latents \(initialLatents.shape) for \(shape)")
+            }
+            var x = initialLatents ?? Tensor.randn(shape, using: &rng)
             var latents = [x], means: [Tensor] = [], logProbs: [Tensor] = [], sigmas: [Double] = []
             for (i, t) in scheduler.timesteps.enumerated() {
                 let epsilon = try guidedEpsilon(x, timestep: t, context: context, mask: mask, empty: empty, emptyMask: emptyMask,

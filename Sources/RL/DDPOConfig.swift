@@ -58,6 +58,10 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     /// PPO's ε, on the ratio of log-probabilities summed over latent dimensions.
     public var clipRange = 0.2
     public var advantages = AdvantageKind.perPrompt
+    /// The images of one prompt in an epoch start from the same x_T. x_T is not an action of the
+    /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
+    /// what the policy's steps did.
+    public var shareInitialNoise = false
     public var statBufferSize = 32
     public var statMinCount = 8
     public var advantageClip = 5.0

@@ -348,9 +348,17 @@ public final class DDPOTrainer {
         }
         let prompts = promptIndices.map { promptPool[$0] }
         var parts: [Trajectories] = []
+        // One x_T per prompt, repeated over its images, when the config shares them.
+        var shared: Tensor?
+        if config.shareInitialNoise {
+            let one = [policy.config.vae.latentChannels, policy.latentSize, policy.latentSize]
+            let perPrompt = Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
+            shared = try perPrompt.indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
+        }
         for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
-            let batch = Array(prompts[start ..< min(start + config.samplingBatch, prompts.count)])
-            parts.append(try policy.sampleTrajectories(batch, settings: config.sampling, using: &rng))
+            let range = start ..< min(start + config.samplingBatch, prompts.count)
+            let initial = try shared.map { try $0.indexSelect(axis: 0, Array(range)) }
+            parts.append(try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial, using: &rng))
         }
         return (promptIndices, try Trajectories.concatenated(parts))
     }

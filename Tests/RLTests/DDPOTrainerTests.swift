@@ -233,3 +233,22 @@ final class ExperimentConfigTests: XCTestCase {
         XCTAssertEqual(alignment, DDPOConfig.demo)
     }
 }
+
+final class SharedInitialNoiseTests: XCTestCase {
+    /// With shareInitialNoise, the images of a prompt start from the same x_T and then differ.
+    func testImagesOfAPromptShareTheirStartingNoise() throws {
+        var config = DDPOTrainerTests.tinyConfig()
+        config.shareInitialNoise = true
+        config.evaluation.prompts = 0
+        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("shared-\(UUID())"),
+                                      commandLine: "test")
+        var rng = trainer.epochRNG(0)
+        let (indices, trajectories) = try trainer.sampleEpoch(using: &rng)
+        XCTAssertEqual(indices[0], indices[1])
+        let start = try trajectories.latents[0].split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
+        XCTAssertEqual(start[0], start[1])
+        XCTAssertNotEqual(start[1], start[2])
+        let end = try trajectories.latents.last!.split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
+        XCTAssertNotEqual(end[0], end[1])
+    }
+}
