@@ -1,3 +1,5 @@
+import Rewards
+
 /// Per-prompt running reward statistics (DDPO): each prompt keeps a buffer of its last
 /// `bufferSize` rewards; a reward's advantage is (r − mean) / (std + 1e-6) over its prompt's
 /// buffer, or over the whole batch while the buffer holds fewer than `minCount` rewards.
@@ -47,12 +49,4 @@ public func groupAdvantages(rewards: [Double], groups: [Int], delta: Double = 1e
 /// Advantages clipped to ±maximum.
 public func clipAdvantages(_ advantages: [Double], maximum: Double) -> [Double] {
     advantages.map { Swift.min(Swift.max($0, -maximum), maximum) }
-}
-
-/// Mean and population standard deviation.
-func meanAndStd(_ values: [Double]) -> (mean: Double, std: Double) {
-    guard !values.isEmpty else { return (0, 0) }
-    let mean = values.reduce(0, +) / Double(values.count)
-    let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)
-    return (mean, variance.squareRoot())
 }

@@ -76,9 +76,16 @@ public struct RewardComposer {
 
     /// (r − mean) / (population std + 1e-6).
     public static func standardized(_ values: [Double]) -> [Double] {
-        guard !values.isEmpty else { return [] }
-        let mean = values.reduce(0, +) / Double(values.count)
-        let std = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot()
+        let (mean, std) = meanAndStd(values)
         return values.map { ($0 - mean) / (std + 1e-6) }
     }
+}
+
+/// Mean and population standard deviation (divide by n); (0, 0) for no values. Rewards are
+/// standardized with it here and advantages in RL.
+public func meanAndStd(_ values: [Double]) -> (mean: Double, std: Double) {
+    guard !values.isEmpty else { return (0, 0) }
+    let mean = values.reduce(0, +) / Double(values.count)
+    let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)
+    return (mean, variance.squareRoot())
 }
