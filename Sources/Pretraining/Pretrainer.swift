@@ -212,17 +212,15 @@ public final class Pretrainer {
     }
 
     /// At every `checkpointEvery` steps (not at 0): the model, the optimizer, the random stream and
-    /// the log's epoch count, written to a temporary folder and renamed over `checkpoint/`.
+    /// the log's epoch count, written atomically to `checkpoint/`.
     private func checkpointIfDue(step: Int, phase: String, optimizer: AdamW) throws {
         guard step > 0, step % config.checkpointEvery == 0 else { return }
-        let folder = output.appendingPathComponent("checkpoint"), temporary = output.appendingPathComponent("checkpoint.partial")
-        try? FileManager.default.removeItem(at: temporary)
-        try model.save(to: temporary.appendingPathComponent("model"))
-        try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
-        let state = PretrainState(phase: phase, step: step, rng: rng, logEpochs: log.epochs, config: config)
-        try JSONEncoder().encode(state).write(to: temporary.appendingPathComponent("state.json"))
-        try? FileManager.default.removeItem(at: folder)
-        try FileManager.default.moveItem(at: temporary, to: folder)
+        try writeFolderAtomically(output.appendingPathComponent("checkpoint")) { temporary in
+            try model.save(to: temporary.appendingPathComponent("model"))
+            try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+            let state = PretrainState(phase: phase, step: step, rng: rng, logEpochs: log.epochs, config: config)
+            try JSONEncoder().encode(state).write(to: temporary.appendingPathComponent("state.json"))
+        }
         try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint at \(phase) step \(step)")
         try log.flush()
     }

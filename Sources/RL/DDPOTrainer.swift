@@ -470,23 +470,20 @@ public final class DDPOTrainer {
         var config: DDPOConfig
     }
 
-    /// Writes `checkpoints/epoch-NNNN` (trainable weights, optimizer, reward statistics) by an atomic
-    /// rename, records it in the log, and removes older checkpoints.
+    /// Writes `checkpoints/epoch-NNNN` (trainable weights, optimizer, reward statistics) atomically,
+    /// records it in the log, and removes older checkpoints.
     func writeCheckpoint() throws {
         let folder = output.appendingPathComponent("checkpoints")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let name = String(format: "epoch-%04d", epoch)
-        let temporary = folder.appendingPathComponent(name + ".partial"), final = folder.appendingPathComponent(name)
-        try? FileManager.default.removeItem(at: temporary)
-        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
-        try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
-                              to: temporary.appendingPathComponent("trainable.safetensors"))
-        try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try encoder.encode(TrainerState(epoch: epoch, tracker: tracker, config: config)).write(to: temporary.appendingPathComponent("state.json"))
-        try? FileManager.default.removeItem(at: final)
-        try FileManager.default.moveItem(at: temporary, to: final)
+        let name = String(format: "epoch-%04d", epoch), final = folder.appendingPathComponent(name)
+        try writeFolderAtomically(final) { temporary in
+            try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
+                                  to: temporary.appendingPathComponent("trainable.safetensors"))
+            try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(TrainerState(epoch: epoch, tracker: tracker, config: config)).write(to: temporary.appendingPathComponent("state.json"))
+        }
         try log.checkpoint(epoch: epoch, path: "checkpoints/\(name)/trainable.safetensors",
                            sha256: SHA256.hex(fileAt: final.appendingPathComponent("trainable.safetensors")))
         try log.flush()
