@@ -33,21 +33,17 @@ enum FinetuneCommand {
         try run(config: config, output: URL(fileURLWithPath: out), force: args.flag("force"), resume: args.flag("resume"))
     }
 
-    /// Runs (or resumes) a fine-tuning job with progress lines; returns the trainer's summaries.
-    @discardableResult
-    static func run(config: DDPOConfig, output: URL, force: Bool, resume: Bool) throws -> [DDPOEpochSummary] {
+    /// Runs (or resumes) a fine-tuning job with progress lines.
+    static func run(config: DDPOConfig, output: URL, force: Bool, resume: Bool) throws {
         StopSignal.install()
         let trainer = try DDPOTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
                                       overwrite: force, resume: resume)
         for note in trainer.notes { print("finetune: \(note)") }
-        let trainable = trainer.parameterCount
         print("finetune: \(config.loss.rawValue) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
-              + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainable) trainable parameters"
+              + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
               + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : "") + "; log \(output.appendingPathComponent("run.h5").path)")
-        var summaries: [DDPOEpochSummary] = []
-        try trainer.run(progress: { print($0); fflush(stdout) }, epochDone: { summaries.append($0) })
+        try trainer.run(progress: { print($0); fflush(stdout) })
         try trainer.close()
         print("finetune: wrote \(output.appendingPathComponent("model").path)")
-        return summaries
     }
 }

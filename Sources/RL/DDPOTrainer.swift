@@ -88,7 +88,7 @@ public final class DDPOTrainer {
 
         let logURL = output.appendingPathComponent("run.h5")
         if resume {
-            guard let checkpoint = try DDPOTrainer.latestCheckpoint(in: output) else {
+            guard let checkpoint = DDPOTrainer.latestCheckpoint(in: output) else {
                 throw DDPOError("\(output.path) has no checkpoint to resume from")
             }
             let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
@@ -117,11 +117,14 @@ public final class DDPOTrainer {
                                    prompts: promptPool + evaluationPrompts.map(\.caption),
                                    imageSize: [policy.config.imageSize, policy.config.imageSize])
             log = try RunLogWriter(url: logURL, layout: layout, info: info, overwrite: overwrite)
-            try log.event(epoch: 0, kind: "info", "\(parameters.count) trainable tensors, \(parameters.reduce(0) { $0 + $1.tensor.count }) parameters"
+            try log.event(epoch: 0, kind: "info", "\(parameters.count) trainable tensors, \(parameterCount) parameters"
                           + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : " (full fine-tuning)"))
-            if config.kl.every > 0 || config.kl.beta > 0 {
+            if config.kl.every > 0 {
                 try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
-                              + " every \(max(config.kl.every, 1)) epochs" + (config.kl.beta > 0 ? "; β·KL penalty β = \(config.kl.beta)" : ""))
+                              + " every \(config.kl.every) epochs")
+            }
+            if config.kl.beta > 0 {
+                try log.event(epoch: 0, kind: "info", "β·KL penalty on every trained step, β = \(config.kl.beta)")
             }
         }
     }
@@ -175,7 +178,7 @@ public final class DDPOTrainer {
     public func run(stopAfter: Int? = nil, progress: (String) -> Void = { _ in },
                     epochDone: (DDPOEpochSummary) -> Void = { _ in }) throws {
         if epoch == 0 {
-            let report = try evaluate(progress: progress)
+            let report = try evaluate()
             for name in DDPOTrainer.evaluationScores { try log.record("base_eval_\(name)", report?.scores[name]?.mean ?? .nan) }
             try log.record("base_eval_alignment_se", report?.scores["alignment"]?.standardError ?? .nan)
             if let report { progress(String(format: "before training: gold alignment %.3f ± %.3f on %d %@ prompts × %d",
@@ -193,10 +196,8 @@ public final class DDPOTrainer {
         if epoch == config.epochs {
             try mergeAndRemoveLoRA(from: policy.unet)
             try policy.save(to: output.appendingPathComponent("model"))
-            for file in ["unet.safetensors"] {
-                let url = output.appendingPathComponent("model").appendingPathComponent(file)
-                try log.checkpoint(epoch: epoch, path: "model/\(file)", sha256: SHA256.hex(fileAt: url))
-            }
+            let unet = output.appendingPathComponent("model/unet.safetensors")
+            try log.checkpoint(epoch: epoch, path: "model/unet.safetensors", sha256: SHA256.hex(fileAt: unet))
             try log.event(epoch: epoch, kind: "done", "wrote the fine-tuned model to model/")
             try log.flush()
         }
@@ -285,7 +286,7 @@ public final class DDPOTrainer {
         let evaluationStart = Date()
         var evaluation: GoldEvaluation.Report?
         if (epoch + 1) % config.evaluation.every == 0 || epoch + 1 == config.epochs {
-            evaluation = try evaluate(progress: { _ in })
+            evaluation = try evaluate()
         }
         let evaluationSeconds = Date().timeIntervalSince(evaluationStart)
 
@@ -440,19 +441,18 @@ public final class DDPOTrainer {
 
     /// The gold evaluation on the fixed prompts (nil when there are none); logs a grid of the
     /// first image of each prompt.
-    func evaluate(progress: (String) -> Void) throws -> GoldEvaluation.Report? {
+    func evaluate() throws -> GoldEvaluation.Report? {
         guard config.evaluation.prompts > 0, let split = Split(rawValue: config.evaluation.split) else { return nil }
         var settings = config.sampling
         settings.seed = config.evaluation.seed
         var firstImages: [Int: RGBImage] = [:], seen = 0
         let report = try GoldEvaluation.run(model: policy, split: split, promptCount: config.evaluation.prompts,
                                             imagesPerPrompt: config.evaluation.imagesPerPrompt, settings: settings,
-                                            batch: config.samplingBatch) { prompts, images in
+                                            batch: config.samplingBatch) { _, images in
             for image in images {
                 if seen % config.evaluation.imagesPerPrompt == 0 { firstImages[seen / config.evaluation.imagesPerPrompt] = image }
                 seen += 1
             }
-            _ = prompts
         }
         let evaluationIndex = epoch == 0 ? 0 : epoch / config.evaluation.every
         if evaluationIndex % config.evaluation.gridEvery == 0 || epoch + 1 >= config.epochs {
@@ -493,7 +493,7 @@ public final class DDPOTrainer {
     }
 
     /// The newest complete checkpoint folder of a run, if any.
-    static func latestCheckpoint(in output: URL) throws -> URL? {
+    static func latestCheckpoint(in output: URL) -> URL? {
         let folder = output.appendingPathComponent("checkpoints")
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return nil }
         return names.filter { $0.hasPrefix("epoch-") && !$0.hasSuffix(".partial") }.sorted().last.map { folder.appendingPathComponent($0) }
