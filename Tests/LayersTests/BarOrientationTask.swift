@@ -1,7 +1,8 @@
 import Engine
+import Layers
 
 /// A toy vision task for checking the engine end to end: tell a horizontal bar from a vertical
-/// one in a noisy 8×8 image. Used by the tests and by `diffusion-rl demo` until the real job lands.
+/// one in a noisy 8×8 image (a fixture of the training tests).
 public enum BarOrientationTask {
     /// `count` images [count, 1, 8, 8] with a full-length bar at a random row or column plus
     /// N(0, noise²) pixel noise, and labels (1 = vertical).
