@@ -25,6 +25,18 @@ final class CLITests: XCTestCase {
         return writer
     }
 
+    /// Polls a (live) run log until it holds `count` epochs or `seconds` pass; the epochs last seen.
+    @discardableResult
+    private func waitForEpochs(_ count: Int, in url: URL, seconds: Double, poll: Double) -> Int {
+        var seen = 0
+        let deadline = Date().addingTimeInterval(seconds)
+        while seen < count && Date() < deadline {
+            Thread.sleep(forTimeInterval: poll)
+            seen = (try? RunLogReader(url: url).epochs()) ?? 0
+        }
+        return seen
+    }
+
     private func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = binary
@@ -105,12 +117,7 @@ final class CLITests: XCTestCase {
     func testRunLogSurvivesSIGKILL() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID()).h5")
         let writer = try startWriter(url, epochs: 100_000, epochMilliseconds: 5)
-        var seen = 0
-        let deadline = Date().addingTimeInterval(30)
-        while seen < 20 && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-            seen = (try? RunLogReader(url: url).epochs()) ?? 0
-        }
+        let seen = waitForEpochs(20, in: url, seconds: 30, poll: 0.1)
         kill(writer.processIdentifier, SIGKILL)
         writer.waitUntilExit()
         XCTAssertEqual(writer.terminationReason, .uncaughtSignal)
@@ -147,8 +154,7 @@ final class CLITests: XCTestCase {
     func testSIGTERMClosesTheLogCleanly() throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("term-\(UUID()).h5")
         let writer = try startWriter(url, epochs: 100_000, epochMilliseconds: 5)
-        let deadline = Date().addingTimeInterval(30)
-        while ((try? RunLogReader(url: url).epochs()) ?? 0) < 5 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        waitForEpochs(5, in: url, seconds: 30, poll: 0.05)
         writer.terminate()
         writer.waitUntilExit()
         XCTAssertEqual(writer.terminationStatus, 130)
@@ -250,12 +256,7 @@ final class CLITests: XCTestCase {
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         let log = pieces.appendingPathComponent("run.h5")
-        var seen = 0
-        let deadline = Date().addingTimeInterval(60)
-        while seen < 4 && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.02)
-            seen = (try? RunLogReader(url: log).epochs()) ?? 0
-        }
+        let seen = waitForEpochs(4, in: log, seconds: 60, poll: 0.02)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         XCTAssertEqual(process.terminationReason, .uncaughtSignal)
