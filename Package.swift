@@ -51,8 +51,11 @@ let package = Package(
         // Layer 4: RL fine-tuning (DDPO: advantages, policy losses, KL drift, the trainer).
         .target(name: "RL", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images"],
                 swiftSettings: kernelFlags),
+        // Layer 4: the compact LLaVA-Reward (vision encoder, multimodal decoder, SkipCA, value
+        // heads, preference losses).
+        .target(name: "RewardModel", dependencies: ["Diffusion", "Engine", "Layers"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation", "Rewards", "RL"],
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation", "Rewards", "RL", "RewardModel"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
@@ -65,6 +68,7 @@ let package = Package(
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RLTests", dependencies: ["RL", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
                     swiftSettings: kernelFlags),
+        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Diffusion", "Engine", "Layers"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]

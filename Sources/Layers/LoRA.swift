@@ -62,28 +62,43 @@ public final class LoRALinear: LinearLayer {
     }
 }
 
-/// Wraps the q, k, v and output projections of every attention layer in the tree under `module`
-/// in LoRA adapters (DDPO's default): afterwards only the adapters train. Returns the adapters'
-/// parameters, by their names in the tree (`….attn1.to_q.lora_down.weight`).
+/// Which projections LoRA adapts: attention (q, k, v, out) — DDPO's default — and the MLPs of
+/// transformer layers (`FeedForward` fc1, fc2), as LLaVA-Reward adapts its decoder.
+public struct LoRATargets: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    public static let attention = LoRATargets(rawValue: 1)
+    public static let feedForward = LoRATargets(rawValue: 2)
+}
+
+/// Calls `transform` on each projection of `node` that `targets` names and puts back what it returns.
+private func mapProjections(of node: any Module, targets: LoRATargets,
+                            _ transform: (any LinearLayer) throws -> any LinearLayer) rethrows {
+    if targets.contains(.attention), let attention = node as? MultiHeadAttention {
+        attention.toQ = try transform(attention.toQ)
+        attention.toK = try transform(attention.toK)
+        attention.toV = try transform(attention.toV)
+        attention.toOut = try transform(attention.toOut)
+    }
+    if targets.contains(.feedForward), let mlp = node as? FeedForward {
+        mlp.fc1 = try transform(mlp.fc1)
+        mlp.fc2 = try transform(mlp.fc2)
+    }
+    for child in node.children { try mapProjections(of: child.module, targets: targets, transform) }
+}
+
+/// Wraps the projections `targets` names, everywhere in the tree under `module`, in LoRA
+/// adapters: afterwards only the adapters train. Returns the adapters' parameters, by their
+/// names in the tree (`….attn1.to_q.lora_down.weight`).
 @discardableResult
-public func applyLoRA(to module: any Module, rank: Int, alpha: Double? = nil,
+public func applyLoRA(to module: any Module, rank: Int, alpha: Double? = nil, targets: LoRATargets = .attention,
                       using rng: inout RandomGenerator) throws -> [(name: String, tensor: Tensor)] {
     try checkLoRARank(rank)
     module.setTrainable(false)
-    func visit(_ node: any Module) {
-        if let attention = node as? MultiHeadAttention {
-            func adapt(_ layer: any LinearLayer) -> any LinearLayer {
-                guard let linear = layer as? Linear else { return layer }
-                return LoRALinear(base: linear, rank: rank, alpha: alpha, using: &rng)
-            }
-            attention.toQ = adapt(attention.toQ)
-            attention.toK = adapt(attention.toK)
-            attention.toV = adapt(attention.toV)
-            attention.toOut = adapt(attention.toOut)
-        }
-        for child in node.children { visit(child.module) }
+    mapProjections(of: module, targets: targets) { layer in
+        guard let linear = layer as? Linear else { return layer }
+        return LoRALinear(base: linear, rank: rank, alpha: alpha, using: &rng)
     }
-    visit(module)
     return module.trainableParameters()
 }
 
@@ -95,19 +110,9 @@ func checkLoRARank(_ rank: Int) throws {
 /// so the module has its original parameter names again (to save a fine-tuned model that loads
 /// like the base one).
 public func mergeAndRemoveLoRA(from module: any Module) throws {
-    func visit(_ node: any Module) throws {
-        if let attention = node as? MultiHeadAttention {
-            func restore(_ layer: any LinearLayer) throws -> any LinearLayer {
-                guard let adapter = layer as? LoRALinear else { return layer }
-                try adapter.merge()
-                return adapter.base
-            }
-            attention.toQ = try restore(attention.toQ)
-            attention.toK = try restore(attention.toK)
-            attention.toV = try restore(attention.toV)
-            attention.toOut = try restore(attention.toOut)
-        }
-        for child in node.children { try visit(child.module) }
+    try mapProjections(of: module, targets: [.attention, .feedForward]) { layer in
+        guard let adapter = layer as? LoRALinear else { return layer }
+        try adapter.merge()
+        return adapter.base
     }
-    try visit(module)
 }

@@ -64,6 +64,14 @@ final class LayerGradientTests: XCTestCase {
         }
     }
 
+    func testTransformerLayerCausalWithPadding() {
+        let layer = TransformerLayer(8, heads: 2, dtype: .float64, using: &rng)
+        XCTAssertEqual(layer.namedParameters().map(\.name).filter { $0.hasPrefix("mlp") },
+                       ["mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"])
+        let mask = AttentionMask(causal: true, keyValid: [[true, true, false], [true, true, true]])
+        assertGradients(layer, inputs: [input([2, 3, 8], seed: 16)]) { try layer($0[0], mask: mask) }
+    }
+
     func testLoRA() throws {
         let base = Linear(5, 4, dtype: .float64, using: &rng)
         let lora = LoRALinear(base: base, rank: 2, alpha: 4, using: &rng)

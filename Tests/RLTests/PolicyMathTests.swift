@@ -103,4 +103,23 @@ final class PolicyMathTests: XCTestCase {
         for (a, b) in zip(try attention(x, context: context).values, adapted) { XCTAssertEqual(a, b, accuracy: 1e-5) }
         XCTAssertThrowsError(try applyLoRA(to: attention, rank: 0, using: &rng))
     }
+
+    /// LoRA on a transformer layer's MLP as well as its attention: both adapt, and merging
+    /// restores the names.
+    func testLoRAOnFeedForwardProjections() throws {
+        var rng = RandomGenerator(seed: 5)
+        let layer = TransformerLayer(8, heads: 2, using: &rng)
+        let names = layer.namedParameters().map(\.name)
+        let onlyAttention = try applyLoRA(to: TransformerLayer(8, heads: 2, using: &rng), rank: 2, using: &rng)
+        XCTAssertEqual(onlyAttention.count, 8)
+        let trainable = try applyLoRA(to: layer, rank: 2, targets: [.attention, .feedForward], using: &rng)
+        XCTAssertEqual(trainable.count, 12)
+        XCTAssertTrue(trainable.contains { $0.name == "mlp.fc1.lora_down.weight" })
+        for p in trainable where p.name.contains("lora_up") { p.tensor.assign(Tensor.randn(p.tensor.shape, std: 0.1, using: &rng)) }
+        let x = Tensor.randn([2, 3, 8], using: &rng)
+        let adapted = try layer(x).values
+        try mergeAndRemoveLoRA(from: layer)
+        XCTAssertEqual(layer.namedParameters().map(\.name), names)
+        for (a, b) in zip(try layer(x).values, adapted) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+    }
 }

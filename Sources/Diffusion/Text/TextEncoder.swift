@@ -20,34 +20,12 @@ public struct TextEncoderConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// One pre-LayerNorm transformer encoder layer: x + attn(LN(x)), then x + MLP(LN(x)) with GELU.
-final class EncoderLayer: Module {
-    let norm1: LayerNorm, attention: MultiHeadAttention, norm2: LayerNorm, fc1: Linear, fc2: Linear
-
-    init(_ width: Int, heads: Int, dtype: DType, using rng: inout RandomGenerator) {
-        norm1 = LayerNorm(width, dtype: dtype)
-        attention = MultiHeadAttention(queryDimension: width, heads: heads, headDimension: width / heads, dtype: dtype, using: &rng)
-        norm2 = LayerNorm(width, dtype: dtype)
-        fc1 = Linear(width, 4 * width, dtype: dtype, using: &rng)
-        fc2 = Linear(4 * width, width, dtype: dtype, using: &rng)
-    }
-
-    var children: [(name: String, module: any Module)] {
-        [("layer_norm1", norm1), ("self_attn", attention), ("layer_norm2", norm2), ("mlp.fc1", fc1), ("mlp.fc2", fc2)]
-    }
-
-    func callAsFunction(_ x: Tensor, mask: AttentionMask) throws -> Tensor {
-        let h = try x + attention(norm1(x), mask: mask)
-        return try h + fc2(gelu(fc1(norm2(h))))
-    }
-}
-
 /// A small transformer over caption tokens: token + position embeddings, encoder layers that do
 /// not attend to padding, a final LayerNorm. Its output [B, L, width] is the UNet's context.
 public final class TextEncoder: Module {
     public let config: TextEncoderConfig
     let tokenEmbedding: Embedding, positionEmbedding: Tensor
-    let layers: [EncoderLayer]
+    let layers: [TransformerLayer]
     let finalNorm: LayerNorm
 
     public init(_ config: TextEncoderConfig = TextEncoderConfig(), vocabularySize: Int, dtype: DType = .float32,
@@ -57,7 +35,7 @@ public final class TextEncoder: Module {
         tokenEmbedding.weight.assign(tokenEmbedding.weight * 0.02)
         positionEmbedding = Tensor.randn([config.maxLength, config.width], std: 0.02, dtype: dtype, using: &rng)
         positionEmbedding.requiresGrad = true
-        layers = (0..<config.layers).map { _ in EncoderLayer(config.width, heads: config.heads, dtype: dtype, using: &rng) }
+        layers = (0..<config.layers).map { _ in TransformerLayer(config.width, heads: config.heads, dtype: dtype, using: &rng) }
         finalNorm = LayerNorm(config.width, dtype: dtype)
     }
 

@@ -19,15 +19,15 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
 /// Throws a shape error naming the op unless `condition` holds. Shapes are checked where an op is
 /// called, so a mistake stops there with both shapes named instead of reading out of bounds.
 @inline(__always)
-func checkShape(_ condition: Bool, _ op: String, _ message: @autoclosure () -> String) throws {
+public func checkShape(_ condition: Bool, _ op: String, _ message: @autoclosure () -> String) throws {
     if !condition { throw EngineError.shapeMismatch(op: op, message()) }
 }
 
 /// Throws an invalid-argument error naming the op unless `condition` holds.
 @inline(__always)
-func checkArgument(_ condition: Bool, _ op: String, _ message: @autoclosure () -> String) throws {
+public func checkArgument(_ condition: Bool, _ op: String, _ message: @autoclosure () -> String) throws {
     if !condition { throw EngineError.invalidArgument(op: op, message()) }
 }
 
 /// `[2, 3, 4]` for error messages.
-func describe(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }
+public func describe(_ shape: [Int]) -> String { "[" + shape.map(String.init).joined(separator: ", ") + "]" }

@@ -1,0 +1,101 @@
+import Diffusion
+import Engine
+import Layers
+
+/// What the decoder saw and produced for a batch of (image, prompt) sequences.
+public struct MultimodalHiddenStates {
+    /// Final-layer hidden states after the last LayerNorm, [B, T, width], T = image tokens + text length.
+    public let hidden: Tensor
+    /// The projected image tokens as they enter the first decoder layer (embedding level), [B, N, width].
+    public let imageTokens: Tensor
+    /// Per sequence, the index in T of its EOS token.
+    public let endOfSequence: [Int]
+}
+
+/// The compact "MLLM" of LLaVA-Reward: ViT image tokens → a two-layer GELU projector into the
+/// decoder's width, followed by the prompt's tokens and EOS, through a causal pre-LN transformer
+/// with a language-model head (for captioning pretraining).
+///
+/// Position ids count only real tokens (as Hugging Face derives them from the attention mask), and
+/// padding is masked as keys, so a sequence's states do not depend on where its padding sits.
+public final class MultimodalDecoder: Module {
+    public let config: RewardModelConfig
+    public let vocabularySize: Int
+    let vision: VisionEncoder
+    let projectorIn: Linear, projectorOut: Linear
+    let tokenEmbedding: Embedding, positionEmbedding: Embedding
+    let layers: [TransformerLayer]
+    let finalNorm: LayerNorm
+    let languageModelHead: Linear
+
+    public init(_ config: RewardModelConfig, vocabularySize: Int, dtype: DType = .float32, using rng: inout RandomGenerator) throws {
+        try config.validate()
+        self.config = config
+        self.vocabularySize = vocabularySize
+        vision = VisionEncoder(imageSize: config.imageSize, patchSize: config.patchSize, width: config.visionWidth,
+                               layers: config.visionLayers, heads: config.visionHeads, dtype: dtype, using: &rng)
+        projectorIn = Linear(config.visionWidth, config.width, dtype: dtype, using: &rng)
+        projectorOut = Linear(config.width, config.width, dtype: dtype, using: &rng)
+        tokenEmbedding = Embedding(vocabularySize, config.width, dtype: dtype, using: &rng)
+        tokenEmbedding.weight.assign(tokenEmbedding.weight * 0.02)
+        positionEmbedding = Embedding(config.imageTokens + config.maxTextLength, config.width, dtype: dtype, using: &rng)
+        positionEmbedding.weight.assign(positionEmbedding.weight * 0.02)
+        layers = (0..<config.layers).map { _ in TransformerLayer(config.width, heads: config.heads, dtype: dtype, using: &rng) }
+        finalNorm = LayerNorm(config.width, dtype: dtype)
+        languageModelHead = Linear(config.width, vocabularySize, bias: false, dtype: dtype, using: &rng)
+    }
+
+    public var children: [(name: String, module: any Module)] {
+        [("vision_tower", vision as any Module), ("multi_modal_projector.linear_1", projectorIn),
+         ("multi_modal_projector.linear_2", projectorOut), ("embed_tokens", tokenEmbedding), ("embed_positions", positionEmbedding)]
+            + layers.enumerated().map { ("layers.\($0.offset)", $0.element as any Module) }
+            + [("norm", finalNorm), ("lm_head", languageModelHead)]
+    }
+
+    /// The vision tower (frozen or not by the trainer's config).
+    public var visionTower: any Module { vision }
+
+    /// Hidden states for images [B, 3, S, S] in [−1, 1] and token ids [B][L] with their validity;
+    /// each row must hold an EOS among its real tokens, and at most `maxTextLength` real tokens.
+    public func callAsFunction(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> MultimodalHiddenStates {
+        let (b, n) = (images.shape.first ?? 0, config.imageTokens)
+        let length = tokens.first?.count ?? 0
+        try checkShape(tokens.count == b && valid.count == b && tokens.allSatisfy { $0.count == length }
+                       && valid.allSatisfy { $0.count == length }, "MultimodalDecoder",
+                       "\(tokens.count)×\(length) tokens and \(valid.count) masks for images \(describe(images.shape))")
+        var positions: [Int] = [], keyValid: [[Bool]] = [], endOfSequence: [Int] = []
+        positions.reserveCapacity(b * (n + length))
+        for row in 0..<b {
+            var next = n
+            positions += 0..<n
+            for j in 0..<length {
+                positions.append(valid[row][j] ? next : 0)
+                if valid[row][j] { next += 1 }
+            }
+            try checkArgument(next - n <= config.maxTextLength, "MultimodalDecoder",
+                              "prompt \(row) has \(next - n) tokens, more than maxTextLength \(config.maxTextLength)")
+            guard let eos = (0..<length).last(where: { valid[row][$0] && tokens[row][$0] == Tokenizer.endOfSequence }) else {
+                throw EngineError.invalidArgument(op: "MultimodalDecoder", "prompt \(row) has no EOS token among its real tokens")
+            }
+            keyValid.append([Bool](repeating: true, count: n) + valid[row])
+            endOfSequence.append(n + eos)
+        }
+        let imageTokens = try projectorOut(gelu(projectorIn(vision(images))))
+        let text = try tokenEmbedding(tokens.flatMap { $0 }, shape: [b, length])
+        var h = try concat([imageTokens, text], axis: 1) + positionEmbedding(positions, shape: [b, n + length])
+        let mask = AttentionMask(causal: true, keyValid: keyValid)
+        for layer in layers { h = try layer(h, mask: mask) }
+        return MultimodalHiddenStates(hidden: try finalNorm(h), imageTokens: imageTokens, endOfSequence: endOfSequence)
+    }
+
+    /// Captioning loss: mean next-token cross-entropy of the caption (and its EOS) after the image
+    /// tokens, for right-padded token ids as `Tokenizer.encode` makes them.
+    public func captionLoss(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
+        let states = try self(images, tokens: tokens, valid: valid)
+        let (b, n, length, width) = (tokens.count, config.imageTokens, tokens[0].count, config.width)
+        // Position n − 1 + j predicts text token j.
+        let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
+        let targets = (0..<b).flatMap { row in (0..<length).map { valid[row][$0] ? tokens[row][$0] : -1 } }
+        return try crossEntropy(logits: languageModelHead(predictors), targets: targets, ignoreIndex: -1)
+    }
+}
