@@ -21,6 +21,7 @@ enum DiffusionRLCommand {
       convert        rewrite a model folder's weights as F16 or F32
       inspect        summarize a run log (HDF5); --follow watches a live run
       report         one self-contained HTML page of charts, samples and events for runs
+      reward         the compact LLaVA-Reward: pretrain, make-data, train, eval, score
       debug          write-log: a synthetic run log, for trying readers and crash recovery
       demo           the main job: DDPO on the gold alignment reward from the shipped base
                      model, with a log, a report, and held-out alignment before and after
@@ -47,6 +48,7 @@ enum DiffusionRLCommand {
             case "eval": try EvalCommand.run(rest)
             case "eval-vae": try EvalCommand.vae(rest)
             case "convert": try PretrainCommand.convert(rest)
+            case "reward": try RewardCommand.run(rest)
             case "debug": try DebugCommand.run(rest)
             default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
             }

@@ -1,6 +1,7 @@
 import Diffusion
 import Engine
 import Foundation
+import RewardModel
 import RunLog
 import World
 import XCTest
@@ -293,5 +294,75 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(result.stderr.contains(expected), result.stderr)
             XCTAssertEqual(result.stderr.split(separator: "\n").count, 1, result.stderr)
         }
+    }
+
+    /// The reward model's commands end to end on tiny sizes: pretrain the decoder by captioning,
+    /// make preference data from a tiny diffusion model, relabel it, train heads, evaluate, score;
+    /// and each refuses to clobber an earlier result.
+    func testRewardModelCommandsEndToEnd() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-reward-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var rng = RandomGenerator(seed: 5)
+        let diffusion = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: WorldGenerator(seed: 0).scenes(.train, count: 2000).map(\.caption)),
+                                                 using: &rng)
+        try diffusion.save(to: folder.appendingPathComponent("diffusion"))
+        let pretrainConfig = folder.appendingPathComponent("pretrain.json")
+        try """
+        {"model": {"imageSize": 16, "patchSize": 4, "visionWidth": 8, "visionLayers": 1, "visionHeads": 2, "width": 16, "layers": 1,
+                   "heads": 2}, "steps": 4, "batch": 4, "logEvery": 2, "threads": 1}
+        """.write(to: pretrainConfig, atomically: true, encoding: .utf8)
+        let mllm = folder.appendingPathComponent("mllm")
+        let pretrain = try run(["reward", "pretrain", "--config", pretrainConfig.path, "--out", mllm.path])
+        XCTAssertEqual(pretrain.status, 0, pretrain.stderr)
+        XCTAssertTrue(pretrain.stdout.contains("step 4/4"), pretrain.stdout)
+        XCTAssertEqual(try RunLogReader(url: mllm.appendingPathComponent("run.h5")).metric("caption_loss").count, 2)
+        let again = try run(["reward", "pretrain", "--config", pretrainConfig.path, "--out", mllm.path])
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stderr.contains("--force") || again.stderr.contains("exists"), again.stderr)
+
+        let dataConfig = folder.appendingPathComponent("data.json")
+        try #"{"generatedPerPrompt": 2, "sampling": {"steps": 2}}"#.write(to: dataConfig, atomically: true, encoding: .utf8)
+        let data = folder.appendingPathComponent("data")
+        let made = try run(["reward", "make-data", "--model", folder.appendingPathComponent("diffusion").path, "--config", dataConfig.path,
+                            "--out", data.path, "--prompts", "3", "--threads", "1"])
+        XCTAssertEqual(made.status, 0, made.stderr)
+        // 4 images per prompt: 6 pairs (unless all aspects tie) and 4 safety labels.
+        let records = try PreferenceData.read(data.appendingPathComponent("data.jsonl"))
+        XCTAssertEqual(records.filter { !$0.isPair }.count, 12)
+        XCTAssertLessThanOrEqual(records.filter(\.isPair).count, 18)
+        XCTAssertEqual(try run(["reward", "make-data", "--model", folder.appendingPathComponent("diffusion").path, "--out", data.path]).status, 1)
+        let relabeled = try run(["reward", "make-data", "--relabel", data.appendingPathComponent("data.jsonl").path, "--out", "noiseless.jsonl",
+                                 "--noise", "0", "--saturation-bias", "0"])
+        XCTAssertEqual(relabeled.status, 0, relabeled.stderr)
+        XCTAssertTrue(relabeled.stdout.contains("alignment 1.000, fidelity 1.000, overall 1.000"), relabeled.stdout)
+
+        let reward = folder.appendingPathComponent("reward")
+        let train = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
+                             data.appendingPathComponent("noiseless.jsonl").path, "--out", reward.path, "--threads", "1"])
+        XCTAssertEqual(train.status, 0, train.stderr)
+        XCTAssertTrue(train.stdout.contains("SkipCA on"), train.stdout)
+        let refused = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
+                               data.appendingPathComponent("data.jsonl").path, "--out", reward.path])
+        XCTAssertEqual(refused.status, 1)
+        let unknown = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
+                               data.appendingPathComponent("data.jsonl").path, "--out", folder.appendingPathComponent("r2").path,
+                               "--perspectives", "alignment,beauty"])
+        XCTAssertEqual(unknown.status, 1)
+        XCTAssertTrue(unknown.stderr.contains("'beauty'"), unknown.stderr)
+
+        let evaluation = try run(["reward", "eval", "--model", reward.appendingPathComponent("model").path, "--data",
+                                  data.appendingPathComponent("data.jsonl").path, "--json"])
+        XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(evaluation.stdout.utf8)) as? [String: [String: Any]]
+        XCTAssertEqual(json?["safety"]?["goldLabels"] as? Int, 12)
+        let score = try run(["reward", "score", data.appendingPathComponent("images/000000.png").path, "--prompt", "a red circle",
+                             "--model", reward.appendingPathComponent("model").path, "--json"])
+        XCTAssertEqual(score.status, 0, score.stderr)
+        let scores = try JSONSerialization.jsonObject(with: Data(score.stdout.utf8)) as? [String: Double]
+        XCTAssertEqual(scores.map { Set($0.keys) }, ["alignment", "fidelity", "safety", "overall"])
+        let wrongSize = try run(["reward", "score", data.appendingPathComponent("images/000000.png").path, "--prompt", "a red circle",
+                                 "--model", folder.appendingPathComponent("nothing").path])
+        XCTAssertEqual(wrongSize.status, 1)
+        XCTAssertTrue(wrongSize.stderr.contains("config.json"), wrongSize.stderr)
     }
 }

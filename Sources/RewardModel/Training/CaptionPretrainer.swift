@@ -1,0 +1,130 @@
+import Diffusion
+import Engine
+import Foundation
+import Images
+import Layers
+import RunLog
+import World
+
+/// Everything `diffusion-rl reward pretrain` reads from its config.
+public struct CaptionPretrainConfig: Codable, Equatable, Sendable {
+    public var model = RewardModelConfig()
+    public var seed: UInt64 = 0
+    public var steps = 1500
+    public var batch = 32
+    public var learningRate = 1e-3
+    public var warmupSteps = 100
+    public var gradientClip = 1.0
+    /// Share of the world's training scenes drawn with the hazard mark.
+    public var hazardRate = 0.05
+    public var logEvery = 50
+    public var threads = 2
+
+    public init() {}
+}
+
+/// Pretrains the multimodal decoder (vision encoder, projector, decoder) by captioning the
+/// world's training images — next-token prediction of the caption after the image tokens — so its
+/// hidden states know images and text before any preference is seen. Logs to HDF5 and writes
+/// the decoder folder (`decoder/`).
+public final class CaptionPretrainer {
+    public let config: CaptionPretrainConfig
+    public let output: URL
+    public let decoder: MultimodalDecoder
+    public let tokenizer: Tokenizer
+    let log: RunLogWriter
+    let world: WorldGenerator
+    let renderer: Renderer
+    var rng: RandomGenerator
+
+    static let metrics = ["caption_loss", "learning_rate", "samples_per_second", "seconds"]
+
+    public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
+        self.config = config
+        self.output = output
+        Threads.set(config.threads)
+        world = WorldGenerator(seed: config.seed, hazardRate: config.hazardRate)
+        renderer = Renderer(size: config.model.imageSize)
+        rng = RandomGenerator(seed: config.seed)
+        tokenizer = Tokenizer(captions: world.scenes(.train, count: 20_000).map(\.caption))
+        decoder = try MultimodalDecoder(config.model, vocabularySize: tokenizer.count, using: &rng)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
+        info.commandLine = commandLine
+        log = try RunLogWriter(url: output.appendingPathComponent("run.h5"), layout: RunLayout(metrics: Self.metrics),
+                               info: info, overwrite: overwrite)
+    }
+
+    /// Trains for `config.steps` steps; `progress` receives one line per logged interval.
+    public func run(progress: (String) -> Void) throws {
+        let parameters = decoder.trainableParameters()
+        progress("reward pretrain: \(decoder.parameterCount) decoder parameters, vocabulary of \(tokenizer.count), "
+                 + "\(config.model.imageTokens) image tokens")
+        let optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: 0.01)
+        let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.steps, minFactor: 0.1)
+        let start = Date()
+        var sum = 0.0, intervalStart = Date()
+        for step in 0..<config.steps {
+            if StopSignal.requested {
+                try log.event(epoch: log.epochs, kind: "stopped", "interrupted at step \(step)")
+                try log.close()
+                throw PreferenceDataError(description: "interrupted at step \(step); the log is closed")
+            }
+            optimizer.learningRate = config.learningRate * schedule.factor(at: step)
+            let scenes = (0..<config.batch).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
+            let encoded = scenes.map { tokenizer.encode($0.caption, length: config.model.maxTextLength) }
+            decoder.zeroGrad()
+            let loss = try decoder.captionLoss(ImageTensors.tensor(scenes.map(renderer.render)),
+                                               tokens: encoded.map(\.ids), valid: encoded.map(\.valid))
+            try loss.backward()
+            try clipGradNorm(parameters, maxNorm: config.gradientClip)
+            try optimizer.step()
+            sum += loss.item
+            if (step + 1) % config.logEvery == 0 || step == config.steps - 1 {
+                let n = Double(step % config.logEvery + 1)
+                let rate = n * Double(config.batch) / Date().timeIntervalSince(intervalStart)
+                try log.record("caption_loss", sum / n)
+                try log.record("learning_rate", optimizer.learningRate)
+                try log.record("samples_per_second", rate)
+                try log.record("seconds", Date().timeIntervalSince(start))
+                try log.endEpoch()
+                let remaining = Int(Double(config.steps - step - 1) * Double(config.batch) / Swift.max(rate, 1e-9))
+                progress(String(format: "step %d/%d  caption loss %.4f  %.0f samples/s  ETA %d:%02d", step + 1, config.steps,
+                                sum / n, rate, remaining / 60, remaining % 60))
+                sum = 0
+                intervalStart = Date()
+            }
+        }
+        let folder = output.appendingPathComponent("decoder")
+        try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: folder)
+        try log.checkpoint(epoch: log.epochs, path: "decoder/decoder.safetensors",
+                           sha256: SHA256.hex(fileAt: folder.appendingPathComponent("decoder.safetensors")))
+        try log.close()
+        progress("wrote \(folder.path)")
+    }
+
+    /// Greedy captions for images, for a quick look at what the decoder learned.
+    public static func caption(_ decoder: MultimodalDecoder, tokenizer: Tokenizer, images: Tensor) throws -> [String] {
+        let b = images.shape[0], length = decoder.config.maxTextLength
+        var tokens = [[Int]](repeating: [Int](repeating: Tokenizer.pad, count: length), count: b)
+        var done = [Bool](repeating: false, count: b)
+        try withNoGrad {
+            for position in 0..<(length - 1) where !done.allSatisfy({ $0 }) {
+                // Each row ends its real tokens with EOS so the decoder accepts it; position `position` predicts the next word.
+                var ids = tokens, valid = [[Bool]](repeating: [Bool](repeating: false, count: length), count: b)
+                for row in 0..<b {
+                    ids[row][position] = Tokenizer.endOfSequence
+                    for j in 0...position { valid[row][j] = true }
+                }
+                let states = try decoder(images, tokens: ids, valid: valid)
+                let rows = (0..<b).map { $0 * states.hidden.shape[1] + decoder.config.imageTokens + position - 1 }
+                let logits = try decoder.languageModelHead(states.hidden.reshaped([-1, decoder.config.width]).indexSelect(axis: 0, rows))
+                let next = try logits.argmax(axis: 1)
+                for row in 0..<b where !done[row] {
+                    if next[row] == Tokenizer.endOfSequence { done[row] = true } else { tokens[row][position] = next[row] }
+                }
+            }
+        }
+        return tokens.map { tokenizer.decode($0) }
+    }
+}

@@ -1,0 +1,84 @@
+import Engine
+import Foundation
+
+/// How well a reward model agrees with preferences, per perspective.
+public struct PerspectiveAgreement: Codable, Sendable {
+    /// Pairs with a strict gold preference, and the share the reward orders as the gold judge does
+    /// (ties count half), with its standard error. Accuracies are nil where there is nothing to count.
+    public var goldPairs: Int
+    public var goldPairAccuracy: Double?
+    public var goldPairAccuracySE: Double?
+    /// The same against the annotators' labels (what the model was trained on).
+    public var annotatorPairs: Int
+    public var annotatorPairAccuracy: Double?
+    /// Labeled images, and the share whose reward sign (> 0 good) matches the gold label.
+    public var goldLabels: Int
+    public var goldLabelAccuracy: Double?
+    /// Expected calibration error of P(a ≻ b) = σ(r_a − r_b) against the gold outcome, over 10
+    /// equal-width probability bins (pairs) or of σ(r) against the gold label (labeled images).
+    public var calibrationError: Double?
+}
+
+/// Scores held-out preference records with a reward model and compares with gold and annotator labels.
+public enum PairwiseEvaluation {
+    public static func run(model: LearnedReward, records: [PreferenceRecord], folder: URL,
+                           progress: (String) -> Void = { _ in }) throws -> [String: PerspectiveAgreement] {
+        let images = try PreferenceImages(records: records, folder: folder, imageSize: model.config.imageSize)
+        // One reward row per distinct image (its first record's prompt: an image belongs to one prompt).
+        var prompts = [String](repeating: "", count: images.pixels.count)
+        for (record, rows) in zip(records, images.rows) { for row in rows { prompts[row] = record.prompt } }
+        var rewards: [[Double]] = []
+        let p = model.perspectives.count
+        try withNoGrad {
+            for first in stride(from: 0, to: prompts.count, by: model.batchSize) {
+                let rows = Array(first..<Swift.min(first + model.batchSize, prompts.count))
+                let values = try model.rewards(images.tensor(rows), prompts: rows.map { prompts[$0] }).values
+                rewards += rows.indices.map { Array(values[($0 * p)..<(($0 + 1) * p)]) }
+                progress("scored \(rewards.count)/\(prompts.count) images")
+            }
+        }
+        var result: [String: PerspectiveAgreement] = [:]
+        for (column, perspective) in model.perspectives.enumerated() {
+            var gold: [Double] = [], annotator: [Double] = [], labels: [Double] = []
+            var calibration: [(probability: Double, outcome: Double)] = []
+            for (record, rows) in zip(records, images.rows) {
+                let r = rows.map { rewards[$0][column] }
+                func agreement(_ winner: Int) -> Double { r[winner] > r[1 - winner] ? 1 : (r[0] == r[1] ? 0.5 : 0) }
+                if let winner = record.goldPreferred?[perspective] {
+                    gold.append(agreement(winner))
+                    calibration.append((1 / (1 + exp(-(r[0] - r[1]))), winner == 0 ? 1 : 0))
+                }
+                if let winner = record.preferred?[perspective] { annotator.append(agreement(winner)) }
+                if let good = record.goldLabels?[perspective] {
+                    labels.append((r[0] > 0) == good ? 1 : 0)
+                    calibration.append((1 / (1 + exp(-r[0])), good ? 1 : 0))
+                }
+            }
+            guard !gold.isEmpty || !labels.isEmpty else { continue }
+            let goldMean = mean(gold)
+            result[perspective] = PerspectiveAgreement(
+                goldPairs: gold.count, goldPairAccuracy: goldMean,
+                goldPairAccuracySE: goldMean.flatMap { m in gold.count > 1 ? (m * (1 - m) / Double(gold.count - 1)).squareRoot() : nil },
+                annotatorPairs: annotator.count, annotatorPairAccuracy: mean(annotator),
+                goldLabels: labels.count, goldLabelAccuracy: mean(labels),
+                calibrationError: expectedCalibrationError(calibration))
+        }
+        return result
+    }
+
+    static func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
+
+    /// Σ_bins (n_b / n) · |mean probability − mean outcome| over 10 equal-width bins.
+    static func expectedCalibrationError(_ items: [(probability: Double, outcome: Double)]) -> Double? {
+        guard !items.isEmpty else { return nil }
+        var bins = [(p: Double, o: Double, n: Int)](repeating: (0, 0, 0), count: 10)
+        for item in items {
+            let b = Swift.min(Int(item.probability * 10), 9)
+            bins[b].p += item.probability
+            bins[b].o += item.outcome
+            bins[b].n += 1
+        }
+        return bins.filter { $0.n > 0 }.map { Double($0.n) / Double(items.count) * Swift.abs($0.p / Double($0.n) - $0.o / Double($0.n)) }
+            .reduce(0, +)
+    }
+}

@@ -1,0 +1,245 @@
+import Diffusion
+import Engine
+import Foundation
+import Images
+import Layers
+import RunLog
+
+/// Everything `diffusion-rl reward train` reads from its config.
+public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
+    /// The captioning-pretrained decoder folder (`reward pretrain` writes `OUT/decoder`).
+    public var decoder = "Logs/reward-mllm/decoder"
+    /// Preference JSONL (`reward make-data` writes `OUT/data.jsonl`).
+    public var data = "Logs/reward-data-train/data.jsonl"
+    /// One value head per perspective; each needs pairs or labels in the data.
+    public var perspectives = ["alignment", "fidelity", "safety", "overall"]
+    public var skipCrossAttention = true
+    /// LoRA rank on the decoder's attention and MLP projections; 0 trains the decoder fully.
+    public var loraRank = 8
+    public var trainVision = false
+    public var epochs = 2
+    /// Records (pairs or labeled images) per step.
+    public var batch = 32
+    public var learningRate = 5e-4
+    public var warmupSteps = 20
+    public var gradientClip = 1.0
+    /// Bradley–Terry margin m and temperature τ: −log σ((r_w − r_l − m) / τ).
+    public var margin = 0.0
+    public var temperature = 1.0
+    public var seed: UInt64 = 0
+    public var logEvery = 20
+    public var threads = 2
+
+    public init() {}
+}
+
+/// Images of a preference data set, decoded once and kept as one tensor, with each record's rows.
+struct PreferenceImages {
+    let pixels: [[Double]]
+    let rows: [[Int]]
+    let imageSize: Int
+
+    init(records: [PreferenceRecord], folder: URL, imageSize: Int) throws {
+        var index: [String: Int] = [:], pixels: [[Double]] = []
+        var rows: [[Int]] = []
+        for record in records {
+            rows.append(try record.images.map { path in
+                if let row = index[path] { return row }
+                let image = try PNG.read(folder.appendingPathComponent(path))
+                guard image.width == imageSize, image.height == imageSize else {
+                    throw PreferenceDataError(description: "\(path) is \(image.width)×\(image.height), the model takes \(imageSize)×\(imageSize)")
+                }
+                pixels.append(try ImageTensors.tensor([image], dtype: .float64).values)
+                index[path] = pixels.count - 1
+                return pixels.count - 1
+            })
+        }
+        self.pixels = pixels
+        self.rows = rows
+        self.imageSize = imageSize
+    }
+
+    /// Images `rows` as [n, 3, S, S].
+    func tensor(_ rows: [Int]) throws -> Tensor {
+        try Tensor(rows.flatMap { pixels[$0] }, shape: [rows.count, 3, imageSize, imageSize])
+    }
+}
+
+/// The loss of one batch of records: per perspective, Bradley–Terry over its pairs and binary
+/// cross-entropy over its labeled images, summed over perspectives; with the share of pairs and
+/// labels the rewards get right.
+struct PreferenceBatchLoss {
+    var total: Tensor
+    var perPerspective: [String: Double]
+    var accuracy: [String: Double]
+}
+
+/// Scores every distinct image of `records` once and returns the batch's loss.
+func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[Int]], images: PreferenceImages,
+                    margin: Double, temperature: Double) throws -> PreferenceBatchLoss {
+    var distinct: [Int] = [], position: [Int: Int] = [:], prompts: [String] = []
+    for (record, recordRows) in zip(records, rows) {
+        for row in recordRows where position[row] == nil {
+            position[row] = distinct.count
+            distinct.append(row)
+            prompts.append(record.prompt)
+        }
+    }
+    let rewards = try model.rewards(images.tensor(distinct), prompts: prompts)
+    var total: Tensor?, losses: [String: Double] = [:], accuracy: [String: Double] = [:]
+    for perspective in model.perspectives {
+        let column = try model.model.column(rewards, perspective)
+        var chosen: [Int] = [], rejected: [Int] = [], labeled: [Int] = [], good: [Bool] = []
+        for (record, recordRows) in zip(records, rows) {
+            if let winner = record.preferred?[perspective] {
+                chosen.append(position[recordRows[winner]]!)
+                rejected.append(position[recordRows[1 - winner]]!)
+            }
+            if let label = record.labels?[perspective] {
+                labeled.append(position[recordRows[0]]!)
+                good.append(label)
+            }
+        }
+        var terms: [Tensor] = [], right = 0.0
+        if !chosen.isEmpty {
+            let (w, l) = (try column.indexSelect(axis: 0, chosen), try column.indexSelect(axis: 0, rejected))
+            terms.append(try bradleyTerryLoss(chosen: w, rejected: l, margin: margin, temperature: temperature) * Double(chosen.count))
+            right += zip(w.values, l.values).map { $0 > $1 ? 1 : ($0 == $1 ? 0.5 : 0) }.reduce(0, +)
+        }
+        if !labeled.isEmpty {
+            let r = try column.indexSelect(axis: 0, labeled)
+            terms.append(try unpairedPreferenceLoss(rewards: r, good: good) * Double(labeled.count))
+            right += zip(r.values, good).map { ($0 > 0) == $1 ? 1.0 : 0 }.reduce(0, +)
+        }
+        let count = chosen.count + labeled.count
+        guard count > 0 else { continue }
+        var sum = terms[0]
+        for term in terms.dropFirst() { sum = try sum + term }
+        let mean = sum * (1 / Double(count))
+        losses[perspective] = mean.item
+        accuracy[perspective] = right / Double(count)
+        total = try total.map { try $0 + mean } ?? mean
+    }
+    guard let total else { throw PreferenceDataError(description: "no record in the batch labels any of \(model.perspectives)") }
+    return PreferenceBatchLoss(total: total, perPerspective: losses, accuracy: accuracy)
+}
+
+/// Trains LLaVA-Reward's heads (and SkipCA, the projector, LoRA on the decoder) on preference
+/// records, logging to HDF5, and writes the reward model folder (`model/`).
+public final class PreferenceTrainer {
+    public let config: PreferenceTrainConfig
+    public let output: URL
+    public let reward: LearnedReward
+    let records: [PreferenceRecord]
+    let images: PreferenceImages
+    let log: RunLogWriter
+    var rng: RandomGenerator
+
+    public init(config: PreferenceTrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
+        self.config = config
+        self.output = output
+        Threads.set(config.threads)
+        rng = RandomGenerator(seed: config.seed)
+        let dataURL = URL(fileURLWithPath: config.data)
+        records = try PreferenceData.read(dataURL)
+        for perspective in config.perspectives where !records.contains(where: { $0.preferred?[perspective] != nil || $0.labels?[perspective] != nil }) {
+            throw PreferenceDataError(description: "\(config.data) has no pairs or labels for perspective '\(perspective)'")
+        }
+        reward = try PretrainedDecoder.rewardModel(from: URL(fileURLWithPath: config.decoder), skipCrossAttention: config.skipCrossAttention,
+                                                   perspectives: config.perspectives, using: &rng)
+        images = try PreferenceImages(records: records, folder: dataURL.deletingLastPathComponent(), imageSize: reward.config.imageSize)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
+        info.commandLine = commandLine
+        let metrics = ["loss", "learning_rate", "grad_norm", "records_per_second", "seconds"]
+            + config.perspectives.flatMap { ["loss_\($0)", "accuracy_\($0)"] }
+        log = try RunLogWriter(url: output.appendingPathComponent("run.h5"), layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
+    }
+
+    /// What trains: LoRA adapters (or the whole decoder), the projector, the vision tower if asked,
+    /// SkipCA and the value head.
+    func prepareParameters() throws -> [(name: String, tensor: Tensor)] {
+        let model = reward.model
+        model.setTrainable(false)
+        if config.loraRank > 0 {
+            for layer in model.decoder.layers {
+                try applyLoRA(to: layer, rank: config.loraRank, targets: [.attention, .feedForward], using: &rng)
+            }
+        } else {
+            model.decoder.layers.forEach { $0.setTrainable(true) }
+            model.decoder.finalNorm.setTrainable(true)
+        }
+        model.decoder.projectorIn.setTrainable(true)
+        model.decoder.projectorOut.setTrainable(true)
+        if config.trainVision { model.decoder.visionTower.setTrainable(true) }
+        model.headModules.forEach { $0.setTrainable(true) }
+        return model.trainableParameters()
+    }
+
+    /// Trains for `config.epochs` passes over the records; `progress` receives one line per logged interval.
+    public func run(progress: (String) -> Void) throws {
+        let parameters = try prepareParameters()
+        let pairs = records.filter(\.isPair).count
+        progress("reward train: \(records.count) records (\(pairs) pairs, \(records.count - pairs) labeled images), "
+                 + "\(parameters.reduce(0) { $0 + $1.tensor.count }) trainable parameters, SkipCA \(config.skipCrossAttention ? "on" : "off")")
+        let stepsPerEpoch = (records.count + config.batch - 1) / config.batch
+        let totalSteps = stepsPerEpoch * config.epochs
+        let optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: 0.01)
+        let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: totalSteps, minFactor: 0.1)
+        let start = Date()
+        var intervalStart = Date(), sums: [String: Double] = [:], intervalSteps = 0, step = 0
+        for epoch in 0..<config.epochs {
+            var order = Array(records.indices)
+            order.shuffle(using: &rng)
+            for first in stride(from: 0, to: order.count, by: config.batch) {
+                if StopSignal.requested {
+                    try log.event(epoch: log.epochs, kind: "stopped", "interrupted at step \(step)")
+                    try log.close()
+                    throw PreferenceDataError(description: "interrupted at step \(step); the log is closed")
+                }
+                let batch = Array(order[first..<Swift.min(first + config.batch, order.count)])
+                optimizer.learningRate = config.learningRate * schedule.factor(at: step)
+                reward.model.zeroGrad()
+                let loss = try preferenceLoss(model: reward, records: batch.map { records[$0] }, rows: batch.map { images.rows[$0] },
+                                              images: images, margin: config.margin, temperature: config.temperature)
+                guard loss.total.item.isFinite else {
+                    try log.event(epoch: log.epochs, kind: "skipped", "non-finite loss at step \(step); batch skipped")
+                    step += 1
+                    continue
+                }
+                try loss.total.backward()
+                let norm = try clipGradNorm(parameters, maxNorm: config.gradientClip)
+                try optimizer.step()
+                sums["loss", default: 0] += loss.total.item
+                sums["grad_norm", default: 0] += norm
+                for (name, value) in loss.perPerspective { sums["loss_\(name)", default: 0] += value }
+                for (name, value) in loss.accuracy { sums["accuracy_\(name)", default: 0] += value }
+                intervalSteps += 1
+                step += 1
+                if step % config.logEvery == 0 || step == totalSteps {
+                    let n = Double(intervalSteps)
+                    let rate = n * Double(config.batch) / Date().timeIntervalSince(intervalStart)
+                    for (name, value) in sums { try log.record(name, value / n) }
+                    try log.record("learning_rate", optimizer.learningRate)
+                    try log.record("records_per_second", rate)
+                    try log.record("seconds", Date().timeIntervalSince(start))
+                    try log.endEpoch()
+                    let accuracies = config.perspectives.map { String(format: "%@ %.2f", $0, (sums["accuracy_\($0)"] ?? .nan) / n) }
+                    let remaining = Int(Double(totalSteps - step) * Double(config.batch) / Swift.max(rate, 1e-9))
+                    progress(String(format: "epoch %d step %d/%d  loss %.4f  accuracy: %@  %.0f records/s  ETA %d:%02d", epoch + 1, step,
+                                    totalSteps, sums["loss"]! / n, accuracies.joined(separator: ", "), rate, remaining / 60, remaining % 60))
+                    sums = [:]
+                    intervalSteps = 0
+                    intervalStart = Date()
+                }
+            }
+        }
+        try mergeAndRemoveLoRA(from: reward.model)
+        let folder = output.appendingPathComponent("model")
+        try reward.save(to: folder)
+        try log.checkpoint(epoch: log.epochs, path: "model/reward_model.safetensors",
+                           sha256: SHA256.hex(fileAt: folder.appendingPathComponent("reward_model.safetensors")))
+        try log.close()
+        progress("wrote \(folder.path)")
+    }
+}
