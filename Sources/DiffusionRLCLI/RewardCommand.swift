@@ -150,11 +150,14 @@ enum RewardCommand {
 
     static let trainHelp = """
     usage: diffusion-rl reward train [--config FILE.json] --out DIR [--decoder DIR] [--data FILE.jsonl]
-                                     [--perspectives alignment,fidelity,safety,overall] [--no-skip-ca] [--force] [--threads N]
+                                     [--perspectives alignment,fidelity,safety,overall] [--no-skip-ca] [--dual-encoder]
+                                     [--force] [--threads N]
 
     Trains the reward model from a captioning-pretrained decoder on preference JSONL: one value
     head per perspective, Bradley–Terry on pairs and BCE on labeled images, LoRA on the decoder's
-    attention and MLP projections, SkipCA unless --no-skip-ca. Writes DIR/run.h5 and DIR/model.
+    attention and MLP projections, SkipCA unless --no-skip-ca. --dual-encoder trains the CLIP-style
+    baseline instead (same vision encoder; image and text embeddings scored by a dot product).
+    Writes DIR/run.h5 and DIR/model.
     Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, loraRank,
     trainVision, epochs, batch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
     logEvery, threads).
@@ -162,7 +165,7 @@ enum RewardCommand {
 
     static func train(_ arguments: [String]) throws {
         let args = try Arguments(arguments, optionNames: ["config", "out", "decoder", "data", "perspectives", "threads"],
-                                 flagNames: ["no-skip-ca", "force", "help"])
+                                 flagNames: ["no-skip-ca", "dual-encoder", "force", "help"])
         if args.flag("help") { print(trainHelp); return }
         guard let out = args.string("out") else { throw CommandError("reward train needs --out DIR", usage: true) }
         var config = PreferenceTrainConfig()
@@ -173,6 +176,7 @@ enum RewardCommand {
         if let data = args.string("data") { config.data = data }
         if let names = args.string("perspectives") { config.perspectives = names.split(separator: ",").map(String.init) }
         if args.flag("no-skip-ca") { config.skipCrossAttention = false }
+        if args.flag("dual-encoder") { config.architecture = .dualEncoder }
         config.threads = try args.int("threads", default: config.threads)
         let folder = URL(fileURLWithPath: out)
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent("model").path) && !args.flag("force") {

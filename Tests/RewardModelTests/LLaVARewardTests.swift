@@ -9,10 +9,11 @@ import Layers
 final class LLaVARewardTests: XCTestCase {
     let tokenizer = Tokenizer(captions: ["a red circle", "two blue squares", "a green triangle left of a red circle"])
 
-    func model(skip: Bool = true, seed: UInt64 = 1) throws -> LLaVAReward {
+    func model(skip: Bool = true, architecture: RewardArchitecture = .llava, seed: UInt64 = 1) throws -> LLaVAReward {
         var rng = RandomGenerator(seed: seed)
         var config = RewardModelConfig.tiny
         config.skipCrossAttention = skip
+        config.architecture = architecture
         let model = try LLaVAReward(config, vocabularySize: tokenizer.count, dtype: .float64, using: &rng)
         // LayerNorm and RMSNorm start at γ = 1, β = 0; move them so their gradients are general.
         for (name, tensor) in model.namedParameters() where name.contains("norm") {
@@ -66,6 +67,21 @@ final class LLaVARewardTests: XCTestCase {
         }
     }
 
+    /// The CLIP-style baseline: gradients, and a pair's reward does not depend on the rest of the batch.
+    func testDualEncoderBaseline() throws {
+        let model = try model(architecture: .dualEncoder)
+        XCTAssertNil(model.skipCrossAttention)
+        XCTAssertTrue(model.namedParameters().contains { $0.name == "text_head.weight" })
+        let (tokens, valid) = encode(["a red circle", "two blue squares"], length: 5)
+        let report = try gradientCheck([images(2, seed: 4)] + model.namedParameters().map(\.tensor)) { try model($0[0], tokens: tokens, valid: valid) }
+        XCTAssertLessThan(report.maxRelativeError, 1e-5, "\(report)")
+        let pixels = images(2, seed: 5)
+        let swapped = try model(pixels, tokens: [tokens[1], tokens[0]], valid: [valid[1], valid[0]]).values
+        let crossed = try model(try pixels.indexSelect(axis: 0, [0, 0]), tokens: [tokens[1], tokens[1]], valid: [valid[1], valid[1]]).values
+        XCTAssertEqual(swapped[0], crossed[0], accuracy: 1e-12)
+        XCTAssertNotEqual(swapped[0], swapped[2])
+    }
+
     func testRewardIsReadAtEOSWhereverPaddingPutsIt() throws {
         let model = try model()
         let pixels = images(3, seed: 5)
@@ -87,7 +103,7 @@ final class LLaVARewardTests: XCTestCase {
         // Reading anywhere else would differ: the state one position before EOS gives other rewards.
         let width = model.config.width, t = states.hidden.shape[1]
         let beforeEOS = try states.hidden.reshaped([3 * t, width]).indexSelect(axis: 0, [t - 2, 2 * t - 2, 3 * t - 2])
-        let misread = try model.valueHead(model.skipCrossAttention!(beforeEOS.reshaped([3, 1, width]), visual: states.imageTokens)
+        let misread = try model.valueHead(model.skipCrossAttention!(beforeEOS.reshaped([3, 1, width]), visual: states.imageTokens!)
             .reshaped([3, width])).values
         XCTAssertGreaterThan(zip(misread, reference).map { Swift.abs($0 - $1) }.max()!, 1e-3)
         // And a prompt's reward depends on its words and on its image.

@@ -105,11 +105,12 @@ public enum PretrainedDecoder {
         try Safetensors.write(decoder.stateDict(), to: folder.appendingPathComponent("decoder.safetensors"))
     }
 
-    /// A fresh reward model (new SkipCA and heads, `skipCrossAttention` and `perspectives` as
-    /// given) whose decoder holds the pretrained weights.
-    public static func rewardModel(from folder: URL, skipCrossAttention: Bool, perspectives: [String],
-                                   using rng: inout RandomGenerator) throws -> LearnedReward {
+    /// A fresh reward model (new SkipCA and heads; architecture, `skipCrossAttention` and
+    /// `perspectives` as given) whose decoder holds the pretrained weights.
+    public static func rewardModel(from folder: URL, architecture: RewardArchitecture = .llava, skipCrossAttention: Bool,
+                                   perspectives: [String], using rng: inout RandomGenerator) throws -> LearnedReward {
         var (config, tokenizer) = try LearnedReward.readConfigAndTokenizer(folder)
+        config.architecture = architecture
         config.skipCrossAttention = skipCrossAttention
         config.perspectives = perspectives
         let model = try LLaVAReward(config, vocabularySize: tokenizer.count, using: &rng)

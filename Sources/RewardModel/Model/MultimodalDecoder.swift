@@ -6,8 +6,9 @@ import Layers
 public struct MultimodalHiddenStates {
     /// Final-layer hidden states after the last LayerNorm, [B, T, width], T = image tokens + text length.
     public let hidden: Tensor
-    /// The projected image tokens as they enter the first decoder layer (embedding level), [B, N, width].
-    public let imageTokens: Tensor
+    /// The projected image tokens as they enter the first decoder layer (embedding level), [B, N, width];
+    /// nil for text-only sequences.
+    public let imageTokens: Tensor?
     /// Per sequence, the index in T of its EOS token.
     public let endOfSequence: [Int]
 }
@@ -55,34 +56,42 @@ public final class MultimodalDecoder: Module {
     /// The vision tower (frozen or not by the trainer's config).
     public var visionTower: any Module { vision }
 
+    /// Image tokens [B, N, width] in the decoder's width: the ViT's output through the projector.
+    public func projectedImageTokens(_ images: Tensor) throws -> Tensor {
+        try projectorOut(gelu(projectorIn(vision(images))))
+    }
+
     /// Hidden states for images [B, 3, S, S] in [−1, 1] and token ids [B][L] with their validity;
     /// each row must hold an EOS among its real tokens, and at most `maxTextLength` real tokens.
-    public func callAsFunction(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> MultimodalHiddenStates {
-        let (b, n) = (images.shape.first ?? 0, config.imageTokens)
+    /// Without images (nil) the text runs alone, at the positions it has after the image tokens
+    /// (the dual-encoder baseline's text tower).
+    public func callAsFunction(_ images: Tensor?, tokens: [[Int]], valid: [[Bool]]) throws -> MultimodalHiddenStates {
+        let n = images == nil ? 0 : config.imageTokens
+        let b = images?.shape.first ?? tokens.count
         let length = tokens.first?.count ?? 0
         try checkShape(tokens.count == b && valid.count == b && tokens.allSatisfy { $0.count == length }
                        && valid.allSatisfy { $0.count == length }, "MultimodalDecoder",
-                       "\(tokens.count)×\(length) tokens and \(valid.count) masks for images \(describe(images.shape))")
+                       "\(tokens.count)×\(length) tokens and \(valid.count) masks for images \(describe(images?.shape ?? []))")
         var positions: [Int] = [], keyValid: [[Bool]] = [], endOfSequence: [Int] = []
         positions.reserveCapacity(b * (n + length))
         for row in 0..<b {
-            var next = n
+            var next = config.imageTokens
             positions += 0..<n
             for j in 0..<length {
                 positions.append(valid[row][j] ? next : 0)
                 if valid[row][j] { next += 1 }
             }
-            try checkArgument(next - n <= config.maxTextLength, "MultimodalDecoder",
-                              "prompt \(row) has \(next - n) tokens, more than maxTextLength \(config.maxTextLength)")
+            try checkArgument(next - config.imageTokens <= config.maxTextLength, "MultimodalDecoder",
+                              "prompt \(row) has \(next - config.imageTokens) tokens, more than maxTextLength \(config.maxTextLength)")
             guard let eos = (0..<length).last(where: { valid[row][$0] && tokens[row][$0] == Tokenizer.endOfSequence }) else {
                 throw EngineError.invalidArgument(op: "MultimodalDecoder", "prompt \(row) has no EOS token among its real tokens")
             }
             keyValid.append([Bool](repeating: true, count: n) + valid[row])
             endOfSequence.append(n + eos)
         }
-        let imageTokens = try projectorOut(gelu(projectorIn(vision(images))))
+        let imageTokens = try images.map(projectedImageTokens)
         let text = try tokenEmbedding(tokens.flatMap { $0 }, shape: [b, length])
-        var h = try concat([imageTokens, text], axis: 1) + positionEmbedding(positions, shape: [b, n + length])
+        var h = try (imageTokens.map { try concat([$0, text], axis: 1) } ?? text) + positionEmbedding(positions, shape: [b, n + length])
         let mask = AttentionMask(causal: true, keyValid: keyValid)
         for layer in layers { h = try layer(h, mask: mask) }
         return MultimodalHiddenStates(hidden: try finalNorm(h), imageTokens: imageTokens, endOfSequence: endOfSequence)

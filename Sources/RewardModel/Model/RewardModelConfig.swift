@@ -1,5 +1,11 @@
 import Engine
 
+/// How the reward model joins image and text.
+public enum RewardArchitecture: String, Codable, Sendable {
+    case llava
+    case dualEncoder
+}
+
 /// The shape of the compact LLaVA-Reward: a small ViT, a projector, a causal decoder, SkipCA and
 /// one bias-free value head per perspective. Defaults are the shipped size; `tiny` is for tests.
 public struct RewardModelConfig: Codable, Equatable, Sendable {
@@ -19,6 +25,10 @@ public struct RewardModelConfig: Codable, Equatable, Sendable {
     /// Skip-connection cross-attention from the final hidden state to the embedding-level image
     /// tokens before the value heads; false reads the heads straight off the final hidden state.
     public var skipCrossAttention = true
+    /// `llava`: the reward read at EOS of the joint image–text sequence (with SkipCA if set).
+    /// `dualEncoder`: a CLIP-style baseline sharing the vision encoder — mean-pooled image tokens
+    /// and the text-only EOS state, each projected, scored by their dot product per perspective.
+    public var architecture = RewardArchitecture.llava
     /// One value head per name.
     public var perspectives = ["alignment", "fidelity", "safety", "overall"]
 

@@ -14,6 +14,8 @@ public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
     /// One value head per perspective; each needs pairs or labels in the data.
     public var perspectives = ["alignment", "fidelity", "safety", "overall"]
     public var skipCrossAttention = true
+    /// `llava` (the reward at EOS of the joint sequence) or `dualEncoder` (the CLIP-style baseline).
+    public var architecture = RewardArchitecture.llava
     /// LoRA rank on the decoder's attention and MLP projections; 0 trains the decoder fully.
     public var loraRank = 8
     public var trainVision = false
@@ -145,7 +147,8 @@ public final class PreferenceTrainer {
         for perspective in config.perspectives where !records.contains(where: { $0.preferred?[perspective] != nil || $0.labels?[perspective] != nil }) {
             throw PreferenceDataError(description: "\(config.data) has no pairs or labels for perspective '\(perspective)'")
         }
-        reward = try PretrainedDecoder.rewardModel(from: URL(fileURLWithPath: config.decoder), skipCrossAttention: config.skipCrossAttention,
+        reward = try PretrainedDecoder.rewardModel(from: URL(fileURLWithPath: config.decoder), architecture: config.architecture,
+                                                   skipCrossAttention: config.skipCrossAttention,
                                                    perspectives: config.perspectives, using: &rng)
         images = try PreferenceImages(records: records, folder: dataURL.deletingLastPathComponent(), imageSize: reward.config.imageSize)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
@@ -181,7 +184,8 @@ public final class PreferenceTrainer {
         let parameters = try prepareParameters()
         let pairs = records.filter(\.isPair).count
         progress("reward train: \(records.count) records (\(pairs) pairs, \(records.count - pairs) labeled images), "
-                 + "\(parameters.reduce(0) { $0 + $1.tensor.count }) trainable parameters, SkipCA \(config.skipCrossAttention ? "on" : "off")")
+                 + "\(parameters.reduce(0) { $0 + $1.tensor.count }) trainable parameters, "
+                 + (config.architecture == .dualEncoder ? "dual-encoder baseline" : "SkipCA \(config.skipCrossAttention ? "on" : "off")"))
         let stepsPerEpoch = (records.count + config.batch - 1) / config.batch
         let totalSteps = stepsPerEpoch * config.epochs
         let optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: 0.01)
