@@ -1,6 +1,7 @@
 import Diffusion
 import Engine
 import Foundation
+import RewardModel
 import RL
 
 /// `diffusion-rl bench engine`.
@@ -9,11 +10,16 @@ enum BenchCommand {
     usage: diffusion-rl bench engine [--threads N] [--batch N] [--json]
            diffusion-rl bench unet [--threads N] [--profile] [--json]
            diffusion-rl bench ddpo [--model Models/base] [--config FILE.json] [--threads N] [--json]
+           diffusion-rl bench reward [--model DIR] [--batch 32] [--threads N] [--json]
 
     ddpo: samples per second of one sampling epoch and one training epoch at the default DDPO
     config (the shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4,
     training batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, and GFLOP/s
     against the sgemm ceiling measured in the same run.
+
+    reward: (image, prompt) pairs per second the reward model scores without gradients at a batch
+    size (a trained model folder, or the default shape with random weights), with its FLOPs,
+    GFLOP/s against the sgemm ceiling, and the share of time in GEMMs.
 
     unet: milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at
     batch 8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s,
@@ -35,8 +41,9 @@ enum BenchCommand {
         if args.flag("help") { print(help); return }
         if args.positional.first == "unet" { try unet(args); return }
         if args.positional.first == "ddpo" { try ddpo(args); return }
+        if args.positional.first == "reward" { try reward(args); return }
         guard args.positional.first == "engine" else {
-            throw CommandError("bench needs a target: engine, unet or ddpo (see diffusion-rl bench --help)", usage: true)
+            throw CommandError("bench needs a target: engine, unet, ddpo or reward (see diffusion-rl bench --help)", usage: true)
         }
         let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
         let json = args.flag("json")
@@ -112,6 +119,22 @@ enum BenchCommand {
                   + String(format: " %9.2f %9.2f %8.1f %9.1f %10.0f%% %12.0f%%", p.samplesPerSecond, p.seconds, p.gflop, p.gflops,
                            100 * p.fractionOfCeiling, 100 * p.gemmShare))
         }
+    }
+
+    static func reward(_ args: Arguments) throws {
+        let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
+        guard threads >= 1, batch >= 1 else { throw CommandError("--threads and --batch must be at least 1", usage: true) }
+        let model = try args.string("model").map { try LearnedReward.load(from: URL(fileURLWithPath: $0)) }
+        let r = try RewardBenchmark.run(model: model, batch: batch, threads: threads)
+        if args.flag("json") {
+            try printJSON(r)
+            return
+        }
+        print(String(format: "reward model (%@%@, %d parameters, %d-token sequences), batch %d, %d thread(s); ceiling: OpenBLAS sgemm 1024³ %.1f GFLOP/s",
+                     r.architecture, r.architecture == "llava" ? (r.skipCrossAttention ? " + SkipCA" : ", no SkipCA") : "", r.parameters,
+                     r.sequenceLength, r.batch, r.threads, r.ceilingGflops))
+        print(String(format: "%.1f pairs/s  %.1f ms per batch  %.2f GFLOP per batch  %.1f GFLOP/s  %.0f%% of ceiling  %.0f%% of time in GEMM",
+                     r.pairsPerSecond, r.millisecondsPerBatch, r.gflopPerBatch, r.gflops, 100 * r.fractionOfCeiling, 100 * r.gemmShare))
     }
 
     static func row(_ f: BenchmarkFigure) -> String {
