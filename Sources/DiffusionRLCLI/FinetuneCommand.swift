@@ -1,5 +1,7 @@
 import Engine
 import Foundation
+import RewardModel
+import Rewards
 import RL
 import RunLog
 
@@ -10,7 +12,8 @@ enum FinetuneCommand {
 
     Fine-tunes the config's model (default Models/base) with DDPO: each epoch samples prompts ×
     images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
-    composition (perspectives of the gold judge, compressibility), and updates the UNet (LoRA on
+    composition (perspectives of the gold judge, compressibility, and with rewardModel set a
+    trained reward model's heads as proxy_<head>), and updates the UNet (LoRA on
     attention by default) with PPO-clip or REINFORCE. Logs the resolved config, per-epoch metrics
     (reward per perspective, gold scores, KL drift to the base model, loss, clip fraction,
     approx-KL, grad norm, timings), per-sample rows, evaluation grids and checkpoints to DIR/run.h5;
@@ -36,8 +39,12 @@ enum FinetuneCommand {
     /// Runs (or resumes) a fine-tuning job with progress lines.
     static func run(config: DDPOConfig, output: URL, force: Bool, resume: Bool) throws {
         StopSignal.install()
+        var functions: [any RewardFunction] = [GoldJudgeReward(), CompressibilityReward()]
+        if !config.rewardModel.isEmpty {
+            functions.insert(PrefixedReward(prefix: "proxy_", try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))), at: 0)
+        }
         let trainer = try DDPOTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
-                                      overwrite: force, resume: resume)
+                                      overwrite: force, resume: resume, rewardFunctions: functions)
         for note in trainer.notes { print("finetune: \(note)") }
         print("finetune: \(config.loss.rawValue) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
               + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"

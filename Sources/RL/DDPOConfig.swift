@@ -42,6 +42,9 @@ public struct TrainingEvaluation: Codable, Equatable, Sendable {
 public struct DDPOConfig: Codable, Equatable, Sendable {
     /// The model folder to fine-tune (also the frozen reference).
     public var model = "Models/base"
+    /// A trained reward model folder (`reward train` writes DIR/model), or empty. Its heads join
+    /// the perspectives as `proxy_<head>` (`proxy_alignment`), beside the gold judge's.
+    public var rewardModel = ""
     public var seed: UInt64 = 0
     public var threads = 2
     public var epochs = 40

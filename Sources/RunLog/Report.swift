@@ -54,6 +54,22 @@ public enum RunReport {
                 body += "</div>\n"
             }
         }
+        // A learned proxy reward against the gold judge's score of the same samples, epoch by epoch:
+        // points moving up and to the right agree; points moving right only are overoptimization.
+        let proxies = names.filter { $0.hasPrefix("reward_proxy_") && names.contains("gold_" + $0.dropFirst("reward_proxy_".count)) }
+        if !proxies.isEmpty {
+            body += "<h2>Proxy reward against gold</h2>\n<div class=charts>\n"
+            for proxy in proxies {
+                let goldName = "gold_" + proxy.dropFirst("reward_proxy_".count)
+                let series = try runs.enumerated().compactMap { index, run -> Series? in
+                    guard run.reader.metricNames.contains(proxy), run.reader.metricNames.contains(goldName) else { return nil }
+                    return Series(label: run.name, color: color(index),
+                                  points: Array(zip(try run.reader.metric(proxy), try run.reader.metric(goldName))), scatter: true)
+                }
+                body += lineChart(title: "\(goldName) vs \(proxy) (one point per epoch)", xLabel: proxy, series: series) + "\n"
+            }
+            body += "</div>\n"
+        }
         for run in runs {
             let images = try run.reader.images()
             guard !images.isEmpty else { continue }

@@ -55,4 +55,26 @@ final class RewardsTests: XCTestCase {
         }
         XCTAssertThrowsError(try RewardComposer(composition: RewardComposition(weights: ["a": 0]), functions: [Fixed()]))
     }
+
+    /// A learned proxy's heads under `proxy_` names compose beside the gold judge's same-named perspectives.
+    func testPrefixedRewardKeepsProxyAndGoldApart() throws {
+        struct Constant: RewardFunction {
+            var perspectives: [String] { ["alignment", "safety"] }
+            func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
+                Dictionary(uniqueKeysWithValues: perspectives.map { ($0, [Double](repeating: $0 == "alignment" ? 7 : -1, count: images.count)) })
+            }
+        }
+        let proxy = PrefixedReward(prefix: "proxy_", Constant())
+        XCTAssertEqual(proxy.perspectives, ["proxy_alignment", "proxy_safety"])
+        let world = WorldGenerator(seed: 1)
+        let scene = world.scene(.validation, index: 0)
+        let image = Renderer(size: 32).render(scene)
+        let composer = try RewardComposer(composition: RewardComposition(weights: ["proxy_alignment": 1, "alignment": 1]),
+                                          functions: [proxy, GoldJudgeReward()])
+        let result = try composer.score([image], prompts: [scene.caption])
+        XCTAssertEqual(result.perspectives["proxy_alignment"], [7])
+        XCTAssertEqual(result.perspectives["alignment"], [1], "the rendered scene shows its own prompt")
+        XCTAssertEqual(result.total, [8])
+        XCTAssertThrowsError(try proxy.score([image], prompts: [""], perspectives: ["alignment"]))
+    }
 }

@@ -198,4 +198,22 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains(">ablation<"))
         XCTAssertEqual(RunReport.pickEvenly([0, 1, 2, 3, 4, 5], count: 3), [0, 2, 5])
     }
+
+    /// A run with a learned proxy reward gets a gold-against-proxy scatter per proxy head that has a gold score.
+    func testReportChartsProxyAgainstGold() throws {
+        let url = temporaryRun()
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["reward_proxy_alignment", "gold_alignment", "reward_proxy_style"]),
+                                      info: info)
+        for epoch in 0..<4 {
+            try writer.record("reward_proxy_alignment", Double(epoch))
+            try writer.record("gold_alignment", 0.3)
+            try writer.record("reward_proxy_style", 1)
+            try writer.endEpoch()
+        }
+        try writer.close()
+        let html = try RunReport.html([RunReport.Run(name: "proxy", reader: try RunLogReader(url: url))])
+        XCTAssertTrue(html.contains("Proxy reward against gold"))
+        XCTAssertTrue(html.contains("gold_alignment vs reward_proxy_alignment"))
+        XCTAssertFalse(html.contains("vs reward_proxy_style"), "no gold score to compare with")
+    }
 }
