@@ -15,6 +15,9 @@ enum WorldCommand {
       export --n N --out DIR [--split train] [--seed S] [--size 32] [--force]
             writes N images and DIR/captions.jsonl ({"image": "00000.png", "caption": "..."} per line),
             the format users bring their own data in
+      prompts --split heldout --n N [--seed 1]
+            prints the captions of the split's first N scenes, one per line: with seed 1 these are
+            the fixed prompts `eval` and DDPO's evaluation use (a prompt file for `finetune`)
       judge-eval --n N [--seed S] [--noise SIGMA] [--blur SIGMA] [--table] [--json]
             renders N validation scenes (a fifth with the hazard mark), optionally adds Gaussian
             pixel noise (σ in 0–255 units) and Gaussian blur (σ in pixels), and reports how often
@@ -32,6 +35,12 @@ enum WorldCommand {
         case "judge": try judge(args)
         case "export": try export(args)
         case "judge-eval": try judgeEval(args)
+        case "prompts":
+            let name = args.string("split") ?? "heldout"
+            guard let split = Split(rawValue: name) else { throw CommandError("--split must be train, validation or heldout", usage: true) }
+            let n = try args.int("n", default: 128)
+            guard n >= 1 else { throw CommandError("--n must be at least 1", usage: true) }
+            for scene in WorldGenerator(seed: UInt64(try args.int("seed", default: 1))).scenes(split, count: n) { print(scene.caption) }
         default: throw CommandError("unknown world subcommand '\(sub)' (see diffusion-rl world --help)", usage: true)
         }
     }

@@ -225,7 +225,10 @@ final class ExperimentConfigTests: XCTestCase {
     /// The shipped experiment configs decode strictly, validate, and the alignment one is the demo's.
     func testShippedConfigsDecodeAndTheDemoMatchesTheAlignmentConfig() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for name in ["ddpo-alignment.json", "ddpo-compressibility.json"] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
+            .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
+        XCTAssertGreaterThanOrEqual(names.count, 3)
+        for name in names {
             let config = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: DDPOConfig())
             XCTAssertNoThrow(try config.validate(), name)
         }

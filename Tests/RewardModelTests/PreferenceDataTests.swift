@@ -116,4 +116,15 @@ final class PreferenceDataTests: XCTestCase {
         let items: [(probability: Double, outcome: Double)] = [(0.7, 1), (0.7, 1), (0.7, 0), (0.15, 0)]
         XCTAssertEqual(PairwiseEvaluation.expectedCalibrationError(items)!, 0.75 * (0.7 - 2.0 / 3) + 0.25 * 0.15, accuracy: 1e-12)
     }
+
+    /// The shipped reward-model configs decode strictly.
+    func testShippedRewardConfigsDecode() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let pretrain = try ConfigLoader.load(CaptionPretrainConfig.self, from: root.appendingPathComponent("Experiments/reward-pretrain.json"),
+                                             defaults: CaptionPretrainConfig())
+        XCTAssertNoThrow(try pretrain.model.validate())
+        XCTAssertThrowsError(try ConfigLoader.decode(PreferenceTrainConfig.self, from: Data(#"{"epoch": 2}"#.utf8), defaults: PreferenceTrainConfig())) {
+            XCTAssertTrue("\($0)".contains("unknown key 'epoch'"), "\($0)")
+        }
+    }
 }
