@@ -159,7 +159,7 @@ enum RewardCommand {
     baseline instead (same vision encoder; image and text embeddings scored by a dot product).
     Writes DIR/run.h5 and DIR/model.
     Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, loraRank,
-    trainVision, epochs, batch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
+    trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
     logEvery, threads).
     """
 

@@ -19,9 +19,10 @@ public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
     /// LoRA rank on the decoder's attention and MLP projections; 0 trains the decoder fully.
     public var loraRank = 8
     public var trainVision = false
-    public var epochs = 2
-    /// Records (pairs or labeled images) per step.
-    public var batch = 32
+    public var epochs = 3
+    /// Prompts per step: a step takes every record of these prompts, so each image is scored once
+    /// for all the pairs it is in (with the data `make-data` writes, 6 images give 21 records).
+    public var promptsPerBatch = 4
     public var learningRate = 5e-4
     public var warmupSteps = 20
     public var gradientClip = 1.0
@@ -186,22 +187,27 @@ public final class PreferenceTrainer {
         progress("reward train: \(records.count) records (\(pairs) pairs, \(records.count - pairs) labeled images), "
                  + "\(parameters.reduce(0) { $0 + $1.tensor.count }) trainable parameters, "
                  + (config.architecture == .dualEncoder ? "dual-encoder baseline" : "SkipCA \(config.skipCrossAttention ? "on" : "off")"))
-        let stepsPerEpoch = (records.count + config.batch - 1) / config.batch
+        // Records grouped by prompt, in order of appearance.
+        var groups: [[Int]] = [], groupOf: [String: Int] = [:]
+        for (index, record) in records.enumerated() {
+            if let g = groupOf[record.prompt] { groups[g].append(index) } else { groupOf[record.prompt] = groups.count; groups.append([index]) }
+        }
+        let stepsPerEpoch = (groups.count + config.promptsPerBatch - 1) / config.promptsPerBatch
         let totalSteps = stepsPerEpoch * config.epochs
         let optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: 0.01)
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: totalSteps, minFactor: 0.1)
         let start = Date()
-        var intervalStart = Date(), sums: [String: Double] = [:], intervalSteps = 0, step = 0
+        var intervalStart = Date(), sums: [String: Double] = [:], intervalSteps = 0, intervalRecords = 0, step = 0
         for epoch in 0..<config.epochs {
-            var order = Array(records.indices)
+            var order = Array(groups.indices)
             order.shuffle(using: &rng)
-            for first in stride(from: 0, to: order.count, by: config.batch) {
+            for first in stride(from: 0, to: order.count, by: config.promptsPerBatch) {
                 if StopSignal.requested {
                     try log.event(epoch: log.epochs, kind: "stopped", "interrupted at step \(step)")
                     try log.close()
                     throw PreferenceDataError(description: "interrupted at step \(step); the log is closed")
                 }
-                let batch = Array(order[first..<Swift.min(first + config.batch, order.count)])
+                let batch = order[first..<Swift.min(first + config.promptsPerBatch, order.count)].flatMap { groups[$0] }
                 optimizer.learningRate = config.learningRate * schedule.factor(at: step)
                 reward.model.zeroGrad()
                 let loss = try preferenceLoss(model: reward, records: batch.map { records[$0] }, rows: batch.map { images.rows[$0] },
@@ -219,21 +225,23 @@ public final class PreferenceTrainer {
                 for (name, value) in loss.perPerspective { sums["loss_\(name)", default: 0] += value }
                 for (name, value) in loss.accuracy { sums["accuracy_\(name)", default: 0] += value }
                 intervalSteps += 1
+                intervalRecords += batch.count
                 step += 1
                 if step % config.logEvery == 0 || step == totalSteps {
                     let n = Double(intervalSteps)
-                    let rate = n * Double(config.batch) / Date().timeIntervalSince(intervalStart)
+                    let rate = Double(intervalRecords) / Date().timeIntervalSince(intervalStart)
                     for (name, value) in sums { try log.record(name, value / n) }
                     try log.record("learning_rate", optimizer.learningRate)
                     try log.record("records_per_second", rate)
                     try log.record("seconds", Date().timeIntervalSince(start))
                     try log.endEpoch()
                     let accuracies = config.perspectives.map { String(format: "%@ %.2f", $0, (sums["accuracy_\($0)"] ?? .nan) / n) }
-                    let remaining = Int(Double(totalSteps - step) * Double(config.batch) / Swift.max(rate, 1e-9))
+                    let remaining = Int(Double(totalSteps - step) * Double(intervalRecords) / n / Swift.max(rate, 1e-9))
                     progress(String(format: "epoch %d step %d/%d  loss %.4f  accuracy: %@  %.0f records/s  ETA %d:%02d", epoch + 1, step,
                                     totalSteps, sums["loss"]! / n, accuracies.joined(separator: ", "), rate, remaining / 60, remaining % 60))
                     sums = [:]
                     intervalSteps = 0
+                    intervalRecords = 0
                     intervalStart = Date()
                 }
             }
