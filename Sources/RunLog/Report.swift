@@ -130,7 +130,7 @@ public enum RunReport {
     static func lineChart(title: String, xLabel: String, series: [Series]) -> String {
         let (width, height) = (460.0, 250.0), (left, right, top, bottom) = (56.0, 12.0, 26.0, 36.0)
         let finite = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
-        var svg = "<svg xmlns='http://www.w3.org/2000/svg' width='\(Int(width))' height='\(Int(height))' role=img aria-label='\(escape(title))'>"
+        var svg = "<svg xmlns='http://www.w3.org/2000/svg' width='\(Int(width))' height='\(Int(height))' role='img' aria-label='\(escape(title))'>"
         svg += "<rect width='100%' height='100%' fill='white' stroke='#ccc'/>"
         svg += "<text x='\(left)' y='16' style='font-weight:600'>\(escape(title))</text>"
         guard !finite.isEmpty else { return svg + "<text x='\(left)' y='\(height / 2)'>no finite values</text></svg>" }

@@ -17,20 +17,20 @@ public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
     /// `llava` (the reward at EOS of the joint sequence) or `dualEncoder` (the CLIP-style baseline).
     public var architecture = RewardArchitecture.llava
     /// LoRA rank on the decoder's attention and MLP projections; 0 trains the decoder fully.
-    public var loraRank = 8
-    public var trainVision = false
-    public var epochs = 3
+    public var loraRank = 16
+    public var trainVision = true
+    public var epochs = 6
     /// Prompts per step: a step takes every record of these prompts, so each image is scored once
     /// for all the pairs it is in (with the data `make-data` writes, 6 images give 21 records).
-    public var promptsPerBatch = 4
-    public var learningRate = 5e-4
+    public var promptsPerBatch = 1
+    public var learningRate = 1e-3
     public var warmupSteps = 20
     public var gradientClip = 1.0
     /// Bradley–Terry margin m and temperature τ: −log σ((r_w − r_l − m) / τ).
     public var margin = 0.0
     public var temperature = 1.0
     public var seed: UInt64 = 0
-    public var logEvery = 20
+    public var logEvery = 200
     public var threads = 2
 
     public init() {}
