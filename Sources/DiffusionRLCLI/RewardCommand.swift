@@ -129,9 +129,7 @@ enum RewardCommand {
         if args.flag("force") { try? FileManager.default.removeItem(at: folder.appendingPathComponent("images")) }
         let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
         let records = try PreferenceDataMaker(settings: settings).make(model: model, folder: folder) { print($0); fflush(stdout) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(settings).write(to: folder.appendingPathComponent("settings.json"))
+        try ConfigLoader.json(settings).write(to: folder.appendingPathComponent("settings.json"), atomically: true, encoding: .utf8)
         summarize(records, written: folder.appendingPathComponent("data.jsonl"))
     }
 

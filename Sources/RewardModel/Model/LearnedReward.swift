@@ -60,11 +60,7 @@ public final class LearnedReward: RewardFunction {
 
     /// Writes the folder (LoRA adapters must be merged first: `mergeAndRemoveLoRA`).
     public func save(to folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(config).write(to: folder.appendingPathComponent("config.json"))
-        try encoder.encode(tokenizer).write(to: folder.appendingPathComponent("tokenizer.json"))
+        try Self.writeConfigAndTokenizer(config, tokenizer, to: folder)
         try Safetensors.write(model.stateDict(), to: folder.appendingPathComponent("reward_model.safetensors"))
     }
 
@@ -85,6 +81,13 @@ public final class LearnedReward: RewardFunction {
         return url
     }
 
+    /// Creates the folder and writes `config.json` and `tokenizer.json` into it.
+    static func writeConfigAndTokenizer(_ config: RewardModelConfig, _ tokenizer: Tokenizer, to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try ConfigLoader.json(config).write(to: folder.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try ConfigLoader.json(tokenizer).write(to: folder.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
+    }
+
     /// A folder's `config.json` (strict) and `tokenizer.json`.
     static func readConfigAndTokenizer(_ folder: URL) throws -> (RewardModelConfig, Tokenizer) {
         let config = try ConfigLoader.load(RewardModelConfig.self, from: file(folder, "config.json"), defaults: RewardModelConfig())
@@ -97,11 +100,7 @@ public final class LearnedReward: RewardFunction {
 /// `tokenizer.json`, `decoder.safetensors`.
 public enum PretrainedDecoder {
     public static func save(_ decoder: MultimodalDecoder, tokenizer: Tokenizer, to folder: URL) throws {
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(decoder.config).write(to: folder.appendingPathComponent("config.json"))
-        try encoder.encode(tokenizer).write(to: folder.appendingPathComponent("tokenizer.json"))
+        try LearnedReward.writeConfigAndTokenizer(decoder.config, tokenizer, to: folder)
         try Safetensors.write(decoder.stateDict(), to: folder.appendingPathComponent("decoder.safetensors"))
     }
 
