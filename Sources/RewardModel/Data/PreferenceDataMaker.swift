@@ -17,6 +17,9 @@ public struct PreferenceDataSettings: Codable, Equatable, Sendable {
     /// Each prompt also gets its rendered scene, with the hazard mark at this rate, and a
     /// corrupted copy of it (noise or blur).
     public var renderedHazardRate = 0.3
+    /// Rendered scenes of this many contrastive prompts (one color, shape, count or relation
+    /// changed) join each prompt's images: clean pairs that isolate what alignment is about.
+    public var contrastiveRenders = 0
     public var annotator = AnnotatorSettings()
     public var seed: UInt64 = 0
 
@@ -56,8 +59,13 @@ public struct PreferenceDataMaker {
                 let corrupted = rng.uniform() < 0.5
                     ? Corruption.gaussianNoise(clean, sigma: 20 + 40 * rng.uniform(), using: &rng)
                     : Corruption.gaussianBlur(clean, sigma: 0.5 + rng.uniform())
+                let contrasts = scene.prompt.contrastive(limit: settings.contrastiveRenders).map { contrast -> RGBImage in
+                    var other = world.sampler.scene(for: contrast.prompt, using: &rng)
+                    other.hazard = nil
+                    return renderer.render(other)
+                }
                 let images = Array(generated[(index * settings.generatedPerPrompt)..<((index + 1) * settings.generatedPerPrompt)])
-                    + [clean, corrupted]
+                    + [clean, corrupted] + contrasts
                 var named: [(path: String, image: RGBImage, scores: JudgeScores)] = []
                 for image in images {
                     let path = String(format: "images/%06d.png", written)
