@@ -229,10 +229,7 @@ public final class Pretrainer {
         if let stop = stopBefore, stop.phase == phase, stop.step == step {
             throw DataError(description: "stopped before \(phase) step \(step) (test)")
         }
-        guard StopSignal.requested else { return }
-        try log.event(epoch: log.epochs, kind: "stopped", "interrupted at \(phase) step \(step)")
-        try log.close()
-        throw DataError(description: "interrupted at \(phase) step \(step); the log is closed")
+        try log.stopIfRequested("at \(phase) step \(step)")
     }
 
     private func eta(remaining: Int, perSecond: Double) -> String {

@@ -222,10 +222,7 @@ public final class DDPOTrainer {
     }
 
     private func checkStop() throws {
-        guard StopSignal.requested else { return }
-        try log.event(epoch: epoch, kind: "stopped", "interrupted before epoch \(epoch); resume with --resume")
-        try log.close()
-        throw DDPOError("interrupted before epoch \(epoch); the log is closed, resume with --resume")
+        try log.stopIfRequested("before epoch \(epoch)", epoch: epoch, hint: "resume with --resume")
     }
 
     /// The random stream of one epoch: a function of (seed, epoch) only, so resuming replays it.

@@ -255,8 +255,23 @@ public final class RunLogWriter {
         try flush()
     }
 
+    /// Between steps of a training loop: when SIGINT or SIGTERM asked to stop (`StopSignal`),
+    /// records a "stopped" event (at `epoch`, default the epochs written), closes the log and
+    /// throws `RunInterrupted` naming `position` ("at step 40", "before epoch 3") and `hint`.
+    public func stopIfRequested(_ position: String, epoch: Int? = nil, hint: String? = nil) throws {
+        guard StopSignal.requested else { return }
+        try event(epoch: epoch ?? epochs, kind: "stopped", "interrupted \(position)" + (hint.map { "; \($0)" } ?? ""))
+        try close()
+        throw RunInterrupted(description: "interrupted \(position); the log is closed" + (hint.map { ", \($0)" } ?? ""))
+    }
+
     private func append<T>(_ path: String, _ values: [T], rows: Int) throws {
         guard file != nil, let set = sets[path] else { throw HDF5Error(description: "\(url.path) is closed") }
         try set.append(values, rows: rows)
     }
+}
+
+/// A run stopped on request (SIGINT or SIGTERM) with its log closed cleanly, in one line.
+public struct RunInterrupted: Error, CustomStringConvertible {
+    public let description: String
 }

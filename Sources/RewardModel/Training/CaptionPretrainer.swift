@@ -65,11 +65,7 @@ public final class CaptionPretrainer {
         let start = Date()
         var sum = 0.0, intervalStart = Date()
         for step in 0..<config.steps {
-            if StopSignal.requested {
-                try log.event(epoch: log.epochs, kind: "stopped", "interrupted at step \(step)")
-                try log.close()
-                throw PreferenceDataError(description: "interrupted at step \(step); the log is closed")
-            }
+            try log.stopIfRequested("at step \(step)")
             optimizer.learningRate = config.learningRate * schedule.factor(at: step)
             let scenes = (0..<config.batch).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
             let encoded = scenes.map { tokenizer.encode($0.caption, length: config.model.maxTextLength) }

@@ -43,7 +43,7 @@ public enum PairwiseEvaluation {
             var calibration: [(probability: Double, outcome: Double)] = []
             for (record, rows) in zip(records, images.rows) {
                 let r = rows.map { rewards[$0][column] }
-                func agreement(_ winner: Int) -> Double { r[winner] > r[1 - winner] ? 1 : (r[0] == r[1] ? 0.5 : 0) }
+                func agreement(_ winner: Int) -> Double { pairAgreement(preferred: r[winner], other: r[1 - winner]) }
                 if let winner = record.goldPreferred?[perspective] {
                     gold.append(agreement(winner))
                     calibration.append((1 / (1 + exp(-(r[0] - r[1]))), winner == 0 ? 1 : 0))

@@ -37,6 +37,11 @@ public func generalPreferenceLoss(chosen: Tensor, rejected: Tensor, temperature:
     return try neg(logSigmoid(generalPreferenceScore(chosen, rejected) * (1 / temperature))).mean()
 }
 
+/// Whether rewards order a pair as labeled: 1 when the preferred image scores higher, ½ on a tie, 0 otherwise.
+public func pairAgreement(preferred: Double, other: Double) -> Double {
+    preferred > other ? 1 : (preferred == other ? 0.5 : 0)
+}
+
 /// Binary cross-entropy with logits for unpaired labels (an image is good or bad, e.g. safe or
 /// unsafe): the reward is the logit of "good". Labels [B] as Booleans.
 public func unpairedPreferenceLoss(rewards: Tensor, good: [Bool]) throws -> Tensor {

@@ -36,7 +36,8 @@ public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
     public init() {}
 }
 
-/// Images of a preference data set, decoded once and kept as one tensor, with each record's rows.
+/// The distinct images of a preference data set, decoded once (each as its [3, S, S] values), and
+/// for each record the rows of its images.
 struct PreferenceImages {
     let pixels: [[Double]]
     let rows: [[Int]]
@@ -107,7 +108,7 @@ func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[I
         if !chosen.isEmpty {
             let (w, l) = (try column.indexSelect(axis: 0, chosen), try column.indexSelect(axis: 0, rejected))
             terms.append(try bradleyTerryLoss(chosen: w, rejected: l, margin: margin, temperature: temperature) * Double(chosen.count))
-            right += zip(w.values, l.values).map { $0 > $1 ? 1 : ($0 == $1 ? 0.5 : 0) }.reduce(0, +)
+            right += zip(w.values, l.values).map { pairAgreement(preferred: $0, other: $1) }.reduce(0, +)
         }
         if !labeled.isEmpty {
             let r = try column.indexSelect(axis: 0, labeled)
@@ -202,11 +203,7 @@ public final class PreferenceTrainer {
             var order = Array(groups.indices)
             order.shuffle(using: &rng)
             for first in stride(from: 0, to: order.count, by: config.promptsPerBatch) {
-                if StopSignal.requested {
-                    try log.event(epoch: log.epochs, kind: "stopped", "interrupted at step \(step)")
-                    try log.close()
-                    throw PreferenceDataError(description: "interrupted at step \(step); the log is closed")
-                }
+                try log.stopIfRequested("at step \(step)")
                 let batch = order[first..<Swift.min(first + config.promptsPerBatch, order.count)].flatMap { groups[$0] }
                 optimizer.learningRate = config.learningRate * schedule.factor(at: step)
                 reward.model.zeroGrad()
