@@ -92,10 +92,12 @@ public struct DDIMScheduler: Sendable {
         }
     }
 
-    /// One step from `sample` = x_t at timestep t. Draws z from `rng` unless `previousSample` is
-    /// given (to recompute the log-probability of a stored step under new parameters). All of it
-    /// is differentiable with respect to `modelOutput`. With `requireDensity`, σ_t = 0 is an error.
+    /// One step from `sample` = x_t at timestep t. Draws z from `rng` (or takes `noise` as z)
+    /// unless `previousSample` is given (to recompute the log-probability of a stored step under
+    /// new parameters). All of it is differentiable with respect to `modelOutput`. With
+    /// `requireDensity`, σ_t = 0 is an error.
     public func step(modelOutput: Tensor, timestep t: Int, sample: Tensor, previousSample given: Tensor? = nil,
+                     noise givenNoise: Tensor? = nil,
                      using rng: inout RandomGenerator, requireDensity: Bool = false) throws -> DDIMStep {
         guard modelOutput.shape == sample.shape else {
             throw EngineError.shapeMismatch(op: "DDIMScheduler.step", "model output \(modelOutput.shape) and sample \(sample.shape)")
@@ -117,7 +119,10 @@ public struct DDIMScheduler: Sendable {
             }
             previous = given
         } else {
-            let noise = Tensor.randn(sample.shape, dtype: sample.dtype, using: &rng)
+            if let givenNoise, givenNoise.shape != sample.shape {
+                throw EngineError.shapeMismatch(op: "DDIMScheduler.step", "noise \(givenNoise.shape) and sample \(sample.shape)")
+            }
+            let noise = givenNoise ?? Tensor.randn(sample.shape, dtype: sample.dtype, using: &rng)
             previous = try withNoGrad { try mean + noise * sigma }.detach()
         }
         let logProb = sigma > 0 ? try gaussianLogProb(previous, mean: mean, sigma: sigma) : Tensor(zeros: [sample.shape[0]], dtype: sample.dtype)

@@ -40,8 +40,10 @@ public struct Trajectories {
 extension LatentDiffusionModel {
     /// Samples `prompts` as a stochastic policy (η > 0 is required) and records the trajectories,
     /// without gradients. `initialLatents` [B, C, h, w] replaces the drawn x_T (samples sharing an
-    /// x_T differ only by the policy's own noise).
+    /// x_T differ only by the policy's own noise); `stepNoise(i)`, when not nil, is the noise z
+    /// [B, C, h, w] of step i instead of a drawn one (common random numbers across samples).
     public func sampleTrajectories(_ prompts: [String], settings: SamplingSettings, initialLatents: Tensor? = nil,
+                                   stepNoise: (Int) throws -> Tensor? = { _ in nil },
                                    using rng: inout RandomGenerator, progress: (Int) -> Void = { _ in }) throws -> Trajectories {
         guard !prompts.isEmpty else { throw DiffusionError.invalidSettings("no prompts") }
         guard settings.eta > 0 else {
@@ -60,7 +62,8 @@ extension LatentDiffusionModel {
             for (i, t) in scheduler.timesteps.enumerated() {
                 let epsilon = try guidedEpsilon(x, timestep: t, context: context, mask: mask, empty: empty, emptyMask: emptyMask,
                                                 guidance: settings.guidance)
-                let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, using: &rng, requireDensity: true)
+                let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, noise: stepNoise(i), using: &rng,
+                                              requireDensity: true)
                 x = step.previousSample
                 latents.append(x)
                 means.append(step.mean)

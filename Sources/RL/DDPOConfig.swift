@@ -65,6 +65,12 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
     /// what the policy's steps did.
     public var shareInitialNoise = false
+    /// Sampling steps [first, end) whose noise z is also the same for all images of a prompt in
+    /// an epoch (common random numbers); empty: none. Meant for steps that are not trained (outside
+    /// `trainStepRange`): the reward differences within a group then come from the trained steps'
+    /// actions only, not from the untrained steps' noise. The estimate stays unbiased, since that
+    /// noise does not depend on the trained actions.
+    public var sharedNoiseStepRange: [Int] = []
     public var statBufferSize = 32
     public var statMinCount = 8
     public var advantageClip = 5.0
@@ -108,6 +114,10 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try require(trainStepRange.isEmpty || (trainStepRange.count == 2 && trainStepRange[0] >= 0 && trainStepRange[0] < trainStepRange[1]
                                                && trainStepRange[1] <= sampling.steps),
                     "trainStepRange must be empty or [first, end) with 0 ≤ first < end ≤ sampling.steps (\(sampling.steps))")
+        try require(sharedNoiseStepRange.isEmpty || (sharedNoiseStepRange.count == 2 && sharedNoiseStepRange[0] >= 0
+                                                     && sharedNoiseStepRange[0] < sharedNoiseStepRange[1]
+                                                     && sharedNoiseStepRange[1] <= sampling.steps),
+                    "sharedNoiseStepRange must be empty or [first, end) with 0 ≤ first < end ≤ sampling.steps (\(sampling.steps))")
         try require(clipRange > 0 && advantageClip > 0, "clipRange and advantageClip must be positive")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")

@@ -353,10 +353,21 @@ public final class DDPOTrainer {
             let perPrompt = Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
             shared = try perPrompt.indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
         }
+        // One z per prompt for each step in `sharedNoiseStepRange`, likewise repeated.
+        var sharedSteps: [Int: Tensor] = [:]
+        if config.sharedNoiseStepRange.count == 2 {
+            let one = [policy.config.vae.latentChannels, policy.latentSize, policy.latentSize]
+            for step in config.sharedNoiseStepRange[0] ..< config.sharedNoiseStepRange[1] {
+                sharedSteps[step] = try Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
+                    .indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
+            }
+        }
         for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
             let range = start ..< min(start + config.samplingBatch, prompts.count)
             let initial = try shared.map { try $0.indexSelect(axis: 0, Array(range)) }
-            parts.append(try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial, using: &rng))
+            parts.append(try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial,
+                                                       stepNoise: { step in try sharedSteps[step]?.indexSelect(axis: 0, Array(range)) },
+                                                       using: &rng))
         }
         return (promptIndices, try Trajectories.concatenated(parts))
     }

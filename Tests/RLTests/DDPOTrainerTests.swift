@@ -255,3 +255,32 @@ final class SharedInitialNoiseTests: XCTestCase {
         XCTAssertNotEqual(end[0], end[1])
     }
 }
+
+final class SharedStepNoiseTests: XCTestCase {
+    /// With sharedNoiseStepRange, the noise z = (x_t′ − μ)/σ of those steps is the same for the
+    /// images of a prompt and differs between prompts; at the other steps it differs.
+    func testImagesOfAPromptShareTheNoiseOfTheChosenSteps() throws {
+        var config = DDPOTrainerTests.tinyConfig()
+        config.sharedNoiseStepRange = [1, config.sampling.steps]
+        config.evaluation.prompts = 0
+        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("shared-steps-\(UUID())"),
+                                      commandLine: "test")
+        var rng = trainer.epochRNG(0)
+        let (indices, trajectories) = try trainer.sampleEpoch(using: &rng)
+        XCTAssertEqual(indices[0], indices[1])
+        XCTAssertNotEqual(indices[1], indices[2])
+        func noise(step: Int) throws -> [[Double]] {
+            let z = try (trajectories.latents[step + 1] - trajectories.means[step]) * (1 / trajectories.sigmas[step])
+            return try z.split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
+        }
+        let first = try noise(step: 0)
+        XCTAssertNotEqual(first[0], first[1])
+        for step in 1..<config.sampling.steps {
+            let z = try noise(step: step)
+            for (a, b) in zip(z[0], z[1]) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+            XCTAssertGreaterThan(zip(z[1], z[2]).map { abs($0 - $1) }.max()!, 0.1)
+        }
+        config.sharedNoiseStepRange = [2, config.sampling.steps + 1]
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("sharedNoiseStepRange")) }
+    }
+}
