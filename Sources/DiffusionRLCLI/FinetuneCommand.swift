@@ -20,11 +20,20 @@ enum FinetuneCommand {
     writes the fine-tuned model to DIR/model at the end. Every config key is optional; an unknown
     key is an error. --resume continues a stopped run from its last checkpoint (same config);
     --force replaces an existing run.
+
+    usage: diffusion-rl finetune [--config FILE.json] --gradient-noise N [--threads N] [--json]
+
+    Trains nothing: draws N independent sampling epochs at the starting parameters, takes the
+    policy gradient of each (all samples, every trained step) and prints how alike they are —
+    the mean pairwise cosine c, n·(1 − c)/c samples for an estimate whose signal equals its noise,
+    and each trained step's share of the gradient's magnitude.
     """
 
     static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["config", "out", "threads", "epochs"], flagNames: ["force", "resume", "help"])
+        let args = try Arguments(arguments, optionNames: ["config", "out", "threads", "epochs", "gradient-noise"],
+                                 flagNames: ["force", "resume", "help", "json"])
         if args.flag("help") { print(help); return }
+        if args.string("gradient-noise") != nil { try gradientNoise(args); return }
         guard let out = args.string("out") else { throw CommandError("finetune needs --out DIR", usage: true) }
         guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
         var config = DDPOConfig()
@@ -36,15 +45,50 @@ enum FinetuneCommand {
         try run(config: config, output: URL(fileURLWithPath: out), force: args.flag("force"), resume: args.flag("resume"))
     }
 
-    /// Runs (or resumes) a fine-tuning job with progress lines.
-    static func run(config: DDPOConfig, output: URL, force: Bool, resume: Bool) throws {
-        StopSignal.install()
+    /// `--gradient-noise N`: the policy gradient's noise at the config's starting parameters.
+    static func gradientNoise(_ args: Arguments) throws {
+        var config = DDPOConfig()
+        if let path = args.string("config") {
+            config = try ConfigLoader.load(DDPOConfig.self, from: URL(fileURLWithPath: path), defaults: config)
+        }
+        if args.string("threads") != nil { config.threads = try args.int("threads", default: 2) }
+        config.evaluation.prompts = 0
+        let estimates = try args.int("gradient-noise", default: 6)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gradient-noise-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let trainer = try DDPOTrainer(config: config, output: scratch, commandLine: CommandLine.arguments.joined(separator: " "),
+                                      rewardFunctions: try rewardFunctions(config))
+        let report = try trainer.gradientNoise(estimates: estimates) { FileHandle.standardError.write(Data("  \($0)\n".utf8)) }
+        try trainer.close()
+        if args.flag("json") { try printJSON(report); return }
+        print(String(format: "policy gradient over %d estimates of %d samples: mean cosine %.3f ± %.3f, |mean| / mean |ĝ| %.3f",
+                     report.estimates, report.samplesPerEstimate, report.meanCosine, report.cosineSE, report.meanNormRatio))
+        if let n = report.samplesForUnitSNR {
+            print(String(format: "samples for an estimate with signal = noise: %.0f", n))
+        } else {
+            print("no signal seen: the estimates are no more alike than random directions")
+        }
+        let total = report.stepGradientNorms.reduce(0, +)
+        print("step  |∇| of one batch  share")
+        for (step, value) in zip(report.steps, report.stepGradientNorms) {
+            print(String(format: "%4d  %15.4g  %5.1f%%", step, value, 100 * value / max(total, 1e-30)))
+        }
+    }
+
+    /// The gold judge and compressibility, and with `rewardModel` set its heads as proxy_<head>.
+    static func rewardFunctions(_ config: DDPOConfig) throws -> [any RewardFunction] {
         var functions: [any RewardFunction] = [GoldJudgeReward(), CompressibilityReward()]
         if !config.rewardModel.isEmpty {
             functions.insert(PrefixedReward(prefix: "proxy_", try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))), at: 0)
         }
+        return functions
+    }
+
+    /// Runs (or resumes) a fine-tuning job with progress lines.
+    static func run(config: DDPOConfig, output: URL, force: Bool, resume: Bool) throws {
+        StopSignal.install()
         let trainer = try DDPOTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
-                                      overwrite: force, resume: resume, rewardFunctions: functions)
+                                      overwrite: force, resume: resume, rewardFunctions: try rewardFunctions(config))
         for note in trainer.notes { print("finetune: \(note)") }
         print("finetune: \(config.loss.rawValue) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
               + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"

@@ -73,7 +73,8 @@ enum RewardCommand {
     For each prompt of the split: generatedPerPrompt images from the diffusion model (20 DDIM
     steps, η 1, guidance 5), its rendered scene (with the hazard mark at renderedHazardRate), a
     corrupted copy, and the rendered scenes of contrastiveRenders prompts with one color, shape,
-    count or relation changed. Simulated annotators (gold judge + saturation bias + noise) label every pair
+    count or relation changed, and contrastiveGenerated images the model draws for such prompts
+    (judged against the original prompt). Simulated annotators (gold judge + saturation bias + noise) label every pair
     of a prompt's images for alignment, fidelity and overall, and every image safe/unsafe. Writes
     DIR2/images/*.png and DIR2/data.jsonl (with the gold judge's verdicts beside the annotators').
     Options override the config's keys (PreferenceDataSettings). With --relabel, the same images

@@ -321,18 +321,19 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(again.stderr.contains("--force") || again.stderr.contains("exists"), again.stderr)
 
         let dataConfig = folder.appendingPathComponent("data.json")
-        try #"{"generatedPerPrompt": 2, "contrastiveRenders": 1, "sampling": {"steps": 2}}"#.write(to: dataConfig, atomically: true, encoding: .utf8)
+        try #"{"generatedPerPrompt": 2, "contrastiveGenerated": 1, "contrastiveRenders": 1, "sampling": {"steps": 2}}"#.write(to: dataConfig, atomically: true, encoding: .utf8)
         let data = folder.appendingPathComponent("data")
         let made = try run(["reward", "make-data", "--model", folder.appendingPathComponent("diffusion").path, "--config", dataConfig.path,
                             "--out", data.path, "--prompts", "3", "--threads", "1"])
         XCTAssertEqual(made.status, 0, made.stderr)
-        // 5 images per prompt (2 generated, the rendered scene, a corrupted copy, a contrastive
-        // scene): 10 pairs (unless all aspects tie) and 5 safety labels.
+        // 6 images per prompt (2 generated, 1 generated for a contrastive prompt, the rendered
+        // scene, a corrupted copy, a contrastive scene): 15 pairs (unless all aspects tie) and 6
+        // safety labels.
         let records = try PreferenceData.read(data.appendingPathComponent("data.jsonl"))
-        XCTAssertEqual(records.filter { !$0.isPair }.count, 15)
-        XCTAssertLessThanOrEqual(records.filter(\.isPair).count, 30)
+        XCTAssertEqual(records.filter { !$0.isPair }.count, 18)
+        XCTAssertLessThanOrEqual(records.filter(\.isPair).count, 45)
         // The gold judge prefers the prompt's own rendered scene to the scene of a prompt with one thing changed.
-        let cleanAgainstContrast = records.first { $0.images == ["images/000002.png", "images/000004.png"] }
+        let cleanAgainstContrast = records.first { $0.images == ["images/000003.png", "images/000005.png"] }
         XCTAssertEqual(cleanAgainstContrast?.goldPreferred?["alignment"], 0)
         XCTAssertEqual(try run(["reward", "make-data", "--model", folder.appendingPathComponent("diffusion").path, "--out", data.path]).status, 1)
         let relabeled = try run(["reward", "make-data", "--relabel", data.appendingPathComponent("data.jsonl").path, "--out", "noiseless.jsonl",
@@ -358,7 +359,7 @@ final class CLITests: XCTestCase {
                                   data.appendingPathComponent("data.jsonl").path, "--json"])
         XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(evaluation.stdout.utf8)) as? [String: [String: Any]]
-        XCTAssertEqual(json?["safety"]?["goldLabels"] as? Int, 15)
+        XCTAssertEqual(json?["safety"]?["goldLabels"] as? Int, 18)
         let score = try run(["reward", "score", data.appendingPathComponent("images/000000.png").path, "--prompt", "a red circle",
                              "--model", reward.appendingPathComponent("model").path, "--json"])
         XCTAssertEqual(score.status, 0, score.stderr)

@@ -284,3 +284,40 @@ final class SharedStepNoiseTests: XCTestCase {
         XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("sharedNoiseStepRange")) }
     }
 }
+
+final class GradientNoiseTests: XCTestCase {
+    func testCosineOnHandNumbers() {
+        XCTAssertEqual(cosine([1, 0], [1, 1]), 1 / 2.0.squareRoot(), accuracy: 1e-12)
+        XCTAssertEqual(cosine([1, 2], [-2, 1]), 0, accuracy: 1e-12)
+        XCTAssertEqual(cosine([0, 0], [1, 1]), 0)
+    }
+
+    /// Zero advantages give zero gradients (no signal, nothing to compare); a varying reward gives
+    /// nonzero estimates and per-step norms for the trained steps only; neither moves the parameters.
+    func testGradientNoiseMeasuresWithoutTraining() throws {
+        var config = DDPOTrainerTests.tinyConfig()
+        config.rewards = RewardComposition(weights: ["fixed": 1])
+        config.evaluation.prompts = 0
+        let fixed = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID())"),
+                                    commandLine: "test", rewardFunctions: [FixedReward(value: 0.7)])
+        let flat = try fixed.gradientNoise(estimates: 3)
+        XCTAssertEqual(flat.meanCosine, 0)
+        XCTAssertNil(flat.samplesForUnitSNR)
+        XCTAssertEqual(flat.stepGradientNorms, [0, 0, 0, 0])
+
+        config.rewards = RewardComposition(weights: ["compressibility": 1])
+        config.trainStepRange = [1, 3]
+        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID())"),
+                                      commandLine: "test")
+        let before = trainer.parameters.map(\.tensor.values), statistics = trainer.tracker
+        let report = try trainer.gradientNoise(estimates: 3)
+        XCTAssertEqual(report.steps, [1, 2])
+        XCTAssertEqual(report.samplesPerEstimate, config.promptsPerEpoch * config.imagesPerPrompt)
+        XCTAssertTrue(report.stepGradientNorms.allSatisfy { $0 > 0 }, "\(report.stepGradientNorms)")
+        XCTAssertTrue(report.meanCosine.isFinite && abs(report.meanCosine) <= 1)
+        XCTAssertEqual(trainer.parameters.map(\.tensor.values), before)
+        XCTAssertEqual(trainer.tracker, statistics)
+        XCTAssertTrue(trainer.parameters.allSatisfy { $0.tensor.grad == nil })
+        XCTAssertThrowsError(try trainer.gradientNoise(estimates: 1))
+    }
+}

@@ -20,6 +20,10 @@ public struct PreferenceDataSettings: Codable, Equatable, Sendable {
     /// Rendered scenes of this many contrastive prompts (one color, shape, count or relation
     /// changed) join each prompt's images: clean pairs that isolate what alignment is about.
     public var contrastiveRenders = 0
+    /// Images the diffusion model generates for this many contrastive prompts of each prompt
+    /// (one image each), judged against the original prompt: hard negatives in the generated
+    /// images' own look, unlike the clean contrastive renders.
+    public var contrastiveGenerated = 0
     public var annotator = AnnotatorSettings()
     public var seed: UInt64 = 0
 
@@ -46,14 +50,20 @@ public struct PreferenceDataMaker {
         var rng = RandomGenerator(seed: settings.seed)
         var records: [PreferenceRecord] = []
         var written = 0
-        let batchPrompts = Swift.max(1, 32 / Swift.max(settings.generatedPerPrompt, 1))
+        let perPrompt = settings.generatedPerPrompt + settings.contrastiveGenerated
+        let batchPrompts = Swift.max(1, 32 / Swift.max(perPrompt, 1))
         let start = Date()
         for first in stride(from: 0, to: scenes.count, by: batchPrompts) {
             let group = Array(scenes[first..<Swift.min(first + batchPrompts, scenes.count)])
             var sampling = settings.sampling
             sampling.seed = settings.sampling.seed &+ UInt64(first)
-            let captions = group.flatMap { [String](repeating: $0.caption, count: settings.generatedPerPrompt) }
+            // Per prompt: its own captions, then one caption of each generated contrast.
+            let captions = group.flatMap { scene in
+                [String](repeating: scene.caption, count: settings.generatedPerPrompt)
+                    + scene.prompt.contrastive(limit: settings.contrastiveGenerated).map(\.prompt.caption)
+            }
             let generated = captions.isEmpty ? [] : try model.generate(captions, settings: sampling)
+            var next = 0
             for (index, scene) in group.enumerated() {
                 let clean = renderer.render(scene)
                 let corrupted = rng.uniform() < 0.5
@@ -64,8 +74,9 @@ public struct PreferenceDataMaker {
                     other.hazard = nil
                     return renderer.render(other)
                 }
-                let images = Array(generated[(index * settings.generatedPerPrompt)..<((index + 1) * settings.generatedPerPrompt)])
-                    + [clean, corrupted] + contrasts
+                let own = scene.prompt.contrastive(limit: settings.contrastiveGenerated).count + settings.generatedPerPrompt
+                let images = Array(generated[next..<(next + own)]) + [clean, corrupted] + contrasts
+                next += own
                 var named: [(path: String, image: RGBImage, scores: JudgeScores)] = []
                 for image in images {
                     let path = String(format: "images/%06d.png", written)
