@@ -56,9 +56,13 @@ struct Arguments {
     }
 }
 
-/// Prints a value as one line of key-sorted JSON: what every `--json` option prints.
+/// Prints a value as one line of key-sorted JSON: what every `--json` option prints. A number
+/// that is not finite (an estimate over nothing, a metric not computed) is written as null, since
+/// JSON has no NaN or infinity.
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    let marker = "@@not-finite@@"
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: marker, negativeInfinity: marker, nan: marker)
+    print(String(decoding: try encoder.encode(value), as: UTF8.self).replacingOccurrences(of: "\"\(marker)\"", with: "null"))
 }

@@ -56,9 +56,10 @@ enum EvalCommand {
         if let g = args.string("guidance") { guard let v = Double(g) else { throw CommandError("--guidance expects a number", usage: true) }; settings.guidance = v }
         let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
         let report = try GoldEvaluation.run(model: model, split: split, promptCount: try args.int("n-prompts", default: 64),
-                                            imagesPerPrompt: try args.int("images-per-prompt", default: 4), settings: settings) { done, total in
+                                            imagesPerPrompt: try args.int("images-per-prompt", default: 4), settings: settings,
+                                            progress: { done, total in
             FileHandle.standardError.write(Data("  \(done)/\(total) images judged\n".utf8))
-        }
+        })
         if args.flag("json") {
             try printJSON(report)
             return

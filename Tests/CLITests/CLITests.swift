@@ -306,6 +306,13 @@ final class CLITests: XCTestCase {
         let diffusion = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: WorldGenerator(seed: 0).scenes(.train, count: 2000).map(\.caption)),
                                                  using: &rng)
         try diffusion.save(to: folder.appendingPathComponent("diffusion"))
+        // `eval` on the tiny diffusion model: one JSON object, and progress lines that count images.
+        let evaluated = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--n-prompts", "2",
+                                 "--images-per-prompt", "2", "--steps", "2", "--threads", "1", "--json"])
+        XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
+        // Two prompts may hold no multi-object one: that estimate's mean is null, not an error.
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(evaluated.stderr.split(separator: "\n"), ["  4/4 images judged"])
         let pretrainConfig = folder.appendingPathComponent("pretrain.json")
         try """
         {"model": {"imageSize": 16, "patchSize": 4, "visionWidth": 8, "visionLayers": 1, "visionHeads": 2, "width": 16, "layers": 1,

@@ -227,7 +227,9 @@ final class ExperimentConfigTests: XCTestCase {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
             .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
-        XCTAssertGreaterThanOrEqual(names.count, 3)
+            + FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments/gradient-noise").path)
+            .filter { $0.hasSuffix(".json") }.map { "gradient-noise/\($0)" }
+        XCTAssertGreaterThanOrEqual(names.count, 7)
         for name in names {
             let config = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: DDPOConfig())
             XCTAssertNoThrow(try config.validate(), name)
@@ -237,38 +239,38 @@ final class ExperimentConfigTests: XCTestCase {
     }
 }
 
-final class SharedInitialNoiseTests: XCTestCase {
-    /// With shareInitialNoise, the images of a prompt start from the same x_T and then differ.
-    func testImagesOfAPromptShareTheirStartingNoise() throws {
+/// Common random numbers within a prompt's images: a shared x_T, and shared noise at chosen steps.
+final class SharedNoiseTests: XCTestCase {
+    /// One sampling epoch of the tiny config changed by `configure`.
+    func sampledEpoch(_ configure: (inout DDPOConfig) -> Void) throws -> (config: DDPOConfig, indices: [Int], trajectories: Trajectories) {
         var config = DDPOTrainerTests.tinyConfig()
-        config.shareInitialNoise = true
         config.evaluation.prompts = 0
+        configure(&config)
         let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("shared-\(UUID())"),
                                       commandLine: "test")
         var rng = trainer.epochRNG(0)
         let (indices, trajectories) = try trainer.sampleEpoch(using: &rng)
         XCTAssertEqual(indices[0], indices[1])
+        XCTAssertNotEqual(indices[1], indices[2])
+        return (config, indices, trajectories)
+    }
+
+    /// With shareInitialNoise, the images of a prompt start from the same x_T and then differ.
+    func testImagesOfAPromptShareTheirStartingNoise() throws {
+        let (_, _, trajectories) = try sampledEpoch { $0.shareInitialNoise = true }
         let start = try trajectories.latents[0].split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
         XCTAssertEqual(start[0], start[1])
         XCTAssertNotEqual(start[1], start[2])
         let end = try trajectories.latents.last!.split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
         XCTAssertNotEqual(end[0], end[1])
     }
-}
 
-final class SharedStepNoiseTests: XCTestCase {
     /// With sharedNoiseStepRange, the noise z = (x_t′ − μ)/σ of those steps is the same for the
     /// images of a prompt and differs between prompts; at the other steps it differs.
     func testImagesOfAPromptShareTheNoiseOfTheChosenSteps() throws {
-        var config = DDPOTrainerTests.tinyConfig()
-        config.sharedNoiseStepRange = [1, config.sampling.steps]
-        config.evaluation.prompts = 0
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("shared-steps-\(UUID())"),
-                                      commandLine: "test")
-        var rng = trainer.epochRNG(0)
-        let (indices, trajectories) = try trainer.sampleEpoch(using: &rng)
-        XCTAssertEqual(indices[0], indices[1])
-        XCTAssertNotEqual(indices[1], indices[2])
+        let sampled = try sampledEpoch { $0.sharedNoiseStepRange = [1, $0.sampling.steps] }
+        var config = sampled.config
+        let trajectories = sampled.trajectories
         func noise(step: Int) throws -> [[Double]] {
             let z = try (trajectories.latents[step + 1] - trajectories.means[step]) * (1 / trajectories.sigmas[step])
             return try z.split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
