@@ -142,22 +142,29 @@ public struct DDPOError: Error, CustomStringConvertible, Equatable {
 
 extension DDPOConfig {
     /// What `make demo` runs: DDPO on the gold alignment reward, sized for about ten minutes on
-    /// 2 cores, evaluated on held-out compositions before and after.
+    /// 2 cores, evaluated on 128 held-out compositions × 4 images before and after. Only the five
+    /// noisiest steps are trained, where layout and count are decided, and a prompt's images share
+    /// x_T and the noise of the other steps, so that the policy gradient carries some signal
+    /// (`finetune --gradient-noise`: training every step, it carries none); one update per epoch
+    /// of 128 samples.
     public static var demo: DDPOConfig {
         var config = DDPOConfig()
-        config.epochs = 60
+        config.epochs = 28
         config.promptPool = 256
-        config.promptsPerEpoch = 8
-        config.imagesPerPrompt = 8
+        config.promptsPerEpoch = 32
+        config.imagesPerPrompt = 4
         config.advantages = .group
-        config.timestepFraction = 0.25
-        config.gradientAccumulation = 8
-        config.learningRate = 1e-3
+        config.shareInitialNoise = true
+        config.sharedNoiseStepRange = [5, 20]
+        config.trainStepRange = [0, 5]
+        config.timestepFraction = 1
+        config.gradientAccumulation = 16
+        config.learningRate = 2e-3
         config.rewards = RewardComposition(weights: ["alignment": 1, "alignment_partial": 1])
         config.kl.every = 4
-        config.evaluation.prompts = 64
-        config.evaluation.imagesPerPrompt = 2
-        config.evaluation.every = 20
+        config.evaluation.prompts = 128
+        config.evaluation.imagesPerPrompt = 4
+        config.evaluation.every = 28
         return config
     }
 }

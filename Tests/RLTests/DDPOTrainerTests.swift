@@ -227,9 +227,11 @@ final class ExperimentConfigTests: XCTestCase {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
             .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
-            + FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments/gradient-noise").path)
-            .filter { $0.hasSuffix(".json") }.map { "gradient-noise/\($0)" }
-        XCTAssertGreaterThanOrEqual(names.count, 7)
+            + ["gradient-noise", "ddpo-study"].flatMap { folder in
+                try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments/\(folder)").path)
+                    .filter { $0.hasSuffix(".json") }.map { "\(folder)/\($0)" }
+            }
+        XCTAssertGreaterThanOrEqual(names.count, 13)
         for name in names {
             let config = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: DDPOConfig())
             XCTAssertNoThrow(try config.validate(), name)
