@@ -190,27 +190,44 @@ enum RewardCommand {
 
     static let evalHelp = """
     usage: diffusion-rl reward eval --model DIR --data FILE.jsonl [--threads 2] [--json]
+           diffusion-rl reward eval --caption-likelihood DECODER --data FILE.jsonl [--json]
 
     Scores every image of held-out preference data and prints, per perspective: pairwise accuracy
     against the gold judge's strict preferences (± standard error) and against the annotators,
-    label accuracy (reward > 0 = good) and expected calibration error.
+    label accuracy (reward > 0 = good) and expected calibration error. With --caption-likelihood,
+    the score is log p(prompt | image) from a captioning-pretrained decoder (`reward pretrain`
+    writes OUT/decoder), evaluated as a zero-shot alignment reward.
     """
 
     static func evaluate(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "data", "threads"], flagNames: ["json", "help"])
+        let args = try Arguments(arguments, optionNames: ["model", "data", "threads", "caption-likelihood"], flagNames: ["json", "help"])
         if args.flag("help") { print(evalHelp); return }
-        guard let modelPath = args.string("model"), let data = args.string("data") else {
-            throw CommandError("reward eval needs --model DIR and --data FILE.jsonl", usage: true)
+        guard let data = args.string("data"), (args.string("model") == nil) != (args.string("caption-likelihood") == nil) else {
+            throw CommandError("reward eval needs --data FILE.jsonl and either --model DIR or --caption-likelihood DECODER", usage: true)
         }
         Threads.set(try args.int("threads", default: 2))
-        let model = try LearnedReward.load(from: URL(fileURLWithPath: modelPath))
         let url = URL(fileURLWithPath: data)
         let records = try PreferenceData.read(url)
-        let result = try PairwiseEvaluation.run(model: model, records: records, folder: url.deletingLastPathComponent())
+        let result: [String: PerspectiveAgreement], perspectives: [String]
+        if let decoder = args.string("caption-likelihood") {
+            // Zero-shot: log p(prompt | image) from the captioning-pretrained decoder, as an alignment score.
+            var rng = RandomGenerator(seed: 0)
+            let model = try PretrainedDecoder.rewardModel(from: URL(fileURLWithPath: decoder), skipCrossAttention: false,
+                                                          perspectives: ["alignment"], using: &rng)
+            perspectives = ["alignment"]
+            result = try PairwiseEvaluation.run(perspectives: perspectives, imageSize: model.config.imageSize, batchSize: model.batchSize,
+                                                records: records, folder: url.deletingLastPathComponent()) { images, prompts in
+                try model.captionLogLikelihood(images, prompts: prompts)
+            }
+        } else {
+            let model = try LearnedReward.load(from: URL(fileURLWithPath: args.string("model")!))
+            perspectives = model.perspectives
+            result = try PairwiseEvaluation.run(model: model, records: records, folder: url.deletingLastPathComponent())
+        }
         if args.flag("json") { try printJSON(result); return }
         func show(_ value: Double?) -> String { value.map { String(format: "%.3f", $0) } ?? "  —  " }
         print("perspective   gold pairs  accuracy vs gold   vs annotators   labels  label acc.  calibration err.")
-        for name in model.perspectives {
+        for name in perspectives {
             guard let a = result[name] else { continue }
             print("\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%10d", a.goldPairs))  "
                   + "\(show(a.goldPairAccuracy)) ± \(show(a.goldPairAccuracySE))    \(show(a.annotatorPairAccuracy))           "

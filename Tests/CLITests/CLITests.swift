@@ -367,6 +367,14 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(evaluation.stdout.utf8)) as? [String: [String: Any]]
         XCTAssertEqual(json?["safety"]?["goldLabels"] as? Int, 18)
+        let zeroShot = try run(["reward", "eval", "--caption-likelihood", mllm.appendingPathComponent("decoder").path, "--data",
+                                data.appendingPathComponent("data.jsonl").path, "--json"])
+        XCTAssertEqual(zeroShot.status, 0, zeroShot.stderr)
+        let zeroShotJSON = try JSONSerialization.jsonObject(with: Data(zeroShot.stdout.utf8)) as? [String: [String: Any]]
+        XCTAssertEqual(zeroShotJSON.map { Set($0.keys) }, ["alignment"])
+        XCTAssertEqual(try run(["reward", "eval", "--caption-likelihood", mllm.appendingPathComponent("decoder").path,
+                                "--model", reward.appendingPathComponent("model").path, "--data", data.appendingPathComponent("data.jsonl").path]).status, 2,
+                       "a usage error: --model and --caption-likelihood exclude each other")
         let score = try run(["reward", "score", data.appendingPathComponent("images/000000.png").path, "--prompt", "a red circle",
                              "--model", reward.appendingPathComponent("model").path, "--json"])
         XCTAssertEqual(score.status, 0, score.stderr)

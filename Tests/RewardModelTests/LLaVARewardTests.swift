@@ -144,5 +144,27 @@ final class LLaVARewardTests: XCTestCase {
             try optimizer.step()
         }
         XCTAssertLessThan(try decoder.captionLoss(pixels, tokens: tokens, valid: valid).item, 0.2 * first)
+        // After training, each image's own caption is the likelier one (the zero-shot alignment score).
+        let own = try decoder.captionLogLikelihood(pixels, tokens: tokens, valid: valid)
+        let swapped = try decoder.captionLogLikelihood(pixels, tokens: [tokens[1], tokens[0]], valid: [valid[1], valid[0]])
+        XCTAssertGreaterThan(own[0], swapped[0])
+        XCTAssertGreaterThan(own[1], swapped[1])
+    }
+
+    /// The per-sample caption log-likelihood is the captioning loss taken apart: minus its sum
+    /// over samples, divided by the valid tokens, is the loss; each sample's value depends only on
+    /// its own image and caption.
+    func testCaptionLogLikelihoodAgreesWithTheCaptioningLoss() throws {
+        var rng = RandomGenerator(seed: 9)
+        let decoder = try MultimodalDecoder(.tiny, vocabularySize: tokenizer.count, using: &rng)
+        let pixels = Tensor.uniform([3, 3, 8, 8], low: -1, high: 1, using: &rng)
+        let (tokens, valid) = encode(["a red circle", "two blue squares", "a green triangle"], length: 5)
+        let likelihood = try decoder.captionLogLikelihood(pixels, tokens: tokens, valid: valid)
+        let loss = try decoder.captionLoss(pixels, tokens: tokens, valid: valid).item
+        let validTokens = Double(valid.joined().filter { $0 }.count)
+        XCTAssertEqual(-likelihood.reduce(0, +) / validTokens, loss, accuracy: 1e-4)
+        XCTAssertTrue(likelihood.allSatisfy { $0 < 0 })
+        let alone = try decoder.captionLogLikelihood(pixels.slice(axis: 0, 1..<2), tokens: [tokens[1]], valid: [valid[1]])
+        XCTAssertEqual(alone[0], likelihood[1], accuracy: 1e-4)
     }
 }

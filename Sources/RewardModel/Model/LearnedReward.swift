@@ -36,6 +36,13 @@ public final class LearnedReward: RewardFunction {
         return try model(images, tokens: tokens, valid: valid)
     }
 
+    /// log p(prompt | image) from the decoder's language-model head, per image (no gradients):
+    /// the zero-shot score the captioning pretraining alone gives, before any preference.
+    public func captionLogLikelihood(_ images: Tensor, prompts: [String]) throws -> [Double] {
+        let (tokens, valid) = encode(prompts)
+        return try model.decoder.captionLogLikelihood(images, tokens: tokens, valid: valid)
+    }
+
     public func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
         guard images.count == prompts.count else { throw RewardError("reward model: \(images.count) images for \(prompts.count) prompts") }
         let columns = try perspectives.map { name -> Int in

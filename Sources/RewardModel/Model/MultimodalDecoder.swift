@@ -1,3 +1,4 @@
+import Foundation
 import Diffusion
 import Engine
 import Layers
@@ -106,5 +107,30 @@ public final class MultimodalDecoder: Module {
         let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
         let targets = (0..<b).flatMap { row in (0..<length).map { valid[row][$0] ? tokens[row][$0] : -1 } }
         return try crossEntropy(logits: languageModelHead(predictors), targets: targets, ignoreIndex: -1)
+    }
+
+    /// log p(caption | image) per sample, without gradients: the sum over the caption's valid
+    /// tokens (its EOS included) of the log-probability the language-model head gives each after
+    /// the image tokens — how well the caption describes the image, a zero-shot alignment score.
+    /// Minus the sum over samples, divided by the valid tokens, is `captionLoss`.
+    public func captionLogLikelihood(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> [Double] {
+        try withNoGrad {
+            let states = try self(images, tokens: tokens, valid: valid)
+            let (b, n, length, width) = (tokens.count, config.imageTokens, tokens[0].count, config.width)
+            let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
+            let logits = try languageModelHead(predictors).values
+            let vocabulary = logits.count / (b * length)
+            var result = [Double](repeating: 0, count: b)
+            for row in 0..<b {
+                for j in 0..<length where valid[row][j] {
+                    let row0 = (row * length + j) * vocabulary
+                    let scores = logits[row0..<(row0 + vocabulary)]
+                    let top = scores.max()!
+                    let logSumExp = top + Foundation.log(scores.reduce(0) { $0 + Foundation.exp($1 - top) })
+                    result[row] += logits[row0 + tokens[row][j]] - logSumExp
+                }
+            }
+            return result
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import Rewards
 
 /// How well a reward model agrees with preferences, per perspective.
 public struct PerspectiveAgreement: Codable, Sendable {
@@ -23,22 +24,35 @@ public struct PerspectiveAgreement: Codable, Sendable {
 public enum PairwiseEvaluation {
     public static func run(model: LearnedReward, records: [PreferenceRecord], folder: URL,
                            progress: (String) -> Void = { _ in }) throws -> [String: PerspectiveAgreement] {
-        let images = try PreferenceImages(records: records, folder: folder, imageSize: model.config.imageSize)
+        try run(perspectives: model.perspectives, imageSize: model.config.imageSize, batchSize: model.batchSize, records: records,
+                folder: folder, progress: progress) { images, prompts in try model.rewards(images, prompts: prompts).values }
+    }
+
+    /// The same for any scorer: `score` maps a batch of images [B, 3, S, S] and their prompts to
+    /// B × `perspectives.count` values, row-major (for example the decoder's caption likelihood
+    /// as a zero-shot alignment score).
+    public static func run(perspectives: [String], imageSize: Int, batchSize: Int, records: [PreferenceRecord], folder: URL,
+                           progress: (String) -> Void = { _ in },
+                           score: (Tensor, [String]) throws -> [Double]) throws -> [String: PerspectiveAgreement] {
+        let images = try PreferenceImages(records: records, folder: folder, imageSize: imageSize)
         // One reward row per distinct image (its first record's prompt: an image belongs to one prompt).
         var prompts = [String](repeating: "", count: images.pixels.count)
         for (record, rows) in zip(records, images.rows) { for row in rows { prompts[row] = record.prompt } }
         var rewards: [[Double]] = []
-        let p = model.perspectives.count
+        let p = perspectives.count
         try withNoGrad {
-            for first in stride(from: 0, to: prompts.count, by: model.batchSize) {
-                let rows = Array(first..<Swift.min(first + model.batchSize, prompts.count))
-                let values = try model.rewards(images.tensor(rows), prompts: rows.map { prompts[$0] }).values
+            for first in stride(from: 0, to: prompts.count, by: batchSize) {
+                let rows = Array(first..<Swift.min(first + batchSize, prompts.count))
+                let values = try score(images.tensor(rows), rows.map { prompts[$0] })
+                guard values.count == rows.count * p else {
+                    throw RewardError("a scorer gave \(values.count) values for \(rows.count) images × \(p) perspectives")
+                }
                 rewards += rows.indices.map { Array(values[($0 * p)..<(($0 + 1) * p)]) }
                 progress("scored \(rewards.count)/\(prompts.count) images")
             }
         }
         var result: [String: PerspectiveAgreement] = [:]
-        for (column, perspective) in model.perspectives.enumerated() {
+        for (column, perspective) in perspectives.enumerated() {
             var gold: [Double] = [], annotator: [Double] = [], labels: [Double] = []
             var calibration: [(probability: Double, outcome: Double)] = []
             for (record, rows) in zip(records, images.rows) {
