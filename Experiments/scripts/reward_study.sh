@@ -3,7 +3,7 @@
 # preference data (see Experiments/README.md for the commands that make them):
 #   ablation  — LLaVA-Reward with SkipCA, without SkipCA, and the CLIP-style dual encoder, trained
 #               on the same annotator labels, scored against the gold judge on validation and
-#               held-out-composition pairs;
+#               held-out-composition pairs, and the decoder's zero-shot caption likelihood;
 #   noise     — the same training with annotator labels of rising noise (relabeled images).
 # Usage: Experiments/scripts/reward_study.sh ablation|noise   (THREADS=2 by default)
 set -euo pipefail
@@ -45,6 +45,12 @@ ablation)
     train_and_eval no-skipca --no-skip-ca
     train_and_eval dual-encoder --dual-encoder
     table skipca no-skipca dual-encoder
+    # The zero-shot row: the decoder's log p(prompt | image), no head trained (alignment only).
+    for data in "${EVALS[@]}"; do
+        "$B" reward eval --caption-likelihood "$DECODER" --data "$data" --threads "$THREADS" --json \
+            | python3 -c 'import json, sys; a = json.load(sys.stdin)["alignment"]; p, e = a["goldPairAccuracy"], a["goldPairAccuracySE"]; print(f"| zero-shot caption likelihood | {sys.argv[1]} | {p:.3f} ± {e:.3f} | — | — | — |")' \
+                "$(basename "$(dirname "$data")" | sed 's/reward-data-//')"
+    done
     ;;
 noise)
     for noise in 0 0.1 0.2 0.4; do
