@@ -9,11 +9,13 @@ import Layers
 final class LLaVARewardTests: XCTestCase {
     let tokenizer = Tokenizer(captions: ["a red circle", "two blue squares", "a green triangle left of a red circle"])
 
-    func model(skip: Bool = true, architecture: RewardArchitecture = .llava, seed: UInt64 = 1) throws -> LLaVAReward {
+    func model(skip: Bool = true, architecture: RewardArchitecture = .llava, captionLikelihood: [String] = [],
+               seed: UInt64 = 1) throws -> LLaVAReward {
         var rng = RandomGenerator(seed: seed)
         var config = RewardModelConfig.tiny
         config.skipCrossAttention = skip
         config.architecture = architecture
+        config.captionLikelihoodPerspectives = captionLikelihood
         let model = try LLaVAReward(config, vocabularySize: tokenizer.count, dtype: .float64, using: &rng)
         // LayerNorm and RMSNorm start at γ = 1, β = 0; move them so their gradients are general.
         for (name, tensor) in model.namedParameters() where name.contains("norm") {
@@ -65,6 +67,29 @@ final class LLaVARewardTests: XCTestCase {
             XCTAssertLessThan(report.maxRelativeError, 1e-5, "SkipCA \(skip): \(report)")
             XCTAssertTrue(report.relativeErrors.count == parameters.count + 1)
         }
+    }
+
+    /// With the caption-likelihood prior on alignment: that column is the value head's output plus
+    /// log p(prompt | image) (the others are unchanged), and the whole is differentiable.
+    func testCaptionLikelihoodPriorAddsToItsPerspective() throws {
+        let plain = try model(), prior = try model(captionLikelihood: ["alignment"])
+        let (tokens, valid) = encode(["a red circle", "two blue squares"], length: 5)
+        let pixels = images(2, seed: 4)
+        let without = try plain(pixels, tokens: tokens, valid: valid), with = try prior(pixels, tokens: tokens, valid: valid)
+        let likelihood = try prior.decoder.captionLogLikelihood(pixels, tokens: tokens, valid: valid)
+        let p = prior.config.perspectives.count, column = prior.config.perspectives.firstIndex(of: "alignment")!
+        for row in 0..<2 {
+            for c in 0..<p {
+                let expected = without.values[row * p + c] + (c == column ? likelihood[row] : 0)
+                XCTAssertEqual(with.values[row * p + c], expected, accuracy: 1e-9)
+            }
+        }
+        let parameters = prior.namedParameters().map(\.tensor)
+        let report = try gradientCheck([pixels] + parameters) { try prior($0[0], tokens: tokens, valid: valid) }
+        XCTAssertLessThan(report.maxRelativeError, 1e-5, "\(report)")
+        var config = RewardModelConfig.tiny
+        config.captionLikelihoodPerspectives = ["beauty"]
+        XCTAssertThrowsError(try config.validate())
     }
 
     /// The CLIP-style baseline: gradients, and a pair's reward does not depend on the rest of the batch.

@@ -123,6 +123,12 @@ final class PreferenceDataTests: XCTestCase {
         let pretrain = try ConfigLoader.load(CaptionPretrainConfig.self, from: root.appendingPathComponent("Experiments/reward-pretrain.json"),
                                              defaults: CaptionPretrainConfig())
         XCTAssertNoThrow(try pretrain.model.validate())
+        let longer = try ConfigLoader.load(CaptionPretrainConfig.self, from: root.appendingPathComponent("Experiments/reward-pretrain-6k.json"),
+                                           defaults: CaptionPretrainConfig())
+        XCTAssertEqual(longer.steps, 6000)
+        let prior = try ConfigLoader.load(PreferenceTrainConfig.self, from: root.appendingPathComponent("Experiments/reward-train-caption-prior.json"),
+                                          defaults: PreferenceTrainConfig())
+        XCTAssertEqual(prior.captionLikelihoodPerspectives, ["alignment"])
         XCTAssertThrowsError(try ConfigLoader.decode(PreferenceTrainConfig.self, from: Data(#"{"epoch": 2}"#.utf8), defaults: PreferenceTrainConfig())) {
             XCTAssertTrue("\($0)".contains("unknown key 'epoch'"), "\($0)")
         }

@@ -47,7 +47,12 @@ public final class LLaVAReward: Module {
         let rows = states.endOfSequence.enumerated().map { $0.offset * t + $0.element }
         var h = try states.hidden.reshaped([b * t, width]).indexSelect(axis: 0, rows).reshaped([b, 1, width])
         if let skipCrossAttention { h = try skipCrossAttention(h, visual: states.imageTokens!) }
-        return try valueHead(h.reshaped([b, width]))
+        let rewards = try valueHead(h.reshaped([b, width]))
+        guard !config.captionLikelihoodPerspectives.isEmpty else { return rewards }
+        // r_p += log p(prompt | image) for the chosen perspectives: [B, 1] × [1, P] selector.
+        let selector = config.perspectives.map { config.captionLikelihoodPerspectives.contains($0) ? 1.0 : 0.0 }
+        let likelihood = try decoder.captionLogLikelihoods(states, tokens: tokens, valid: valid).reshaped([b, 1])
+        return try rewards + matmul(likelihood, Tensor(selector, shape: [1, selector.count], dtype: rewards.dtype))
     }
 
     /// The dual encoder: r_p = ⟨U_p · mean(v), T_p · h_text[EOS]⟩ / √k, image and text meeting

@@ -114,11 +114,14 @@ public enum PretrainedDecoder {
     /// A fresh reward model (new SkipCA and heads; architecture, `skipCrossAttention` and
     /// `perspectives` as given) whose decoder holds the pretrained weights.
     public static func rewardModel(from folder: URL, architecture: RewardArchitecture = .llava, skipCrossAttention: Bool,
-                                   perspectives: [String], using rng: inout RandomGenerator) throws -> LearnedReward {
+                                   perspectives: [String], captionLikelihoodPerspectives: [String] = [],
+                                   using rng: inout RandomGenerator) throws -> LearnedReward {
         var (config, tokenizer) = try LearnedReward.readConfigAndTokenizer(folder)
         config.architecture = architecture
         config.skipCrossAttention = skipCrossAttention
         config.perspectives = perspectives
+        config.captionLikelihoodPerspectives = captionLikelihoodPerspectives
+        try config.validate()
         let model = try LLaVAReward(config, vocabularySize: tokenizer.count, using: &rng)
         try model.decoder.loadParameters(Safetensors.read(try LearnedReward.file(folder, "decoder.safetensors")).tensors)
         return LearnedReward(model: model, tokenizer: tokenizer)

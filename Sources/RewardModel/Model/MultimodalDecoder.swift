@@ -114,23 +114,18 @@ public final class MultimodalDecoder: Module {
     /// the image tokens — how well the caption describes the image, a zero-shot alignment score.
     /// Minus the sum over samples, divided by the valid tokens, is `captionLoss`.
     public func captionLogLikelihood(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> [Double] {
-        try withNoGrad {
-            let states = try self(images, tokens: tokens, valid: valid)
-            let (b, n, length, width) = (tokens.count, config.imageTokens, tokens[0].count, config.width)
-            let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
-            let logits = try languageModelHead(predictors).values
-            let vocabulary = logits.count / (b * length)
-            var result = [Double](repeating: 0, count: b)
-            for row in 0..<b {
-                for j in 0..<length where valid[row][j] {
-                    let row0 = (row * length + j) * vocabulary
-                    let scores = logits[row0..<(row0 + vocabulary)]
-                    let top = scores.max()!
-                    let logSumExp = top + Foundation.log(scores.reduce(0) { $0 + Foundation.exp($1 - top) })
-                    result[row] += logits[row0 + tokens[row][j]] - logSumExp
-                }
-            }
-            return result
-        }
+        try withNoGrad { try captionLogLikelihoods(self(images, tokens: tokens, valid: valid), tokens: tokens, valid: valid).values }
+    }
+
+    /// The same as a differentiable [B] tensor, from hidden states this decoder computed for
+    /// `tokens` (so a reward can add it without a second forward).
+    public func captionLogLikelihoods(_ states: MultimodalHiddenStates, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
+        let (b, n, length, width) = (tokens.count, config.imageTokens, tokens[0].count, config.width)
+        let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
+        let logProbabilities = try languageModelHead(predictors).logSoftmax(axis: 1)
+        let targets = (0..<b).flatMap { row in (0..<length).map { valid[row][$0] ? tokens[row][$0] : 0 } }
+        let picked = try logProbabilities.gather(axis: 1, index: targets, indexShape: [b * length, 1])
+        let mask = try Tensor(valid.flatMap { $0.map { $0 ? 1.0 : 0.0 } }, shape: [b * length, 1], dtype: picked.dtype)
+        return try (picked * mask).reshaped([b, length]).sum(axes: [1])
     }
 }

@@ -31,6 +31,10 @@ public struct RewardModelConfig: Codable, Equatable, Sendable {
     public var architecture = RewardArchitecture.llava
     /// One value head per name.
     public var perspectives = ["alignment", "fidelity", "safety", "overall"]
+    /// Perspectives whose reward also adds log p(prompt | image) from the decoder's language-model
+    /// head (LLaVA architecture only): the captioning pretraining's own judgment as a prior, which
+    /// preference training then corrects through the head and the LoRA-tuned decoder.
+    public var captionLikelihoodPerspectives: [String] = []
 
     public init() {}
 
@@ -64,5 +68,8 @@ public struct RewardModelConfig: Codable, Equatable, Sendable {
                           "need at least one decoder layer and room for a word and EOS")
         try checkArgument(!perspectives.isEmpty && Set(perspectives).count == perspectives.count, "RewardModelConfig",
                           "perspectives must be distinct and not empty, got \(perspectives)")
+        try checkArgument(captionLikelihoodPerspectives.allSatisfy(perspectives.contains) && (captionLikelihoodPerspectives.isEmpty || architecture == .llava),
+                          "RewardModelConfig", "captionLikelihoodPerspectives \(captionLikelihoodPerspectives) must be among the perspectives "
+                          + "\(perspectives), with the llava architecture")
     }
 }

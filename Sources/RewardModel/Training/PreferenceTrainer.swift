@@ -16,6 +16,9 @@ public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
     public var skipCrossAttention = true
     /// `llava` (the reward at EOS of the joint sequence) or `dualEncoder` (the CLIP-style baseline).
     public var architecture = RewardArchitecture.llava
+    /// Perspectives whose reward starts from the decoder's log p(prompt | image) (see
+    /// `RewardModelConfig.captionLikelihoodPerspectives`); empty: fresh heads only.
+    public var captionLikelihoodPerspectives: [String] = []
     /// LoRA rank on the decoder's attention and MLP projections; 0 trains the decoder fully.
     public var loraRank = 16
     public var trainVision = true
@@ -151,7 +154,8 @@ public final class PreferenceTrainer {
         }
         reward = try PretrainedDecoder.rewardModel(from: URL(fileURLWithPath: config.decoder), architecture: config.architecture,
                                                    skipCrossAttention: config.skipCrossAttention,
-                                                   perspectives: config.perspectives, using: &rng)
+                                                   perspectives: config.perspectives,
+                                                   captionLikelihoodPerspectives: config.captionLikelihoodPerspectives, using: &rng)
         images = try PreferenceImages(records: records, folder: dataURL.deletingLastPathComponent(), imageSize: reward.config.imageSize)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
