@@ -256,13 +256,9 @@ public final class DDPOTrainer {
         // 3. Advantages over the usable samples.
         var advantages = [Double](repeating: .nan, count: prompts.count)
         if !usable.isEmpty {
-            let usableRewards = usable.map { rewards.total[$0] }
-            let raw: [Double]
-            switch config.advantages {
-            case .perPrompt: raw = tracker.update(prompts: usable.map { prompts[$0] }, rewards: usableRewards)
-            case .group: raw = groupAdvantages(rewards: usableRewards, groups: usable.map { promptIndices[$0] })
-            }
-            for (i, a) in zip(usable, clipAdvantages(raw, maximum: config.advantageClip)) { advantages[i] = a }
+            let clipped = clippedAdvantages(rewards: usable.map { rewards.total[$0] }, prompts: usable.map { prompts[$0] },
+                                        groups: usable.map { promptIndices[$0] }, tracker: &tracker)
+            for (i, a) in zip(usable, clipped) { advantages[i] = a }
         }
 
         // 4. KL drift to the reference on a subset.
@@ -336,6 +332,22 @@ public final class DDPOTrainer {
                                 skippedBatches: skipped, evaluation: evaluation, seconds: seconds)
     }
 
+    /// The sampling steps training may use: `trainStepRange`, or every step.
+    var trainableSteps: [Int] {
+        config.trainStepRange.isEmpty ? Array(0..<config.sampling.steps) : Array(config.trainStepRange[0] ..< config.trainStepRange[1])
+    }
+
+    /// Clipped advantages of `rewards` as the config forms them: group-standardized (`groups`
+    /// names each sample's prompt group) or from the per-prompt running statistics in `tracker`.
+    func clippedAdvantages(rewards: [Double], prompts: [String], groups: [Int], tracker: inout PerPromptStatTracker) -> [Double] {
+        let raw: [Double]
+        switch config.advantages {
+        case .perPrompt: raw = tracker.update(prompts: prompts, rewards: rewards)
+        case .group: raw = groupAdvantages(rewards: rewards, groups: groups)
+        }
+        return clipAdvantages(raw, maximum: config.advantageClip)
+    }
+
     /// The epoch's prompts (indices into the pool, each repeated `imagesPerPrompt` times) and
     /// their trajectories, sampled in batches.
     func sampleEpoch(using rng: inout RandomGenerator) throws -> (promptIndices: [Int], trajectories: Trajectories) {
@@ -346,21 +358,17 @@ public final class DDPOTrainer {
         }
         let prompts = promptIndices.map { promptPool[$0] }
         var parts: [Trajectories] = []
-        // One x_T per prompt, repeated over its images, when the config shares them.
-        var shared: Tensor?
-        if config.shareInitialNoise {
+        // One standard normal latent per prompt, repeated over the prompt's images.
+        func perPromptNoise() throws -> Tensor {
             let one = [policy.config.vae.latentChannels, policy.latentSize, policy.latentSize]
-            let perPrompt = Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
-            shared = try perPrompt.indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
+            return try Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
+                .indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
         }
-        // One z per prompt for each step in `sharedNoiseStepRange`, likewise repeated.
+        // x_T when the config shares it, then z for each step in `sharedNoiseStepRange`.
+        let shared = config.shareInitialNoise ? try perPromptNoise() : nil
         var sharedSteps: [Int: Tensor] = [:]
         if config.sharedNoiseStepRange.count == 2 {
-            let one = [policy.config.vae.latentChannels, policy.latentSize, policy.latentSize]
-            for step in config.sharedNoiseStepRange[0] ..< config.sharedNoiseStepRange[1] {
-                sharedSteps[step] = try Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
-                    .indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
-            }
+            for step in config.sharedNoiseStepRange[0] ..< config.sharedNoiseStepRange[1] { sharedSteps[step] = try perPromptNoise() }
         }
         for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
             let range = start ..< min(start + config.samplingBatch, prompts.count)
@@ -397,7 +405,7 @@ public final class DDPOTrainer {
     /// Inner epochs of policy-gradient updates over the usable samples.
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
         guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
-        let eligible = config.trainStepRange.isEmpty ? Array(0..<trajectories.stepCount) : Array(config.trainStepRange[0] ..< config.trainStepRange[1])
+        let eligible = trainableSteps
         let trainedSteps = max(1, Int((config.timestepFraction * Double(eligible.count)).rounded()))
         var figures = TrainingFigures(), terms = 0, updates = 0
         let oldLogProbs = trajectories.logProbs.map(\.values)

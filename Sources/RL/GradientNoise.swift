@@ -30,7 +30,7 @@ extension DDPOTrainer {
     /// that training never uses) without changing the parameters or the reward statistics.
     public func gradientNoise(estimates: Int, progress: (String) -> Void = { _ in }) throws -> GradientNoiseReport {
         guard estimates >= 2 else { throw DDPOError("gradient noise needs at least 2 estimates, got \(estimates)") }
-        let steps = config.trainStepRange.isEmpty ? Array(0..<config.sampling.steps) : Array(config.trainStepRange[0] ..< config.trainStepRange[1])
+        let steps = trainableSteps
         var vectors: [[Double]] = [], stepNorms = [Double](repeating: 0, count: steps.count), batchCount = 0, samples = 0
         func flatGradient() -> [Double] {
             parameters.flatMap { $0.tensor.grad?.values ?? [Double](repeating: 0, count: $0.tensor.count) }
@@ -42,11 +42,9 @@ extension DDPOTrainer {
             let prompts = trajectories.prompts
             let rewards = try composer.score(trajectories.images, prompts: prompts).total
             guard rewards.allSatisfy(\.isFinite) else { throw DDPOError("a non-finite reward in gradient-noise estimate \(estimate)") }
-            var statistics = tracker
-            let raw = config.advantages == .group
-                ? groupAdvantages(rewards: rewards, groups: promptIndices)
-                : statistics.update(prompts: prompts, rewards: rewards)
-            let advantages = clipAdvantages(raw, maximum: config.advantageClip)
+            var statistics = tracker  // a copy: measuring leaves the trainer's statistics as they are
+            let advantages = clippedAdvantages(rewards: rewards, prompts: prompts, groups: promptIndices, tracker: &statistics)
+            let oldLogProbs = trajectories.logProbs.map(\.values)
             for p in parameters { p.tensor.grad = nil }
             let batches = stride(from: 0, to: prompts.count, by: config.trainBatch).map { Array($0 ..< min($0 + config.trainBatch, prompts.count)) }
             for batch in batches {
@@ -55,7 +53,7 @@ extension DDPOTrainer {
                 for (k, s) in steps.enumerated() {
                     let before = flatGradient()
                     let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
-                    let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { trajectories.logProbs[s].values[$0] },
+                    let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
                                                  advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
                     try result.loss.backward()
                     let after = flatGradient()

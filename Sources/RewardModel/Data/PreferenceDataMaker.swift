@@ -58,10 +58,11 @@ public struct PreferenceDataMaker {
             var sampling = settings.sampling
             sampling.seed = settings.sampling.seed &+ UInt64(first)
             // Per prompt: its own captions, then one caption of each generated contrast.
-            let captions = group.flatMap { scene in
+            let captionsByScene = group.map { scene in
                 [String](repeating: scene.caption, count: settings.generatedPerPrompt)
                     + scene.prompt.contrastive(limit: settings.contrastiveGenerated).map(\.prompt.caption)
             }
+            let captions = captionsByScene.flatMap { $0 }
             let generated = captions.isEmpty ? [] : try model.generate(captions, settings: sampling)
             var next = 0
             for (index, scene) in group.enumerated() {
@@ -74,7 +75,7 @@ public struct PreferenceDataMaker {
                     other.hazard = nil
                     return renderer.render(other)
                 }
-                let own = scene.prompt.contrastive(limit: settings.contrastiveGenerated).count + settings.generatedPerPrompt
+                let own = captionsByScene[index].count
                 let images = Array(generated[next..<(next + own)]) + [clean, corrupted] + contrasts
                 next += own
                 var named: [(path: String, image: RGBImage, scores: JudgeScores)] = []

@@ -102,11 +102,16 @@ public final class MultimodalDecoder: Module {
     /// tokens, for right-padded token ids as `Tokenizer.encode` makes them.
     public func captionLoss(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
         let states = try self(images, tokens: tokens, valid: valid)
-        let (b, n, length, width) = (tokens.count, config.imageTokens, tokens[0].count, config.width)
-        // Position n − 1 + j predicts text token j.
-        let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
-        let targets = (0..<b).flatMap { row in (0..<length).map { valid[row][$0] ? tokens[row][$0] : -1 } }
-        return try crossEntropy(logits: languageModelHead(predictors), targets: targets, ignoreIndex: -1)
+        let targets = tokens.indices.flatMap { row in tokens[row].indices.map { valid[row][$0] ? tokens[row][$0] : -1 } }
+        return try crossEntropy(logits: captionLogits(states, length: tokens[0].count), targets: targets, ignoreIndex: -1)
+    }
+
+    /// The language-model head's logits [B·length, V] that predict the `length` text tokens:
+    /// position n − 1 + j (n image tokens) predicts text token j.
+    func captionLogits(_ states: MultimodalHiddenStates, length: Int) throws -> Tensor {
+        let (n, width) = (config.imageTokens, config.width)
+        let b = states.hidden.shape[0]
+        return try languageModelHead(states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width]))
     }
 
     /// log p(caption | image) per sample, without gradients: the sum over the caption's valid
@@ -120,9 +125,8 @@ public final class MultimodalDecoder: Module {
     /// The same as a differentiable [B] tensor, from hidden states this decoder computed for
     /// `tokens` (so a reward can add it without a second forward).
     public func captionLogLikelihoods(_ states: MultimodalHiddenStates, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
-        let (b, n, length, width) = (tokens.count, config.imageTokens, tokens[0].count, config.width)
-        let predictors = try states.hidden.slice(axis: 1, (n - 1)..<(n - 1 + length)).reshaped([b * length, width])
-        let logProbabilities = try languageModelHead(predictors).logSoftmax(axis: 1)
+        let (b, length) = (tokens.count, tokens[0].count)
+        let logProbabilities = try captionLogits(states, length: length).logSoftmax(axis: 1)
         let targets = (0..<b).flatMap { row in (0..<length).map { valid[row][$0] ? tokens[row][$0] : 0 } }
         let picked = try logProbabilities.gather(axis: 1, index: targets, indexShape: [b * length, 1])
         let mask = try Tensor(valid.flatMap { $0.map { $0 ? 1.0 : 0.0 } }, shape: [b * length, 1], dtype: picked.dtype)
