@@ -42,7 +42,8 @@ enum RewardCommand {
     Pretrains the reward model's multimodal decoder (ViT, projector, causal decoder) by captioning
     the world's training images. Writes DIR/run.h5 and DIR/decoder (config.json, tokenizer.json,
     decoder.safetensors). Config keys: model (RewardModelConfig), seed, steps, batch,
-    learningRate, warmupSteps, gradientClip, hazardRate, logEvery, threads; unknown keys are errors.
+    learningRate, warmupSteps, gradientClip, hazardRate, logEvery, threads, initialDecoder (a decoder
+    folder to continue from; its model and tokenizer replace `model`); unknown keys are errors.
     """
 
     static func pretrain(_ arguments: [String]) throws {

@@ -111,6 +111,15 @@ public enum PretrainedDecoder {
         try Safetensors.write(decoder.stateDict(), to: folder.appendingPathComponent("decoder.safetensors"))
     }
 
+    /// The decoder and tokenizer of a folder written by `save`, e.g. to continue pretraining.
+    public static func load(from folder: URL) throws -> (MultimodalDecoder, Tokenizer) {
+        let (config, tokenizer) = try LearnedReward.readConfigAndTokenizer(folder)
+        var rng = RandomGenerator(seed: 0)
+        let decoder = try MultimodalDecoder(config, vocabularySize: tokenizer.count, using: &rng)
+        try decoder.loadParameters(Safetensors.read(try LearnedReward.file(folder, "decoder.safetensors")).tensors)
+        return (decoder, tokenizer)
+    }
+
     /// A fresh reward model (new SkipCA and heads; architecture, `skipCrossAttention` and
     /// `perspectives` as given) whose decoder holds the pretrained weights.
     public static func rewardModel(from folder: URL, architecture: RewardArchitecture = .llava, skipCrossAttention: Bool,

@@ -19,6 +19,10 @@ public struct CaptionPretrainConfig: Codable, Equatable, Sendable {
     public var hazardRate = 0.05
     public var logEvery = 50
     public var threads = 2
+    /// A decoder folder (`reward pretrain` output) to continue from instead of a fresh decoder;
+    /// its model config and tokenizer then replace `model`. Use another `seed` than the first run's,
+    /// or the continuation draws the same scenes again. Empty: a fresh decoder.
+    public var initialDecoder = ""
 
     public init() {}
 }
@@ -40,14 +44,20 @@ public final class CaptionPretrainer {
     static let metrics = ["caption_loss", "learning_rate", "samples_per_second", "seconds"]
 
     public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
-        self.config = config
+        var config = config
         self.output = output
         Threads.set(config.threads)
         world = WorldGenerator(seed: config.seed, hazardRate: config.hazardRate)
-        renderer = Renderer(size: config.model.imageSize)
         rng = RandomGenerator(seed: config.seed)
-        tokenizer = Tokenizer(captions: world.scenes(.train, count: 20_000).map(\.caption))
-        decoder = try MultimodalDecoder(config.model, vocabularySize: tokenizer.count, using: &rng)
+        if !config.initialDecoder.isEmpty {
+            (decoder, tokenizer) = try PretrainedDecoder.load(from: URL(fileURLWithPath: config.initialDecoder))
+            config.model = decoder.config
+        } else {
+            tokenizer = Tokenizer(captions: world.scenes(.train, count: 20_000).map(\.caption))
+            decoder = try MultimodalDecoder(config.model, vocabularySize: tokenizer.count, using: &rng)
+        }
+        self.config = config
+        renderer = Renderer(size: config.model.imageSize)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
         info.commandLine = commandLine
