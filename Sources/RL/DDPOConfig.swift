@@ -71,6 +71,11 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     /// actions only, not from the untrained steps' noise. The estimate stays unbiased, since that
     /// noise does not depend on the trained actions.
     public var sharedNoiseStepRange: [Int] = []
+    /// Antithetic pairs: images 2j and 2j + 1 of a prompt draw opposite noise (z and −z) wherever
+    /// they do not share it (x_T, and every step outside `sharedNoiseStepRange`). Each image is
+    /// still a draw of the policy; at a state both share, the group baseline then cancels the
+    /// reward's even part in z. Needs an even `imagesPerPrompt`.
+    public var antitheticNoise = false
     public var statBufferSize = 32
     public var statMinCount = 8
     public var advantageClip = 5.0
@@ -118,6 +123,8 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
                                                      && sharedNoiseStepRange[0] < sharedNoiseStepRange[1]
                                                      && sharedNoiseStepRange[1] <= sampling.steps),
                     "sharedNoiseStepRange must be empty or [first, end) with 0 ≤ first < end ≤ sampling.steps (\(sampling.steps))")
+        try require(!antitheticNoise || imagesPerPrompt % 2 == 0,
+                    "antitheticNoise pairs a prompt's images, so imagesPerPrompt (\(imagesPerPrompt)) must be even")
         try require(clipRange > 0 && advantageClip > 0, "clipRange and advantageClip must be positive")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")

@@ -358,23 +358,30 @@ public final class DDPOTrainer {
         }
         let prompts = promptIndices.map { promptPool[$0] }
         var parts: [Trajectories] = []
-        // One standard normal latent per prompt, repeated over the prompt's images.
-        func perPromptNoise() throws -> Tensor {
+        // One standard normal latent per group of `size` consecutive images; with `antithetic`,
+        // every second image of a group gets its negative.
+        func noise(perGroupOf size: Int, antithetic: Bool) throws -> Tensor {
             let one = [policy.config.vae.latentChannels, policy.latentSize, policy.latentSize]
-            return try Tensor.randn([config.promptsPerEpoch] + one, using: &rng)
-                .indexSelect(axis: 0, (0..<prompts.count).map { $0 / config.imagesPerPrompt })
+            let z = try Tensor.randn([(prompts.count + size - 1) / size] + one, using: &rng)
+                .indexSelect(axis: 0, (0..<prompts.count).map { $0 / size })
+            guard antithetic else { return z }
+            return try z * Tensor((0..<prompts.count).map { $0 % 2 == 0 ? 1 : -1 }, shape: [prompts.count, 1, 1, 1])
         }
-        // x_T when the config shares it, then z for each step in `sharedNoiseStepRange`.
-        let shared = config.shareInitialNoise ? try perPromptNoise() : nil
-        var sharedSteps: [Int: Tensor] = [:]
-        if config.sharedNoiseStepRange.count == 2 {
-            for step in config.sharedNoiseStepRange[0] ..< config.sharedNoiseStepRange[1] { sharedSteps[step] = try perPromptNoise() }
+        func perPromptNoise() throws -> Tensor { try noise(perGroupOf: config.imagesPerPrompt, antithetic: false) }
+        func perSampleNoise() throws -> Tensor? { config.antitheticNoise ? try noise(perGroupOf: 2, antithetic: true) : nil }
+        // x_T when the config shares it, then z for each step in `sharedNoiseStepRange`; the
+        // other noise is the sampler's own draw, or antithetic pairs.
+        let initialLatents = config.shareInitialNoise ? try perPromptNoise() : try perSampleNoise()
+        var stepNoise: [Int: Tensor] = [:]
+        for step in 0..<config.sampling.steps {
+            let shared = config.sharedNoiseStepRange.count == 2 && config.sharedNoiseStepRange[0] <= step && step < config.sharedNoiseStepRange[1]
+            stepNoise[step] = shared ? try perPromptNoise() : try perSampleNoise()
         }
         for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
             let range = start ..< min(start + config.samplingBatch, prompts.count)
-            let initial = try shared.map { try $0.indexSelect(axis: 0, Array(range)) }
+            let initial = try initialLatents.map { try $0.indexSelect(axis: 0, Array(range)) }
             parts.append(try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial,
-                                                       stepNoise: { step in try sharedSteps[step]?.indexSelect(axis: 0, Array(range)) },
+                                                       stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
                                                        using: &rng))
         }
         return (promptIndices, try Trajectories.concatenated(parts))

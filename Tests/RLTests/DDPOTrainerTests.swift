@@ -287,6 +287,30 @@ final class SharedNoiseTests: XCTestCase {
         config.sharedNoiseStepRange = [2, config.sampling.steps + 1]
         XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("sharedNoiseStepRange")) }
     }
+
+    /// With antitheticNoise, the two images of a pair draw opposite noise — x_T and z at every
+    /// step not shared — and different pairs draw independent noise; shared steps stay shared.
+    func testAntitheticPairsDrawOppositeNoise() throws {
+        let sampled = try sampledEpoch { $0.antitheticNoise = true; $0.sharedNoiseStepRange = [2, $0.sampling.steps] }
+        let trajectories = sampled.trajectories
+        func noise(step: Int) throws -> [[Double]] {
+            let z = try (trajectories.latents[step + 1] - trajectories.means[step]) * (1 / trajectories.sigmas[step])
+            return try z.split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
+        }
+        let start = try trajectories.latents[0].split(sizes: [1, 1, 1, 1], axis: 0).map(\.values)
+        XCTAssertEqual(start[0], start[1].map { -$0 })
+        XCTAssertEqual(start[2], start[3].map { -$0 })
+        XCTAssertGreaterThan(zip(start[0], start[2]).map { abs($0 - $1) }.max()!, 0.1)
+        for step in 0..<sampled.config.sampling.steps {
+            let z = try noise(step: step)
+            let shared = step >= 2
+            for (a, b) in zip(z[0], z[1]) { XCTAssertEqual(a, shared ? b : -b, accuracy: 1e-4, "step \(step)") }
+            XCTAssertGreaterThan(zip(z[1], z[2]).map { abs($0 - $1) }.max()!, 0.1)
+        }
+        var config = sampled.config
+        config.imagesPerPrompt = 3
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("antitheticNoise")) }
+    }
 }
 
 final class GradientNoiseTests: XCTestCase {

@@ -126,6 +126,15 @@ final class PreferenceDataTests: XCTestCase {
         let longer = try ConfigLoader.load(CaptionPretrainConfig.self, from: root.appendingPathComponent("Experiments/reward-pretrain-6k.json"),
                                            defaults: CaptionPretrainConfig())
         XCTAssertEqual(longer.steps, 6000)
+        // The longer decoders continue the previous one, each with a seed of its own.
+        var previous = ("Logs/reward-mllm-6k/decoder", longer.seed)
+        for name in ["12k", "18k"] {
+            let continued = try ConfigLoader.load(CaptionPretrainConfig.self, from: root.appendingPathComponent("Experiments/reward-pretrain-\(name).json"),
+                                                  defaults: CaptionPretrainConfig())
+            XCTAssertEqual(continued.initialDecoder, previous.0)
+            XCTAssertNotEqual(continued.seed, previous.1)
+            previous = ("Logs/reward-mllm-\(name)/decoder", continued.seed)
+        }
         let prior = try ConfigLoader.load(PreferenceTrainConfig.self, from: root.appendingPathComponent("Experiments/reward-train-caption-prior.json"),
                                           defaults: PreferenceTrainConfig())
         XCTAssertEqual(prior.captionLikelihoodPerspectives, ["alignment"])
