@@ -4,8 +4,11 @@
 #   ablation  — LLaVA-Reward with SkipCA, without SkipCA, and the CLIP-style dual encoder, trained
 #               on the same annotator labels, scored against the gold judge on validation and
 #               held-out-composition pairs, and the decoder's zero-shot caption likelihood;
-#   noise     — the same training with annotator labels of rising noise (relabeled images).
-# Usage: Experiments/scripts/reward_study.sh ablation|noise   (THREADS=2 by default)
+#   noise     — the same training with annotator labels of rising noise (relabeled images);
+#   prior     — the caption-likelihood prior (PRIOR_CONFIG, its decoder): noiseless, σ 0.2, σ 0.4 and
+#               the default annotators, and noiseless without SkipCA (run `noise` first: it writes
+#               the relabeled files).
+# Usage: Experiments/scripts/reward_study.sh ablation|noise|prior   (THREADS=2 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-.build/release/diffusion-rl}
@@ -16,7 +19,7 @@ EVALS=(Logs/reward-data-validation/data.jsonl Logs/reward-data-heldout/data.json
 
 train_and_eval() {  # name, extra train options...
     local name=$1; shift
-    "$B" reward train --decoder "$DECODER" --data "$DATA" --out "Logs/reward-$name" --threads "$THREADS" --force "$@" \
+    "$B" reward train ${CONFIG:+--config "$CONFIG"} --decoder "$DECODER" --data "$DATA" --out "Logs/reward-$name" --threads "$THREADS" --force "$@" \
         > "Logs/reward-$name.train.txt"
     for data in "${EVALS[@]}"; do
         "$B" reward eval --model "Logs/reward-$name/model" --data "$data" --threads "$THREADS" --json \
@@ -60,8 +63,21 @@ noise)
     done
     table noise-0 noise-0.1 noise-0.2 noise-0.4
     ;;
+prior)
+    CONFIG=${PRIOR_CONFIG:-Experiments/reward-train-caption-prior-12k.json}
+    DECODER=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["decoder"])' "$CONFIG")
+    for noise in 0 0.2 0.4; do
+        DATA=$(dirname "$TRAIN")/noise-$noise.jsonl
+        train_and_eval "prior-noise-$noise"
+    done
+    DATA=$TRAIN
+    train_and_eval prior-default
+    DATA=$(dirname "$TRAIN")/noise-0.jsonl
+    train_and_eval prior-no-skipca --no-skip-ca
+    table prior-noise-0 prior-noise-0.2 prior-noise-0.4 prior-default prior-no-skipca
+    ;;
 *)
-    echo "usage: $0 ablation|noise" >&2
+    echo "usage: $0 ablation|noise|prior" >&2
     exit 2
     ;;
 esac

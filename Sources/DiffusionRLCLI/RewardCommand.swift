@@ -159,7 +159,8 @@ enum RewardCommand {
     attention and MLP projections, SkipCA unless --no-skip-ca. --dual-encoder trains the CLIP-style
     baseline instead (same vision encoder; image and text embeddings scored by a dot product).
     Writes DIR/run.h5 and DIR/model.
-    Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, loraRank,
+    Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, architecture,
+    captionLikelihoodPerspectives (their reward adds the decoder's log p(prompt | image)), loraRank,
     trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
     logEvery, threads).
     """

@@ -138,6 +138,14 @@ final class PreferenceDataTests: XCTestCase {
         let prior = try ConfigLoader.load(PreferenceTrainConfig.self, from: root.appendingPathComponent("Experiments/reward-train-caption-prior.json"),
                                           defaults: PreferenceTrainConfig())
         XCTAssertEqual(prior.captionLikelihoodPerspectives, ["alignment"])
+        for name in ["12k", "18k"] {
+            var longerPrior = try ConfigLoader.load(PreferenceTrainConfig.self,
+                                                    from: root.appendingPathComponent("Experiments/reward-train-caption-prior-\(name).json"),
+                                                    defaults: PreferenceTrainConfig())
+            XCTAssertEqual(longerPrior.decoder, "Logs/reward-mllm-\(name)/decoder")
+            longerPrior.decoder = prior.decoder
+            XCTAssertEqual(longerPrior, prior, "only the decoder differs")
+        }
         XCTAssertThrowsError(try ConfigLoader.decode(PreferenceTrainConfig.self, from: Data(#"{"epoch": 2}"#.utf8), defaults: PreferenceTrainConfig())) {
             XCTAssertTrue("\($0)".contains("unknown key 'epoch'"), "\($0)")
         }
