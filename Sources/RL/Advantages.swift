@@ -46,6 +46,21 @@ public func groupAdvantages(rewards: [Double], groups: [Int], delta: Double = 1e
     return zip(rewards, groups).map { reward, group in (reward - stats[group]!.mean) / (stats[group]!.std + delta) }
 }
 
+/// RLOO advantages (REINFORCE leave-one-out): A_i = r_i − the mean reward of the other samples
+/// of its group. Unlike `groupAdvantages` nothing is divided by a spread, so a prompt whose images
+/// differ more weighs more and near-ties stay near zero; the baseline does not involve sample i, so
+/// the estimate is unbiased while the group's samples are drawn independently given the prompt.
+/// A group of one has no baseline and gets 0.
+public func leaveOneOutAdvantages(rewards: [Double], groups: [Int]) -> [Double] {
+    precondition(rewards.count == groups.count, "\(groups.count) group labels for \(rewards.count) rewards")
+    var sums: [Int: (sum: Double, count: Int)] = [:]
+    for (reward, group) in zip(rewards, groups) { sums[group, default: (0, 0)].sum += reward; sums[group]!.count += 1 }
+    return zip(rewards, groups).map { reward, group in
+        let (sum, count) = sums[group]!
+        return count < 2 ? 0 : reward - (sum - reward) / Double(count - 1)
+    }
+}
+
 /// Advantages clipped to ±maximum.
 public func clipAdvantages(_ advantages: [Double], maximum: Double) -> [Double] {
     advantages.map { Swift.min(Swift.max($0, -maximum), maximum) }

@@ -8,6 +8,8 @@ public enum AdvantageKind: String, Codable, Sendable {
     case perPrompt
     /// GRPO: standardized within the epoch's group of images of the same prompt.
     case group
+    /// RLOO: minus the mean of the other images of the same prompt, not standardized.
+    case leaveOneOut
 }
 
 /// When and on what the KL drift to the frozen reference model is computed.

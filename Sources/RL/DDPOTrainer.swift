@@ -344,6 +344,7 @@ public final class DDPOTrainer {
         switch config.advantages {
         case .perPrompt: raw = tracker.update(prompts: prompts, rewards: rewards)
         case .group: raw = groupAdvantages(rewards: rewards, groups: groups)
+        case .leaveOneOut: raw = leaveOneOutAdvantages(rewards: rewards, groups: groups)
         }
         return clipAdvantages(raw, maximum: config.advantageClip)
     }

@@ -66,6 +66,16 @@ final class PolicyMathTests: XCTestCase {
         XCTAssertEqual(clipAdvantages([-7, 0.5, 9], maximum: 5), [-5, 0.5, 5])
     }
 
+    /// RLOO: each reward minus the mean of the others in its group; a lone sample gets 0.
+    func testLeaveOneOutAdvantagesByHand() {
+        let advantages = leaveOneOutAdvantages(rewards: [1, 0, 0, 1, 5, 0.5, 2], groups: [0, 0, 0, 0, 1, 2, 2])
+        let expected = [1 - 1.0 / 3, -2.0 / 3, -2.0 / 3, 1 - 1.0 / 3, 0, -1.5, 1.5]
+        for (got, want) in zip(advantages, expected) { XCTAssertEqual(got, want, accuracy: 1e-12) }
+        // Unlike group standardization, a near-tie stays near zero.
+        XCTAssertEqual(leaveOneOutAdvantages(rewards: [1, 1.001], groups: [0, 0])[1], 0.001, accuracy: 1e-12)
+        XCTAssertEqual(groupAdvantages(rewards: [1, 1.001], groups: [0, 0])[1], 1, accuracy: 1e-2)
+    }
+
     /// ‖μ − μ_ref‖² / (2σ²) per sample; 0 for equal means; its gradient checks.
     func testStepKLByHandAndGradient() throws {
         let mean = try Tensor([1, 2, 3, 4], shape: [2, 2], dtype: .float64)
