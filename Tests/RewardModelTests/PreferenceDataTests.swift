@@ -146,6 +146,13 @@ final class PreferenceDataTests: XCTestCase {
             longerPrior.decoder = prior.decoder
             XCTAssertEqual(longerPrior, prior, "only the decoder differs")
         }
+        var moreData = try ConfigLoader.load(PreferenceTrainConfig.self,
+                                             from: root.appendingPathComponent("Experiments/reward-train-caption-prior-12k-4096.json"),
+                                             defaults: PreferenceTrainConfig())
+        XCTAssertEqual(moreData.data, "Logs/reward-data-4096-noiseless.jsonl")
+        moreData.data = prior.data
+        moreData.decoder = prior.decoder
+        XCTAssertEqual(moreData, prior, "only the decoder and the data differ")
         XCTAssertThrowsError(try ConfigLoader.decode(PreferenceTrainConfig.self, from: Data(#"{"epoch": 2}"#.utf8), defaults: PreferenceTrainConfig())) {
             XCTAssertTrue("\($0)".contains("unknown key 'epoch'"), "\($0)")
         }
