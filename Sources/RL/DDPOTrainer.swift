@@ -337,8 +337,9 @@ public final class DDPOTrainer {
         config.trainStepRange.isEmpty ? Array(0..<config.sampling.steps) : Array(config.trainStepRange[0] ..< config.trainStepRange[1])
     }
 
-    /// Clipped advantages of `rewards` as the config forms them: group-standardized (`groups`
-    /// names each sample's prompt group) or from the per-prompt running statistics in `tracker`.
+    /// Clipped advantages of `rewards` as the config forms them: group-standardized or
+    /// leave-one-out within each prompt group (`groups` names each sample's group), or from the
+    /// per-prompt running statistics in `tracker`.
     func clippedAdvantages(rewards: [Double], prompts: [String], groups: [Int], tracker: inout PerPromptStatTracker) -> [Double] {
         let raw: [Double]
         switch config.advantages {
