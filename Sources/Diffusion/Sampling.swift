@@ -15,11 +15,16 @@ extension LatentDiffusionModel {
     /// ε̂ with classifier-free guidance: one UNet call on [unconditional; conditional].
     func guidedEpsilon(_ x: Tensor, timestep t: Int, context: Tensor, mask: AttentionMask, empty: Tensor, emptyMask: AttentionMask,
                        guidance: Double) throws -> Tensor {
+        try guidedEpsilon(x, timesteps: [Double](repeating: Double(t), count: x.shape[0]), context: context, mask: mask,
+                          empty: empty, emptyMask: emptyMask, guidance: guidance)
+    }
+
+    /// ε̂ with classifier-free guidance at a timestep per sample (differentiable).
+    public func guidedEpsilon(_ x: Tensor, timesteps: [Double], context: Tensor, mask: AttentionMask, empty: Tensor,
+                              emptyMask: AttentionMask, guidance: Double) throws -> Tensor {
         let b = x.shape[0]
-        guard guidance != 1 else {
-            return try unet(x, timesteps: [Double](repeating: Double(t), count: b), context: context, contextMask: mask)
-        }
-        let both = try unet(concat([x, x], axis: 0), timesteps: [Double](repeating: Double(t), count: 2 * b),
+        guard guidance != 1 else { return try unet(x, timesteps: timesteps, context: context, contextMask: mask) }
+        let both = try unet(concat([x, x], axis: 0), timesteps: timesteps + timesteps,
                             context: concat([empty, context], axis: 0),
                             contextMask: AttentionMask(keyValid: (emptyMask.keyValid ?? []) + (mask.keyValid ?? [])))
         let halves = try both.split(sizes: [b, b], axis: 0)

@@ -62,6 +62,10 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var loss = PolicyLoss.ppo
     /// PPO's ε, on the ratio of log-probabilities summed over latent dimensions.
     public var clipRange = 0.2
+    /// With `"loss": "advantageWeighted"`: the weights' temperature and the noise levels trained.
+    public var advantageWeighted = AdvantageWeightedSettings()
+    /// With `"loss": "diffusionDPO"`: β, the noise levels trained and how many per pair.
+    public var diffusionDPO = DiffusionDPOSettings()
     public var advantages = AdvantageKind.perPrompt
     /// The images of one prompt in an epoch start from the same x_T. x_T is not an action of the
     /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
@@ -128,6 +132,17 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try require(!antitheticNoise || imagesPerPrompt % 2 == 0,
                     "antitheticNoise pairs a prompt's images, so imagesPerPrompt (\(imagesPerPrompt)) must be even")
         try require(clipRange > 0 && advantageClip > 0, "clipRange and advantageClip must be positive")
+        try require(advantageWeighted.temperature > 0 && advantageWeighted.temperature.isFinite && advantageWeighted.timestepsPerSample >= 1,
+                    "advantageWeighted.temperature must be positive and advantageWeighted.timestepsPerSample at least 1")
+        try require(advantageWeighted.timestepRange.isEmpty || (advantageWeighted.timestepRange.count == 2 && advantageWeighted.timestepRange[0] >= 0
+                                                                && advantageWeighted.timestepRange[0] < advantageWeighted.timestepRange[1]),
+                    "advantageWeighted.timestepRange must be empty or [first, end) with 0 ≤ first < end")
+        try require(diffusionDPO.beta > 0 && diffusionDPO.beta.isFinite && diffusionDPO.timestepsPerPair >= 1,
+                    "diffusionDPO.beta must be positive and diffusionDPO.timestepsPerPair at least 1")
+        try require(diffusionDPO.timestepRange.isEmpty || (diffusionDPO.timestepRange.count == 2 && diffusionDPO.timestepRange[0] >= 0
+                                                           && diffusionDPO.timestepRange[0] < diffusionDPO.timestepRange[1]),
+                    "diffusionDPO.timestepRange must be empty or [first, end) with 0 ≤ first < end")
+        try require(loss != .diffusionDPO || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")
         try require(kl.beta >= 0 && kl.every >= 0 && kl.samples >= 0, "kl settings must be ≥ 0")

@@ -19,6 +19,11 @@ public struct DDPOEpochSummary {
     public var clipFraction: Double
     public var approxKL: Double
     public var gradNorm: Double
+    /// Advantage-weighted regression's effective sample size (Kish), Diffusion-DPO's pair count;
+    /// the trained count otherwise.
+    public var effectiveSamples: Double
+    /// Diffusion-DPO: share of pairs the policy's implicit reward orders as the rewards do.
+    public var preferenceAccuracy: Double
     public var skippedBatches: Int
     /// The gold evaluation after this epoch, when one ran.
     public var evaluation: GoldEvaluation.Report?
@@ -135,7 +140,7 @@ public final class DDPOTrainer {
         var names = ["reward_mean", "reward_std"] + config.rewards.active.map { "reward_\($0)" }
         names += goldColumns.map { "gold_\($0)" }
         names += ["kl_mean", "kl_max", "kl_sqrt"] + (0..<config.sampling.steps).map { String(format: "kl_step_%02d", $0) }
-        names += ["loss", "clip_fraction", "approx_kl", "ratio_mean", "grad_norm", "learning_rate", "skipped_batches"]
+        names += ["loss", "clip_fraction", "approx_kl", "ratio_mean", "grad_norm", "learning_rate", "skipped_batches", "effective_samples", "preference_accuracy"]
         for prefix in ["base_eval", "eval"] {
             names += evaluationScores.map { "\(prefix)_\($0)" } + ["\(prefix)_alignment_se"]
         }
@@ -190,7 +195,7 @@ public final class DDPOTrainer {
             try checkStop()
             let summary = try runEpoch()
             epochDone(summary)
-            progress(DDPOTrainer.line(summary, of: config.epochs))
+            progress(DDPOTrainer.line(summary, of: config.epochs, loss: config.loss))
             if epoch % config.checkpointEvery == 0 || epoch == config.epochs { try writeCheckpoint() }
         }
         if epoch == config.epochs {
@@ -209,11 +214,18 @@ public final class DDPOTrainer {
     /// Closes the log (also done when the trainer is released).
     public func close() throws { try log.close() }
 
-    static func line(_ s: DDPOEpochSummary, of epochs: Int) -> String {
+    static func line(_ s: DDPOEpochSummary, of epochs: Int, loss: PolicyLoss) -> String {
         var text = String(format: "epoch %d/%d  reward %.4f", s.epoch + 1, epochs, s.reward)
         for (name, value) in s.perspectives.sorted(by: { $0.key < $1.key }) { text += String(format: "  %@ %.4f", name, value) }
         if let kl = s.kl { text += String(format: "  KL %.3g (√ %.3g)", kl.mean, kl.rootMean) }
-        text += String(format: "  loss %.4g  clip %.3f  approx-KL %.3g  |g| %.3g", s.loss, s.clipFraction, s.approxKL, s.gradNorm)
+        switch loss {
+        case .ppo, .reinforce:
+            text += String(format: "  loss %.4g  clip %.3f  approx-KL %.3g  |g| %.3g", s.loss, s.clipFraction, s.approxKL, s.gradNorm)
+        case .advantageWeighted:
+            text += String(format: "  loss %.4g  ESS %.1f  |g| %.3g", s.loss, s.effectiveSamples, s.gradNorm)
+        case .diffusionDPO:
+            text += String(format: "  loss %.4g  pairs %.0f  pair accuracy %.3f  |g| %.3g", s.loss, s.effectiveSamples, s.preferenceAccuracy, s.gradNorm)
+        }
         if s.skippedBatches > 0 { text += "  skipped \(s.skippedBatches) batches" }
         if let e = s.evaluation {
             text += String(format: "  eval alignment %.3f ± %.3f", e.scores["alignment"]!.mean, e.scores["alignment"]!.standardError)
@@ -272,7 +284,13 @@ public final class DDPOTrainer {
 
         // 5. Training.
         let trainingStart = Date()
-        let training = try train(trajectories, indices: usable, advantages: advantages, rng: &rng)
+        let training: TrainingFigures
+        switch config.loss {
+        case .ppo, .reinforce: training = try train(trajectories, indices: usable, advantages: advantages, rng: &rng)
+        case .advantageWeighted: training = try trainAdvantageWeighted(trajectories, indices: usable, advantages: advantages, rng: &rng)
+        case .diffusionDPO:
+            training = try trainDiffusionDPO(trajectories, indices: usable, rewards: rewards.total, groups: promptIndices, rng: &rng)
+        }
         let trainingSeconds = Date().timeIntervalSince(trainingStart)
 
         // 6. Evaluation after this epoch's update.
@@ -308,6 +326,8 @@ public final class DDPOTrainer {
         try log.record("grad_norm", training.gradNorm)
         try log.record("learning_rate", optimizer.learningRate)
         try log.record("skipped_batches", Double(skipped))
+        try log.record("effective_samples", training.effectiveSamples)
+        try log.record("preference_accuracy", training.preferenceAccuracy)
         if let evaluation {
             for name in DDPOTrainer.evaluationScores { try log.record("eval_\(name)", evaluation.scores[name]?.mean ?? .nan) }
             try log.record("eval_alignment_se", evaluation.scores["alignment"]?.standardError ?? .nan)
@@ -329,7 +349,7 @@ public final class DDPOTrainer {
         epoch += 1
         return DDPOEpochSummary(epoch: epoch - 1, reward: rewardMean, perspectives: perspectiveMeans, kl: kl, loss: training.loss,
                                 clipFraction: training.clipFraction, approxKL: training.approxKL, gradNorm: training.gradNorm,
-                                skippedBatches: skipped, evaluation: evaluation, seconds: seconds)
+                                effectiveSamples: training.effectiveSamples, preferenceAccuracy: training.preferenceAccuracy, skippedBatches: skipped, evaluation: evaluation, seconds: seconds)
     }
 
     /// The sampling steps training may use: `trainStepRange`, or every step.
@@ -409,7 +429,14 @@ public final class DDPOTrainer {
         return KLSummary(perStep: perStep)
     }
 
-    struct TrainingFigures { var loss = 0.0, clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, gradNorm = 0.0 }
+    struct TrainingFigures {
+        var loss = 0.0, clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, gradNorm = 0.0
+        /// Advantage-weighted regression's effective sample size (Kish), Diffusion-DPO's pair count;
+        /// the usable count otherwise.
+        var effectiveSamples = Double.nan
+        /// Diffusion-DPO: share of pairs the policy's implicit reward orders as the rewards do.
+        var preferenceAccuracy = Double.nan
+    }
 
     /// Inner epochs of policy-gradient updates over the usable samples.
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
@@ -461,7 +488,115 @@ public final class DDPOTrainer {
         }
         let n = Double(max(terms, 1))
         return TrainingFigures(loss: figures.loss / n, clipFraction: figures.clipFraction / n, approxKL: figures.approxKL / n,
-                               ratio: figures.ratio / n, gradNorm: updates > 0 ? figures.gradNorm / Double(updates) : .nan)
+                               ratio: figures.ratio / n, gradNorm: updates > 0 ? figures.gradNorm / Double(updates) : .nan,
+                               effectiveSamples: Double(indices.count))
+    }
+
+    /// Inner epochs of advantage-weighted regression: the guided denoising loss on the usable
+    /// samples' final latents, sample i weighted by w_i ∝ exp(A_i / τ) (mean 1), at
+    /// `timestepsPerSample` noise levels each; per batch the loss is Σ w_i·MSE_i / (trainBatch ·
+    /// timestepsPerSample), so an update of `gradientAccumulation` batches is a weighted mean like
+    /// the policy-gradient loss.
+    func trainAdvantageWeighted(_ trajectories: Trajectories, indices: [Int], advantages: [Double],
+                                rng: inout RandomGenerator) throws -> TrainingFigures {
+        guard !indices.isEmpty, let finalLatents = trajectories.latents.last else {
+            return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan)
+        }
+        let settings = config.advantageWeighted, copies = settings.timestepsPerSample
+        let weights = advantageWeights(advantages: indices.map { advantages[$0] }, temperature: settings.temperature)
+        let timesteps = settings.timestepRange.isEmpty ? 0 ..< policy.schedule.trainSteps : settings.timestepRange[0] ..< settings.timestepRange[1]
+        let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
+        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: effectiveSampleSize(weights))
+        var terms = 0, updates = 0
+        for _ in 0..<config.innerEpochs {
+            var order = indices
+            order.shuffle(using: &rng)
+            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
+            for (b, batch) in batches.enumerated() {
+                // Each sample `copies` times in one forward, at independent noise levels.
+                let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
+                let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
+                                                            captions: repeated.map { trajectories.prompts[$0] },
+                                                            weights: repeated.map { weightOf[$0]! }, guidance: config.sampling.guidance,
+                                                            timesteps: timesteps, using: &rng)
+                try (loss * (1 / Double(config.trainBatch * copies * config.gradientAccumulation))).backward()
+                figures.loss += loss.item / Double(batch.count * copies)
+                terms += 1
+                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
+                    let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
+                    if norm.isFinite {
+                        try optimizer.step()
+                        figures.gradNorm += norm
+                        updates += 1
+                    } else {
+                        try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
+                    }
+                    for p in parameters { p.tensor.grad = nil }
+                }
+            }
+        }
+        figures.loss /= Double(max(terms, 1))
+        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
+        return figures
+    }
+
+    /// Inner epochs of online Diffusion-DPO: the usable samples' preference pairs within each
+    /// prompt (by total reward), in batches of `trainBatch` pairs; winner and loser of a pair get
+    /// the same noise and timestep, the reference's errors are computed without gradients, and ε̂ is
+    /// the conditional prediction (as in Diffusion-DPO; guidance amplifies what it learns).
+    func trainDiffusionDPO(_ trajectories: Trajectories, indices: [Int], rewards: [Double], groups: [Int],
+                           rng: inout RandomGenerator) throws -> TrainingFigures {
+        let pairs = preferencePairs(rewards: indices.map { rewards[$0] }, groups: indices.map { groups[$0] })
+            .map { (winner: indices[$0.winner], loser: indices[$0.loser]) }
+        guard !pairs.isEmpty, let finalLatents = trajectories.latents.last else {
+            return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan, effectiveSamples: 0)
+        }
+        let settings = config.diffusionDPO, copies = settings.timestepsPerPair
+        let range = settings.timestepRange.isEmpty ? nil : settings.timestepRange[0] ..< settings.timestepRange[1]
+        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(pairs.count))
+        var terms = 0, updates = 0, accuracy = 0.0
+        for _ in 0..<config.innerEpochs {
+            var order = Array(pairs.indices)
+            order.shuffle(using: &rng)
+            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
+            for (b, batch) in batches.enumerated() {
+                // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
+                let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
+                let members = chosen.map { pairs[$0].winner } + chosen.map { pairs[$0].loser }
+                let x0 = try finalLatents.indexSelect(axis: 0, members)
+                let captions = members.map { trajectories.prompts[$0] }
+                let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
+                let noise = Tensor.randn([chosen.count] + Array(x0.shape.dropFirst()), using: &rng)
+                let bothNoise = try concat([noise, noise], axis: 0)
+                let referenceErrors = try withNoGrad {
+                    try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1).values
+                }
+                let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1)
+                let halves = try errors.split(sizes: [chosen.count, chosen.count], axis: 0)
+                let result = try diffusionDPOLoss(winnerErrors: halves[0], loserErrors: halves[1],
+                                                  referenceWinnerErrors: Array(referenceErrors[..<chosen.count]),
+                                                  referenceLoserErrors: Array(referenceErrors[chosen.count...]), beta: settings.beta)
+                try (result.loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+                figures.loss += result.loss.item
+                accuracy += result.accuracy
+                terms += 1
+                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
+                    let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
+                    if norm.isFinite {
+                        try optimizer.step()
+                        figures.gradNorm += norm
+                        updates += 1
+                    } else {
+                        try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
+                    }
+                    for p in parameters { p.tensor.grad = nil }
+                }
+            }
+        }
+        figures.loss /= Double(max(terms, 1))
+        figures.preferenceAccuracy = accuracy / Double(max(terms, 1))
+        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
+        return figures
     }
 
     /// The gold evaluation on the fixed prompts (nil when there are none); logs a grid of the

@@ -19,6 +19,15 @@ public enum PolicyLoss: String, Codable, Sendable {
     case ppo
     /// DDPO-SF (REINFORCE): loss = −mean(A · log π_θ).
     case reinforce
+    /// Advantage-weighted regression (Peng et al. 2019; with rewards for advantages, the
+    /// reward-weighted regression of Lee et al. 2023 and DDPO's RWR baseline): not a per-step loss
+    /// on the trajectory, but the guided denoising loss on the epoch's final latents, each sample
+    /// weighted by exp(A / τ) (`AdvantageWeightedSettings`).
+    case advantageWeighted
+    /// Online Diffusion-DPO (Wallace et al. 2023): the epoch's images of a prompt form preference
+    /// pairs by reward, and the loss asks the policy to denoise each winner better, and each loser
+    /// worse, than the frozen reference does (`DiffusionDPOSettings`). Not a per-step loss either.
+    case diffusionDPO
 
     /// The loss for per-sample `logProb` [B] (with gradients), the log-probabilities recorded at
     /// sampling `oldLogProb` and the `advantages`.
@@ -43,6 +52,8 @@ public enum PolicyLoss: String, Codable, Sendable {
             loss = try maximum(unclipped, bounded).mean()
         case .reinforce:
             loss = try -(advantage * logProb).mean()
+        case .advantageWeighted, .diffusionDPO:
+            throw EngineError.invalidArgument(op: "PolicyLoss", "\(rawValue) is not a per-step policy loss")
         }
         return PolicyLossResult(loss: loss, clipFraction: Double(clipped) / Double(n), approxKL: approxKL,
                                 meanRatio: ratios.reduce(0, +) / Double(n))

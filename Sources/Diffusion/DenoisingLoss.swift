@@ -1,0 +1,46 @@
+import Engine
+
+extension LatentDiffusionModel {
+    /// Each sample's denoising error, mean((ε̂(x_t, t, c_i) − ε)²) [B], for clean latents `x0`
+    /// [B, C, h, w] noised with `noise` at `timesteps` (differentiable in the UNet). ε̂ is the
+    /// prediction with classifier-free guidance at `guidance` (1: the conditional branch alone); the
+    /// text encoder is not trained.
+    public func denoisingErrors(x0: Tensor, captions: [String], timesteps: [Int], noise: Tensor, guidance: Double) throws -> Tensor {
+        let n = x0.shape.first ?? 0
+        guard x0.rank == 4, captions.count == n, timesteps.count == n, noise.shape == x0.shape else {
+            throw EngineError.shapeMismatch(op: "denoisingErrors",
+                                            "latents \(x0.shape) and noise \(noise.shape) for \(captions.count) captions and \(timesteps.count) timesteps")
+        }
+        let noisy = try schedule.addNoise(x0, noise: noise, timesteps: timesteps)
+        let (text, emptyText) = try withNoGrad { (try encodeText(captions), try encodeText(captions.map { _ in "" })) }
+        let prediction = try guidedEpsilon(noisy, timesteps: timesteps.map(Double.init), context: text.context, mask: text.mask,
+                                           empty: emptyText.context, emptyMask: emptyText.mask, guidance: guidance)
+        return try mseLoss(prediction, schedule.target(x0: x0, noise: noise, timesteps: timesteps), reduction: .none).mean(axes: [1, 2, 3])
+    }
+
+    /// `n` timesteps drawn uniformly from `range` (default: the whole schedule).
+    public func drawTimesteps(_ n: Int, in range: Range<Int>? = nil, using rng: inout RandomGenerator) throws -> [Int] {
+        let range = range ?? 0 ..< schedule.trainSteps
+        guard !range.isEmpty, range.lowerBound >= 0, range.upperBound <= schedule.trainSteps else {
+            throw EngineError.invalidArgument(op: "drawTimesteps", "timesteps \(range) outside 0..<\(schedule.trainSteps)")
+        }
+        return (0..<n).map { _ in range.lowerBound + Int(rng.next() % UInt64(range.count)) }
+    }
+
+    /// The denoising loss on clean latents `x0` of the model as it samples: Σ_i w_i · (denoising
+    /// error of sample i), with ε̂ guided at `guidance`, timesteps uniform in `timesteps` and the
+    /// noise drawn from `rng`. Advantage-weighted regression trains the guided prediction because
+    /// that is the policy: fitting the conditional branch alone to guided samples compounds the
+    /// guidance at every round.
+    public func weightedDenoisingLoss(x0: Tensor, captions: [String], weights: [Double], guidance: Double,
+                                      timesteps range: Range<Int>? = nil, using rng: inout RandomGenerator) throws -> Tensor {
+        let n = x0.shape.first ?? 0
+        guard weights.count == n else {
+            throw EngineError.shapeMismatch(op: "weightedDenoisingLoss", "latents \(x0.shape) for \(weights.count) weights")
+        }
+        let timesteps = try drawTimesteps(n, in: range, using: &rng)
+        let noise = Tensor.randn(x0.shape, using: &rng)
+        let errors = try denoisingErrors(x0: x0, captions: captions, timesteps: timesteps, noise: noise, guidance: guidance)
+        return try (errors * Tensor(weights, shape: [n], dtype: errors.dtype)).sum()
+    }
+}

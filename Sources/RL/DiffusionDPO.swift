@@ -1,0 +1,65 @@
+import Diffusion
+import Engine
+import Foundation
+
+/// Settings of online Diffusion-DPO (`"loss": "diffusionDPO"`).
+public struct DiffusionDPOSettings: Codable, Equatable, Sendable {
+    /// β: how sharply the loss rewards the policy for denoising the preferred image better than
+    /// the reference does, relative to the other image (on errors averaged over latent dimensions).
+    public var beta = 1000.0
+    /// The training timesteps [first, end) of the noise schedule; empty: all.
+    public var timestepRange: [Int] = []
+    /// Noise levels drawn for each pair in each inner epoch.
+    public var timestepsPerPair = 1
+
+    public init() {}
+}
+
+/// The preference pairs of an epoch: within each group of images of one prompt (`groups[i]` names
+/// sample i's group), every (winner, loser) whose rewards differ, winner the higher; ties give none.
+public func preferencePairs(rewards: [Double], groups: [Int]) -> [(winner: Int, loser: Int)] {
+    precondition(rewards.count == groups.count, "\(rewards.count) rewards for \(groups.count) group labels")
+    var members: [Int: [Int]] = [:], order: [Int] = []
+    for (i, group) in groups.enumerated() {
+        if members[group] == nil { order.append(group) }
+        members[group, default: []].append(i)
+    }
+    var pairs: [(winner: Int, loser: Int)] = []
+    for group in order {
+        let samples = members[group]!
+        for (k, a) in samples.enumerated() {
+            for b in samples[(k + 1)...] where rewards[a] != rewards[b] {
+                pairs.append(rewards[a] > rewards[b] ? (a, b) : (b, a))
+            }
+        }
+    }
+    return pairs
+}
+
+/// What one Diffusion-DPO batch reports beside its loss.
+public struct DiffusionDPOResult {
+    /// mean over pairs of −log σ(−β·[(e_w − e_w^ref) − (e_l − e_l^ref)]).
+    public var loss: Tensor
+    /// Share of pairs where the policy already denoises the winner better than the loser, relative
+    /// to the reference (the implicit reward orders the pair as the data does).
+    public var accuracy: Double
+}
+
+/// The Diffusion-DPO loss (Wallace et al. 2023) for P pairs from the denoising errors of the winners
+/// and losers under the policy (`winnerErrors`, `loserErrors` [P], with gradients) and under the
+/// frozen reference (same noise and timesteps):
+/// −log σ(−β·[(e_w − e_w^ref) − (e_l − e_l^ref)]), averaged. At the reference it is log 2, and its
+/// gradient lowers the winner's error and raises the loser's alike, so what the pair has in common
+/// (the prompt, the model's own style) cancels.
+public func diffusionDPOLoss(winnerErrors: Tensor, loserErrors: Tensor, referenceWinnerErrors: [Double],
+                             referenceLoserErrors: [Double], beta: Double) throws -> DiffusionDPOResult {
+    let p = winnerErrors.count
+    guard winnerErrors.shape == [p], loserErrors.shape == [p], referenceWinnerErrors.count == p, referenceLoserErrors.count == p else {
+        throw EngineError.shapeMismatch(op: "diffusionDPOLoss", "winner errors \(winnerErrors.shape), loser errors \(loserErrors.shape), "
+                                        + "\(referenceWinnerErrors.count) and \(referenceLoserErrors.count) reference errors")
+    }
+    let reference = try Tensor(zip(referenceWinnerErrors, referenceLoserErrors).map { $0 - $1 }, shape: [p], dtype: winnerErrors.dtype)
+    let margin = try (winnerErrors - loserErrors - reference) * beta
+    let accuracy = Double(margin.values.filter { $0 < 0 }.count) / Double(max(p, 1))
+    return DiffusionDPOResult(loss: try softplus(margin).mean(), accuracy: accuracy)
+}
