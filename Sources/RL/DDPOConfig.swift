@@ -66,6 +66,8 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var advantageWeighted = AdvantageWeightedSettings()
     /// With `"loss": "diffusionDPO"`: β, the noise levels trained and how many per pair.
     public var diffusionDPO = DiffusionDPOSettings()
+    /// With `"loss": "refl"`: how many of the last sampling steps carry the reward's gradient.
+    public var refl = ReFLSettings()
     public var advantages = AdvantageKind.perPrompt
     /// The images of one prompt in an epoch start from the same x_T. x_T is not an action of the
     /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
@@ -142,6 +144,9 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try require(diffusionDPO.timestepRange.isEmpty || (diffusionDPO.timestepRange.count == 2 && diffusionDPO.timestepRange[0] >= 0
                                                            && diffusionDPO.timestepRange[0] < diffusionDPO.timestepRange[1]),
                     "diffusionDPO.timestepRange must be empty or [first, end) with 0 ≤ first < end")
+        try require(refl.gradientSteps >= 1 && refl.gradientSteps <= sampling.steps,
+                    "refl.gradientSteps must be in 1...sampling.steps (\(sampling.steps))")
+        try require(loss != .refl || rewards.standardize.isEmpty, "refl backpropagates raw rewards; rewards.standardize must be empty")
         try require(loss != .diffusionDPO || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")

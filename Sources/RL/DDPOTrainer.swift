@@ -43,6 +43,8 @@ public final class DDPOTrainer {
     public let policy: LatentDiffusionModel
     let reference: LatentDiffusionModel
     let composer: RewardComposer
+    /// The reward functions the composer draws on (ReFL differentiates some of them).
+    let rewardFunctions: [any RewardFunction]
     let gold = GoldJudgeReward()
     let parameters: [(name: String, tensor: Tensor)]
     let optimizer: AdamW
@@ -69,6 +71,8 @@ public final class DDPOTrainer {
         self.output = output
         Threads.set(config.threads)
         composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
+        self.rewardFunctions = rewardFunctions
+        if config.loss == .refl { _ = try differentiableSources(config.rewards, functions: rewardFunctions) }
         promptPool = try DDPOTrainer.trainingPrompts(config)
         let modelFolder = URL(fileURLWithPath: config.model)
         policy = try LatentDiffusionModel.load(from: modelFolder)
@@ -223,6 +227,8 @@ public final class DDPOTrainer {
             text += String(format: "  loss %.4g  clip %.3f  approx-KL %.3g  |g| %.3g", s.loss, s.clipFraction, s.approxKL, s.gradNorm)
         case .advantageWeighted:
             text += String(format: "  loss %.4g  ESS %.1f  |g| %.3g", s.loss, s.effectiveSamples, s.gradNorm)
+        case .refl:
+            text += String(format: "  loss %.4g  |g| %.3g", s.loss, s.gradNorm)
         case .diffusionDPO:
             text += String(format: "  loss %.4g  pairs %.0f  pair accuracy %.3f  |g| %.3g", s.loss, s.effectiveSamples, s.preferenceAccuracy, s.gradNorm)
         }
@@ -290,6 +296,7 @@ public final class DDPOTrainer {
         case .advantageWeighted: training = try trainAdvantageWeighted(trajectories, indices: usable, advantages: advantages, rng: &rng)
         case .diffusionDPO:
             training = try trainDiffusionDPO(trajectories, indices: usable, rewards: rewards.total, groups: promptIndices, rng: &rng)
+        case .refl: training = try trainReFL(trajectories, indices: usable, rng: &rng)
         }
         let trainingSeconds = Date().timeIntervalSince(trainingStart)
 
@@ -438,6 +445,20 @@ public final class DDPOTrainer {
         var preferenceAccuracy = Double.nan
     }
 
+    /// One optimizer step on the accumulated gradients (clipped to `maxGradNorm`; a non-finite norm
+    /// skips the step and is logged), then the gradients are cleared.
+    func applyAccumulatedGradients(_ figures: inout TrainingFigures, updates: inout Int) throws {
+        let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
+        if norm.isFinite {
+            try optimizer.step()
+            figures.gradNorm += norm
+            updates += 1
+        } else {
+            try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
+        }
+        for p in parameters { p.tensor.grad = nil }
+    }
+
     /// Inner epochs of policy-gradient updates over the usable samples.
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
         guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
@@ -474,15 +495,7 @@ public final class DDPOTrainer {
                     terms += 1
                 }
                 if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
-                    if norm.isFinite {
-                        try optimizer.step()
-                        figures.gradNorm += norm
-                        updates += 1
-                    } else {
-                        try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
-                    }
-                    for p in parameters { p.tensor.grad = nil }
+                    try applyAccumulatedGradients(&figures, updates: &updates)
                 }
             }
         }
@@ -523,15 +536,7 @@ public final class DDPOTrainer {
                 figures.loss += loss.item / Double(batch.count * copies)
                 terms += 1
                 if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
-                    if norm.isFinite {
-                        try optimizer.step()
-                        figures.gradNorm += norm
-                        updates += 1
-                    } else {
-                        try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
-                    }
-                    for p in parameters { p.tensor.grad = nil }
+                    try applyAccumulatedGradients(&figures, updates: &updates)
                 }
             }
         }
@@ -581,15 +586,7 @@ public final class DDPOTrainer {
                 accuracy += result.accuracy
                 terms += 1
                 if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    let norm = try clipGradNorm(parameters, maxNorm: config.maxGradNorm)
-                    if norm.isFinite {
-                        try optimizer.step()
-                        figures.gradNorm += norm
-                        updates += 1
-                    } else {
-                        try log.event(epoch: epoch, kind: "skipped", "non-finite gradient norm; update skipped")
-                    }
-                    for p in parameters { p.tensor.grad = nil }
+                    try applyAccumulatedGradients(&figures, updates: &updates)
                 }
             }
         }

@@ -28,6 +28,10 @@ public enum PolicyLoss: String, Codable, Sendable {
     /// pairs by reward, and the loss asks the policy to denoise each winner better, and each loser
     /// worse, than the frozen reference does (`DiffusionDPOSettings`). Not a per-step loss either.
     case diffusionDPO
+    /// ReFL / DRaFT-K (Xu et al. 2023; Clark et al. 2023): the reward's gradient through the
+    /// decoded image and the last K sampling steps (`ReFLSettings`); needs differentiable
+    /// perspectives (a reward model's). Not a per-step loss either.
+    case refl
 
     /// The loss for per-sample `logProb` [B] (with gradients), the log-probabilities recorded at
     /// sampling `oldLogProb` and the `advantages`.
@@ -52,7 +56,7 @@ public enum PolicyLoss: String, Codable, Sendable {
             loss = try maximum(unclipped, bounded).mean()
         case .reinforce:
             loss = try -(advantage * logProb).mean()
-        case .advantageWeighted, .diffusionDPO:
+        case .advantageWeighted, .diffusionDPO, .refl:
             throw EngineError.invalidArgument(op: "PolicyLoss", "\(rawValue) is not a per-step policy loss")
         }
         return PolicyLossResult(loss: loss, clipFraction: Double(clipped) / Double(n), approxKL: approxKL,

@@ -8,7 +8,7 @@ import Rewards
 /// A trained reward model with its tokenizer: saved as a folder (`config.json`, `tokenizer.json`,
 /// `reward_model.safetensors`) and usable wherever a `RewardFunction` is (DDPO's rewards).
 /// `rewards` keeps the graph, so a ReFL trainer can backpropagate into the images.
-public final class LearnedReward: RewardFunction {
+public final class LearnedReward: DifferentiableReward {
     public let model: LLaVAReward
     public let tokenizer: Tokenizer
     /// Images per forward pass when scoring.
@@ -34,6 +34,19 @@ public final class LearnedReward: RewardFunction {
     public func rewards(_ images: Tensor, prompts: [String]) throws -> Tensor {
         let (tokens, valid) = encode(prompts)
         return try model(images, tokens: tokens, valid: valid)
+    }
+
+    public var differentiablePerspectives: [String] { perspectives }
+
+    /// Each asked perspective's rewards [B] for images [B, 3, S, S] in [−1, 1], with the graph.
+    public func differentiableScores(_ images: Tensor, prompts: [String], perspectives: [String]) throws -> [String: Tensor] {
+        let all = try rewards(images, prompts: prompts)
+        return Dictionary(uniqueKeysWithValues: try perspectives.map { name in
+            guard self.perspectives.contains(name) else {
+                throw RewardError("reward model has no '\(name)' head (it has \(self.perspectives.joined(separator: ", ")))")
+            }
+            return (name, try model.column(all, name))
+        })
     }
 
     /// log p(prompt | image) from the decoder's language-model head, per image (no gradients):

@@ -1,0 +1,89 @@
+import Diffusion
+import Engine
+import Foundation
+import Rewards
+
+/// Settings of ReFL / DRaFT-K fine-tuning (`"loss": "refl"`).
+public struct ReFLSettings: Codable, Equatable, Sendable {
+    /// K: the last K sampling steps carry gradients (DRaFT-K; K = 1 is DRaFT-1, K = steps
+    /// backpropagates through the whole chain, where layout is decided).
+    public var gradientSteps = 1
+
+    public init() {}
+}
+
+/// The perspectives of a composition resolved to the differentiable reward functions that compute
+/// them, for ReFL; fails naming the first weighted perspective no function can differentiate.
+func differentiableSources(_ composition: RewardComposition,
+                           functions: [any RewardFunction]) throws -> [(function: any DifferentiableReward, perspective: String, weight: Double)] {
+    try composition.active.map { name in
+        guard let function = functions.compactMap({ $0 as? DifferentiableReward }).first(where: { $0.differentiablePerspectives.contains(name) }) else {
+            throw DDPOError("refl backpropagates the reward into the images, but '\(name)' is not differentiable "
+                            + "(the gold judge and compressibility are not; a reward model's proxy_ perspectives are)")
+        }
+        return (function, name, composition.weights[name]!)
+    }
+}
+
+extension DDPOTrainer {
+    /// ReFL / DRaFT-K: inner epochs over the epoch's samples, each batch's `reflLoss`
+    /// backpropagated into the UNet.
+    func trainReFL(_ trajectories: Trajectories, indices: [Int], rng: inout RandomGenerator) throws -> TrainingFigures {
+        guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
+        let sources = try differentiableSources(config.rewards, functions: rewardFunctions)
+        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(indices.count))
+        var terms = 0, updates = 0
+        for _ in 0..<config.innerEpochs {
+            var order = indices
+            order.shuffle(using: &rng)
+            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
+            for (b, batch) in batches.enumerated() {
+                let loss = try reflLoss(trajectories, batch: batch, sources: sources)
+                guard loss.item.isFinite else {
+                    try log.event(epoch: epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
+                    continue
+                }
+                try (loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+                figures.loss += loss.item
+                terms += 1
+                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
+                    try applyAccumulatedGradients(&figures, updates: &updates)
+                }
+            }
+        }
+        figures.loss /= Double(max(terms, 1))
+        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
+        return figures
+    }
+
+    /// −mean over `batch` of Σ_p w_p·r_p(image), where the last K sampling steps are re-run from the
+    /// stored x_{T−K} with gradients, reusing each step's stored noise z = (x_t′ − μ_old)/σ_t
+    /// (reparameterized: x_t′ = μ_θ + σ_t z), and the final latent is decoded by the frozen VAE.
+    func reflLoss(_ trajectories: Trajectories, batch: [Int],
+                  sources: [(function: any DifferentiableReward, perspective: String, weight: Double)]) throws -> Tensor {
+        let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: trajectories.stepCount, eta: config.sampling.eta)
+        let first = trajectories.stepCount - config.refl.gradientSteps
+        let captions = batch.map { trajectories.prompts[$0] }
+        let (text, emptyText) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+        var x = try trajectories.latents[first].indexSelect(axis: 0, batch)
+        var unused = RandomGenerator(seed: 0)
+        for s in first ..< trajectories.stepCount {
+            let t = trajectories.timesteps[s], sigma = trajectories.sigmas[s]
+            let next = try trajectories.latents[s + 1].indexSelect(axis: 0, batch)
+            let noise = try withNoGrad { try (next - trajectories.means[s].indexSelect(axis: 0, batch)) * (1 / sigma) }
+            let epsilon = try policy.guidedEpsilon(x, timesteps: [Double](repeating: Double(t), count: batch.count),
+                                                   context: text.context, mask: text.mask, empty: emptyText.context,
+                                                   emptyMask: emptyText.mask, guidance: config.sampling.guidance)
+            let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, previousSample: next, using: &unused)
+            x = try step.mean + noise * sigma
+        }
+        let images = try policy.vae.decode(x * (1 / policy.vae.scaleFactor.item))
+        var reward: Tensor?
+        for source in sources {
+            let score = try source.function.differentiableScores(images, prompts: captions, perspectives: [source.perspective])[source.perspective]!
+            let weighted = try score * source.weight
+            reward = try reward.map { try $0 + weighted } ?? weighted
+        }
+        return try -(reward!.mean())
+    }
+}
