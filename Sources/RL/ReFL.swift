@@ -8,6 +8,10 @@ public struct ReFLSettings: Codable, Equatable, Sendable {
     /// K: the last K sampling steps carry gradients (DRaFT-K; K = 1 is DRaFT-1, K = steps
     /// backpropagates through the whole chain, where layout is decided).
     public var gradientSteps = 1
+    /// Treat ε̂'s dependence on its input x_t as constant (the UNet sees x_t detached): the reward's
+    /// gradient then reaches each step's ε̂ only through the sampler's linear update, which keeps it
+    /// from exploding through a long chain (a biased but stable gradient).
+    public var detachUNetInput = false
 
     public init() {}
 }
@@ -71,7 +75,7 @@ extension DDPOTrainer {
             let t = trajectories.timesteps[s], sigma = trajectories.sigmas[s]
             let next = try trajectories.latents[s + 1].indexSelect(axis: 0, batch)
             let noise = try withNoGrad { try (next - trajectories.means[s].indexSelect(axis: 0, batch)) * (1 / sigma) }
-            let epsilon = try policy.guidedEpsilon(x, timesteps: [Double](repeating: Double(t), count: batch.count),
+            let epsilon = try policy.guidedEpsilon(config.refl.detachUNetInput ? x.detach() : x, timesteps: [Double](repeating: Double(t), count: batch.count),
                                                    context: text.context, mask: text.mask, empty: emptyText.context,
                                                    emptyMask: emptyText.mask, guidance: config.sampling.guidance)
             let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, previousSample: next, using: &unused)

@@ -21,10 +21,11 @@ struct BrightnessReward: DifferentiableReward {
 /// ReFL / DRaFT-K through the sampler: the gradient matches finite differences, an update raises
 /// a differentiable reward, and non-differentiable perspectives are refused.
 final class ReFLTests: XCTestCase {
-    func reflTrainer(gradientSteps: Int) throws -> DDPOTrainer {
+    func reflTrainer(gradientSteps: Int, detachUNetInput: Bool = false) throws -> DDPOTrainer {
         var config = DDPOTrainerTests.tinyConfig()
         config.loss = .refl
         config.refl.gradientSteps = gradientSteps
+        config.refl.detachUNetInput = detachUNetInput
         config.rewards = RewardComposition(weights: ["brightness": 1])
         config.trainBatch = 4
         config.weightDecay = 0
@@ -69,6 +70,34 @@ final class ReFLTests: XCTestCase {
             let numeric = (try shifted(1) - shifted(-1)) / (2 * h)
             XCTAssertEqual(analytic, numeric, accuracy: 0.03 * abs(numeric) + 1e-7, "K = \(k)")
             XCTAssertGreaterThan(abs(numeric), 1e-6, "K = \(k): the reward must depend on the parameters")
+        }
+    }
+
+    /// With K = 1 a detached UNet input changes nothing (the re-run starts from a stored latent);
+    /// with K = 2 it drops the path through the UNet's input, so the gradient differs, while the
+    /// loss itself is the same.
+    func testDetachedUNetInputDropsOnlyThatPath() throws {
+        for k in [1, 2] {
+            var losses: [Double] = [], gradients: [[Double]] = []
+            for detach in [false, true] {
+                let trainer = try reflTrainer(gradientSteps: k, detachUNetInput: detach)
+                var rng = trainer.epochRNG(0)
+                let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+                var draws = RandomGenerator(seed: 4)
+                for p in trainer.parameters { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &draws)) }
+                let sources = try differentiableSources(trainer.config.rewards, functions: [BrightnessReward()])
+                let loss = try trainer.reflLoss(trajectories, batch: [0, 1, 2, 3], sources: sources)
+                try loss.backward()
+                losses.append(loss.item)
+                gradients.append(trainer.parameters.flatMap { $0.tensor.grad!.values })
+            }
+            XCTAssertEqual(losses[0], losses[1], "K = \(k)")
+            if k == 1 {
+                XCTAssertEqual(gradients[0], gradients[1])
+            } else {
+                let difference = zip(gradients[0], gradients[1]).map { abs($0 - $1) }.max()!
+                XCTAssertGreaterThan(difference, 1e-9, "K = 2: the detached gradient must differ")
+            }
         }
     }
 
