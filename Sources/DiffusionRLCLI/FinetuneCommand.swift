@@ -14,7 +14,11 @@ enum FinetuneCommand {
     images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
     composition (perspectives of the gold judge, compressibility, and with rewardModel set a
     trained reward model's heads as proxy_<head>), and updates the UNet (LoRA on
-    attention by default) with PPO-clip or REINFORCE. Logs the resolved config, per-epoch metrics
+    attention by default) with the config's "loss": "ppo" (DDPO-IS) or "reinforce" (DDPO-SF) on
+    the trajectories' log-probabilities, or "advantageWeighted" (AWR/RWR: weighted denoising loss
+    on the samples), "diffusionDPO" (online Diffusion-DPO on pairs of a prompt's images) or "refl"
+    (ReFL/DRaFT-K: a reward model's gradient through the last K sampling steps; proxy_ perspectives
+    only). Logs the resolved config, per-epoch metrics
     (reward per perspective, gold scores, KL drift to the base model, loss, clip fraction,
     approx-KL, grad norm, timings), per-sample rows, evaluation grids and checkpoints to DIR/run.h5;
     writes the fine-tuned model to DIR/model at the end. Every config key is optional; an unknown
