@@ -459,6 +459,31 @@ public final class DDPOTrainer {
         for p in parameters { p.tensor.grad = nil }
     }
 
+    /// Inner epochs over `items` in shuffled batches of `trainBatch`, stepping the optimizer every
+    /// `gradientAccumulation` batches and at the end. `backwardBatch` runs one batch's forward and
+    /// backward (its loss scaled for the accumulation) and returns the loss to report, or nil when
+    /// the batch was skipped. Fills in the mean loss and gradient norm.
+    func trainInBatches<Item>(_ items: [Item], figures: inout TrainingFigures, rng: inout RandomGenerator,
+                              backwardBatch: ([Item], inout RandomGenerator) throws -> Double?) throws {
+        var terms = 0, updates = 0, loss = 0.0
+        for _ in 0..<config.innerEpochs {
+            var order = items
+            order.shuffle(using: &rng)
+            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
+            for (b, batch) in batches.enumerated() {
+                if let value = try backwardBatch(batch, &rng) {
+                    loss += value
+                    terms += 1
+                }
+                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
+                    try applyAccumulatedGradients(&figures, updates: &updates)
+                }
+            }
+        }
+        figures.loss = loss / Double(max(terms, 1))
+        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
+    }
+
     /// Inner epochs of policy-gradient updates over the usable samples.
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
         guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
@@ -520,28 +545,16 @@ public final class DDPOTrainer {
         let timesteps = settings.timestepRange.isEmpty ? 0 ..< policy.schedule.trainSteps : settings.timestepRange[0] ..< settings.timestepRange[1]
         let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
         var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: effectiveSampleSize(weights))
-        var terms = 0, updates = 0
-        for _ in 0..<config.innerEpochs {
-            var order = indices
-            order.shuffle(using: &rng)
-            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
-            for (b, batch) in batches.enumerated() {
-                // Each sample `copies` times in one forward, at independent noise levels.
-                let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
-                let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
-                                                            captions: repeated.map { trajectories.prompts[$0] },
-                                                            weights: repeated.map { weightOf[$0]! }, guidance: config.sampling.guidance,
-                                                            timesteps: timesteps, using: &rng)
-                try (loss * (1 / Double(config.trainBatch * copies * config.gradientAccumulation))).backward()
-                figures.loss += loss.item / Double(batch.count * copies)
-                terms += 1
-                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    try applyAccumulatedGradients(&figures, updates: &updates)
-                }
-            }
+        try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
+            // Each sample `copies` times in one forward, at independent noise levels.
+            let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
+            let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
+                                                        captions: repeated.map { trajectories.prompts[$0] },
+                                                        weights: repeated.map { weightOf[$0]! }, guidance: config.sampling.guidance,
+                                                        timesteps: timesteps, using: &rng)
+            try (loss * (1 / Double(config.trainBatch * copies * config.gradientAccumulation))).backward()
+            return loss.item / Double(batch.count * copies)
         }
-        figures.loss /= Double(max(terms, 1))
-        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
         return figures
     }
 
@@ -559,40 +572,30 @@ public final class DDPOTrainer {
         let settings = config.diffusionDPO, copies = settings.timestepsPerPair
         let range = settings.timestepRange.isEmpty ? nil : settings.timestepRange[0] ..< settings.timestepRange[1]
         var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(pairs.count))
-        var terms = 0, updates = 0, accuracy = 0.0
-        for _ in 0..<config.innerEpochs {
-            var order = Array(pairs.indices)
-            order.shuffle(using: &rng)
-            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
-            for (b, batch) in batches.enumerated() {
-                // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
-                let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
-                let members = chosen.map { pairs[$0].winner } + chosen.map { pairs[$0].loser }
-                let x0 = try finalLatents.indexSelect(axis: 0, members)
-                let captions = members.map { trajectories.prompts[$0] }
-                let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
-                let noise = Tensor.randn([chosen.count] + Array(x0.shape.dropFirst()), using: &rng)
-                let bothNoise = try concat([noise, noise], axis: 0)
-                let referenceErrors = try withNoGrad {
-                    try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1).values
-                }
-                let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1)
-                let halves = try errors.split(sizes: [chosen.count, chosen.count], axis: 0)
-                let result = try diffusionDPOLoss(winnerErrors: halves[0], loserErrors: halves[1],
-                                                  referenceWinnerErrors: Array(referenceErrors[..<chosen.count]),
-                                                  referenceLoserErrors: Array(referenceErrors[chosen.count...]), beta: settings.beta)
-                try (result.loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
-                figures.loss += result.loss.item
-                accuracy += result.accuracy
-                terms += 1
-                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    try applyAccumulatedGradients(&figures, updates: &updates)
-                }
+        var accuracy = 0.0, batches = 0
+        try trainInBatches(Array(pairs.indices), figures: &figures, rng: &rng) { batch, rng in
+            // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
+            let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
+            let members = chosen.map { pairs[$0].winner } + chosen.map { pairs[$0].loser }
+            let x0 = try finalLatents.indexSelect(axis: 0, members)
+            let captions = members.map { trajectories.prompts[$0] }
+            let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
+            let noise = Tensor.randn([chosen.count] + Array(x0.shape.dropFirst()), using: &rng)
+            let bothNoise = try concat([noise, noise], axis: 0)
+            let referenceErrors = try withNoGrad {
+                try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1).values
             }
+            let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1)
+            let halves = try errors.split(sizes: [chosen.count, chosen.count], axis: 0)
+            let result = try diffusionDPOLoss(winnerErrors: halves[0], loserErrors: halves[1],
+                                              referenceWinnerErrors: Array(referenceErrors[..<chosen.count]),
+                                              referenceLoserErrors: Array(referenceErrors[chosen.count...]), beta: settings.beta)
+            try (result.loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+            accuracy += result.accuracy
+            batches += 1
+            return result.loss.item
         }
-        figures.loss /= Double(max(terms, 1))
-        figures.preferenceAccuracy = accuracy / Double(max(terms, 1))
-        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
+        figures.preferenceAccuracy = accuracy / Double(max(batches, 1))
         return figures
     }
 

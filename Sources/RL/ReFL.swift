@@ -36,27 +36,15 @@ extension DDPOTrainer {
         guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
         let sources = try differentiableSources(config.rewards, functions: rewardFunctions)
         var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(indices.count))
-        var terms = 0, updates = 0
-        for _ in 0..<config.innerEpochs {
-            var order = indices
-            order.shuffle(using: &rng)
-            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
-            for (b, batch) in batches.enumerated() {
-                let loss = try reflLoss(trajectories, batch: batch, sources: sources)
-                guard loss.item.isFinite else {
-                    try log.event(epoch: epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
-                    continue
-                }
-                try (loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
-                figures.loss += loss.item
-                terms += 1
-                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    try applyAccumulatedGradients(&figures, updates: &updates)
-                }
+        try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
+            let loss = try reflLoss(trajectories, batch: batch, sources: sources)
+            guard loss.item.isFinite else {
+                try log.event(epoch: epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
+                return nil
             }
+            try (loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+            return loss.item
         }
-        figures.loss /= Double(max(terms, 1))
-        figures.gradNorm = updates > 0 ? figures.gradNorm / Double(updates) : .nan
         return figures
     }
 
