@@ -30,6 +30,9 @@ extension DDPOTrainer {
     /// that training never uses) without changing the parameters or the reward statistics.
     public func gradientNoise(estimates: Int, progress: (String) -> Void = { _ in }) throws -> GradientNoiseReport {
         guard estimates >= 2 else { throw DDPOError("gradient noise needs at least 2 estimates, got \(estimates)") }
+        guard config.loss == .ppo || config.loss == .reinforce else {
+            throw DDPOError("gradient noise measures the policy gradient of \"ppo\" or \"reinforce\"; the config's loss is \"\(config.loss.rawValue)\"")
+        }
         let steps = trainableSteps
         var vectors: [[Double]] = [], stepNorms = [Double](repeating: 0, count: steps.count), batchCount = 0, samples = 0
         func flatGradient() -> [Double] {

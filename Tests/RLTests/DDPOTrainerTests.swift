@@ -347,5 +347,10 @@ final class GradientNoiseTests: XCTestCase {
         XCTAssertEqual(trainer.tracker, statistics)
         XCTAssertTrue(trainer.parameters.allSatisfy { $0.tensor.grad == nil })
         XCTAssertThrowsError(try trainer.gradientNoise(estimates: 1))
+        var dpo = config
+        dpo.loss = .diffusionDPO
+        let other = try DDPOTrainer(config: dpo, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-dpo-\(UUID())"),
+                                    commandLine: "test")
+        XCTAssertThrowsError(try other.gradientNoise(estimates: 2)) { XCTAssertTrue("\($0)".contains("diffusionDPO"), "\($0)") }
     }
 }
