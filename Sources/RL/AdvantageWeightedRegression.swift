@@ -34,3 +34,33 @@ public func effectiveSampleSize(_ weights: [Double]) -> Double {
     let total = weights.reduce(0, +), squares = weights.reduce(0) { $0 + $1 * $1 }
     return squares > 0 ? total * total / squares : 0
 }
+
+extension DDPOTrainer {
+    /// Inner epochs of advantage-weighted regression: the guided denoising loss on the usable
+    /// samples' final latents, sample i weighted by w_i ∝ exp(A_i / τ) (mean 1), at
+    /// `timestepsPerSample` noise levels each; per batch the loss is Σ w_i·MSE_i / (trainBatch ·
+    /// timestepsPerSample), so an update of `gradientAccumulation` batches is a weighted mean like
+    /// the policy-gradient loss.
+    func trainAdvantageWeighted(_ trajectories: Trajectories, indices: [Int], advantages: [Double],
+                                rng: inout RandomGenerator) throws -> TrainingFigures {
+        guard !indices.isEmpty, let finalLatents = trajectories.latents.last else {
+            return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan)
+        }
+        let settings = config.advantageWeighted, copies = settings.timestepsPerSample
+        let weights = advantageWeights(advantages: indices.map { advantages[$0] }, temperature: settings.temperature)
+        let timesteps = settings.timestepRange.isEmpty ? 0 ..< policy.schedule.trainSteps : settings.timestepRange[0] ..< settings.timestepRange[1]
+        let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
+        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: effectiveSampleSize(weights))
+        try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
+            // Each sample `copies` times in one forward, at independent noise levels.
+            let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
+            let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
+                                                        captions: repeated.map { trajectories.prompts[$0] },
+                                                        weights: repeated.map { weightOf[$0]! }, guidance: config.sampling.guidance,
+                                                        timesteps: timesteps, using: &rng)
+            try (loss * (1 / Double(config.trainBatch * copies * config.gradientAccumulation))).backward()
+            return loss.item / Double(batch.count * copies)
+        }
+        return figures
+    }
+}

@@ -63,3 +63,46 @@ public func diffusionDPOLoss(winnerErrors: Tensor, loserErrors: Tensor, referenc
     let accuracy = Double(margin.values.filter { $0 < 0 }.count) / Double(max(p, 1))
     return DiffusionDPOResult(loss: try softplus(margin).mean(), accuracy: accuracy)
 }
+
+extension DDPOTrainer {
+    /// Inner epochs of online Diffusion-DPO: the usable samples' preference pairs within each
+    /// prompt (by total reward), in batches of `trainBatch` pairs; winner and loser of a pair get
+    /// the same noise and timestep, the reference's errors are computed without gradients, and ε̂ is
+    /// the conditional prediction (as in Diffusion-DPO; guidance amplifies what it learns).
+    func trainDiffusionDPO(_ trajectories: Trajectories, indices: [Int], rewards: [Double], groups: [Int],
+                           rng: inout RandomGenerator) throws -> TrainingFigures {
+        let pairs = preferencePairs(rewards: indices.map { rewards[$0] }, groups: indices.map { groups[$0] })
+            .map { (winner: indices[$0.winner], loser: indices[$0.loser]) }
+        guard !pairs.isEmpty, let finalLatents = trajectories.latents.last else {
+            return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan, effectiveSamples: 0)
+        }
+        let settings = config.diffusionDPO, copies = settings.timestepsPerPair
+        let range = settings.timestepRange.isEmpty ? nil : settings.timestepRange[0] ..< settings.timestepRange[1]
+        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(pairs.count))
+        var accuracy = 0.0, batches = 0
+        try trainInBatches(Array(pairs.indices), figures: &figures, rng: &rng) { batch, rng in
+            // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
+            let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
+            let members = chosen.map { pairs[$0].winner } + chosen.map { pairs[$0].loser }
+            let x0 = try finalLatents.indexSelect(axis: 0, members)
+            let captions = members.map { trajectories.prompts[$0] }
+            let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
+            let noise = Tensor.randn([chosen.count] + Array(x0.shape.dropFirst()), using: &rng)
+            let bothNoise = try concat([noise, noise], axis: 0)
+            let referenceErrors = try withNoGrad {
+                try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1).values
+            }
+            let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1)
+            let halves = try errors.split(sizes: [chosen.count, chosen.count], axis: 0)
+            let result = try diffusionDPOLoss(winnerErrors: halves[0], loserErrors: halves[1],
+                                              referenceWinnerErrors: Array(referenceErrors[..<chosen.count]),
+                                              referenceLoserErrors: Array(referenceErrors[chosen.count...]), beta: settings.beta)
+            try (result.loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+            accuracy += result.accuracy
+            batches += 1
+            return result.loss.item
+        }
+        figures.preferenceAccuracy = accuracy / Double(max(batches, 1))
+        return figures
+    }
+}
