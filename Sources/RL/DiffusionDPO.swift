@@ -11,6 +11,9 @@ public struct DiffusionDPOSettings: Codable, Equatable, Sendable {
     public var timestepRange: [Int] = []
     /// Noise levels drawn for each pair in each inner epoch.
     public var timestepsPerPair = 1
+    /// Compare the guided predictions (at the sampling guidance), which are what the sampler
+    /// follows, instead of the conditional branch alone as Diffusion-DPO does.
+    public var guided = false
 
     public init() {}
 }
@@ -68,7 +71,8 @@ extension DDPOTrainer {
     /// Inner epochs of online Diffusion-DPO: the usable samples' preference pairs within each
     /// prompt (by total reward), in batches of `trainBatch` pairs; winner and loser of a pair get
     /// the same noise and timestep, the reference's errors are computed without gradients, and ε̂ is
-    /// the conditional prediction (as in Diffusion-DPO; guidance amplifies what it learns).
+    /// the conditional prediction (as in Diffusion-DPO; guidance amplifies what it learns) or, with
+    /// `guided`, the guided one.
     func trainDiffusionDPO(_ trajectories: Trajectories, indices: [Int], rewards: [Double], groups: [Int],
                            rng: inout RandomGenerator) throws -> TrainingFigures {
         let pairs = preferencePairs(rewards: indices.map { rewards[$0] }, groups: indices.map { groups[$0] })
@@ -77,6 +81,7 @@ extension DDPOTrainer {
             return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan, effectiveSamples: 0)
         }
         let settings = config.diffusionDPO, copies = settings.timestepsPerPair
+        let guidance = settings.guided ? config.sampling.guidance : 1
         let range = settings.timestepRange.isEmpty ? nil : settings.timestepRange[0] ..< settings.timestepRange[1]
         var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(pairs.count))
         var accuracy = 0.0, batches = 0
@@ -90,9 +95,9 @@ extension DDPOTrainer {
             let noise = Tensor.randn([chosen.count] + Array(x0.shape.dropFirst()), using: &rng)
             let bothNoise = try concat([noise, noise], axis: 0)
             let referenceErrors = try withNoGrad {
-                try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1).values
+                try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: guidance).values
             }
-            let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: 1)
+            let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: guidance)
             let halves = try errors.split(sizes: [chosen.count, chosen.count], axis: 0)
             let result = try diffusionDPOLoss(winnerErrors: halves[0], loserErrors: halves[1],
                                               referenceWinnerErrors: Array(referenceErrors[..<chosen.count]),

@@ -113,6 +113,28 @@ final class DiffusionDPOTests: XCTestCase {
         XCTAssertLessThan(margins[0] + margins[1], 0, "winner − loser error change relative to the reference: \(margins)")
     }
 
+    /// `guided` compares the sampler's guided predictions: at guidance 1 that is the conditional
+    /// branch, so the update is the same bit for bit; at guidance 5 it is another update.
+    func testGuidedComparesTheSamplersPrediction() throws {
+        for guidance in [1.0, 5.0] {
+            var weights: [[[Double]]] = []
+            for guided in [false, true] {
+                var config = tinyDPOConfig()
+                config.rewards = RewardComposition(weights: ["fixed": 1])
+                config.sampling.guidance = guidance
+                config.diffusionDPO.guided = guided
+                config.diffusionDPO.timestepsPerPair = 2
+                let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
+                                              commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+                var rng = trainer.epochRNG(0)
+                let (groups, trajectories) = try trainer.sampleEpoch(using: &rng)
+                _ = try trainer.trainDiffusionDPO(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0, 0, 1], groups: groups, rng: &rng)
+                weights.append(trainer.parameters.map(\.tensor.values))
+            }
+            if guidance == 1 { XCTAssertEqual(weights[0], weights[1]) } else { XCTAssertNotEqual(weights[0], weights[1]) }
+        }
+    }
+
     /// A prompt whose images all score alike gives no pair, and the parameters stay put; one image
     /// per prompt cannot form pairs and is refused.
     func testTiesDoNotMoveTheParametersAndSingleImagesAreRefused() throws {
