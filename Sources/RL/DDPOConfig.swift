@@ -59,6 +59,7 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var imagesPerPrompt = 4
     public var sampling = SamplingSettings()
     public var samplingBatch = 32
+    /// The update: DDPO's "ppo" or "reinforce", or "advantageWeighted", "diffusionDPO", "refl".
     public var loss = PolicyLoss.ppo
     /// PPO's ε, on the ratio of log-probabilities summed over latent dimensions.
     public var clipRange = 0.2

@@ -32,7 +32,8 @@ public struct DDPOEpochSummary {
 
 /// DDPO (Black et al. 2023) on the latent diffusion model: sampling epochs recorded as
 /// trajectories, rewards from a composition of perspectives, per-prompt or group advantages,
-/// PPO-clip or REINFORCE updates of the UNet (LoRA on attention by default), KL drift to the
+/// PPO-clip or REINFORCE updates of the UNet (LoRA on attention by default) — or, from the same
+/// sampling epochs, advantage-weighted regression, online Diffusion-DPO or ReFL — KL drift to the
 /// frozen base model, and a gold evaluation on fixed prompts, all logged to one HDF5 file.
 ///
 /// Every epoch draws its randomness from (seed, epoch) alone, and a checkpoint holds the trainable
