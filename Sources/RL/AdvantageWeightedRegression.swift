@@ -44,13 +44,13 @@ extension DDPOTrainer {
     func trainAdvantageWeighted(_ trajectories: Trajectories, indices: [Int], advantages: [Double],
                                 rng: inout RandomGenerator) throws -> TrainingFigures {
         guard !indices.isEmpty, let finalLatents = trajectories.latents.last else {
-            return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan)
+            return TrainingFigures(gradNorm: .nan)
         }
         let settings = config.advantageWeighted, copies = settings.timestepsPerSample
         let weights = advantageWeights(advantages: indices.map { advantages[$0] }, temperature: settings.temperature)
-        let timesteps = settings.timestepRange.isEmpty ? 0 ..< policy.schedule.trainSteps : settings.timestepRange[0] ..< settings.timestepRange[1]
+        let timesteps = DDPOConfig.halfOpenRange(settings.timestepRange)
         let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
-        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: effectiveSampleSize(weights))
+        var figures = TrainingFigures(effectiveSamples: effectiveSampleSize(weights))
         try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
             // Each sample `copies` times in one forward, at independent noise levels.
             let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }

@@ -125,26 +125,21 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try require(samplingBatch >= 1 && trainBatch >= 1 && gradientAccumulation >= 1 && innerEpochs >= 1,
                     "samplingBatch, trainBatch, gradientAccumulation and innerEpochs must be at least 1")
         try require(timestepFraction > 0 && timestepFraction <= 1, "timestepFraction must be in (0, 1]")
-        try require(trainStepRange.isEmpty || (trainStepRange.count == 2 && trainStepRange[0] >= 0 && trainStepRange[0] < trainStepRange[1]
-                                               && trainStepRange[1] <= sampling.steps),
-                    "trainStepRange must be empty or [first, end) with 0 ≤ first < end ≤ sampling.steps (\(sampling.steps))")
-        try require(sharedNoiseStepRange.isEmpty || (sharedNoiseStepRange.count == 2 && sharedNoiseStepRange[0] >= 0
-                                                     && sharedNoiseStepRange[0] < sharedNoiseStepRange[1]
-                                                     && sharedNoiseStepRange[1] <= sampling.steps),
-                    "sharedNoiseStepRange must be empty or [first, end) with 0 ≤ first < end ≤ sampling.steps (\(sampling.steps))")
+        func requireRange(_ pair: [Int], _ name: String, end: Int?) throws {
+            let valid = pair.isEmpty || (pair.count == 2 && pair[0] >= 0 && pair[0] < pair[1] && pair[1] <= (end ?? Int.max))
+            try require(valid, "\(name) must be empty or [first, end) with 0 ≤ first < end" + (end.map { " ≤ sampling.steps (\($0))" } ?? ""))
+        }
+        try requireRange(trainStepRange, "trainStepRange", end: sampling.steps)
+        try requireRange(sharedNoiseStepRange, "sharedNoiseStepRange", end: sampling.steps)
         try require(!antitheticNoise || imagesPerPrompt % 2 == 0,
                     "antitheticNoise pairs a prompt's images, so imagesPerPrompt (\(imagesPerPrompt)) must be even")
         try require(clipRange > 0 && advantageClip > 0, "clipRange and advantageClip must be positive")
         try require(advantageWeighted.temperature > 0 && advantageWeighted.temperature.isFinite && advantageWeighted.timestepsPerSample >= 1,
                     "advantageWeighted.temperature must be positive and advantageWeighted.timestepsPerSample at least 1")
-        try require(advantageWeighted.timestepRange.isEmpty || (advantageWeighted.timestepRange.count == 2 && advantageWeighted.timestepRange[0] >= 0
-                                                                && advantageWeighted.timestepRange[0] < advantageWeighted.timestepRange[1]),
-                    "advantageWeighted.timestepRange must be empty or [first, end) with 0 ≤ first < end")
+        try requireRange(advantageWeighted.timestepRange, "advantageWeighted.timestepRange", end: nil)
         try require(diffusionDPO.beta > 0 && diffusionDPO.beta.isFinite && diffusionDPO.timestepsPerPair >= 1,
                     "diffusionDPO.beta must be positive and diffusionDPO.timestepsPerPair at least 1")
-        try require(diffusionDPO.timestepRange.isEmpty || (diffusionDPO.timestepRange.count == 2 && diffusionDPO.timestepRange[0] >= 0
-                                                           && diffusionDPO.timestepRange[0] < diffusionDPO.timestepRange[1]),
-                    "diffusionDPO.timestepRange must be empty or [first, end) with 0 ≤ first < end")
+        try requireRange(diffusionDPO.timestepRange, "diffusionDPO.timestepRange", end: nil)
         try require(refl.gradientSteps >= 1 && refl.gradientSteps <= sampling.steps,
                     "refl.gradientSteps must be in 1...sampling.steps (\(sampling.steps))")
         try require(loss != .refl || rewards.standardize.isEmpty, "refl backpropagates raw rewards; rewards.standardize must be empty")
@@ -162,6 +157,11 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
 
 extension DDPOConfig: OpenConfigMaps {
     public static var openMaps: Set<String> { ["rewards.weights"] }
+}
+
+extension DDPOConfig {
+    /// A config's [first, end) pair as a range; nil when the pair is empty ("all").
+    static func halfOpenRange(_ pair: [Int]) -> Range<Int>? { pair.count == 2 ? pair[0] ..< pair[1] : nil }
 }
 
 /// What went wrong in fine-tuning, in one line.

@@ -362,7 +362,7 @@ public final class DDPOTrainer {
 
     /// The sampling steps training may use: `trainStepRange`, or every step.
     var trainableSteps: [Int] {
-        config.trainStepRange.isEmpty ? Array(0..<config.sampling.steps) : Array(config.trainStepRange[0] ..< config.trainStepRange[1])
+        Array(DDPOConfig.halfOpenRange(config.trainStepRange) ?? 0 ..< config.sampling.steps)
     }
 
     /// Clipped advantages of `rewards` as the config forms them: group-standardized or
@@ -404,7 +404,7 @@ public final class DDPOTrainer {
         let initialLatents = config.shareInitialNoise ? try perPromptNoise() : try perSampleNoise()
         var stepNoise: [Int: Tensor] = [:]
         for step in 0..<config.sampling.steps {
-            let shared = config.sharedNoiseStepRange.count == 2 && config.sharedNoiseStepRange[0] <= step && step < config.sharedNoiseStepRange[1]
+            let shared = DDPOConfig.halfOpenRange(config.sharedNoiseStepRange)?.contains(step) ?? false
             stepNoise[step] = shared ? try perPromptNoise() : try perSampleNoise()
         }
         for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
@@ -437,8 +437,11 @@ public final class DDPOTrainer {
         return KLSummary(perStep: perStep)
     }
 
+    /// What an epoch's update reports; a figure the objective does not have stays NaN.
     struct TrainingFigures {
-        var loss = 0.0, clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, gradNorm = 0.0
+        var loss = Double.nan, clipFraction = Double.nan, approxKL = Double.nan, ratio = Double.nan
+        /// Summed by `applyAccumulatedGradients`, then averaged over the updates.
+        var gradNorm = 0.0
         /// Advantage-weighted regression's effective sample size (Kish), Diffusion-DPO's pair count;
         /// the usable count otherwise.
         var effectiveSamples = Double.nan
@@ -487,48 +490,45 @@ public final class DDPOTrainer {
 
     /// Inner epochs of policy-gradient updates over the usable samples.
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
-        guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
+        guard !indices.isEmpty else { return TrainingFigures(gradNorm: .nan) }
         let eligible = trainableSteps
         let trainedSteps = max(1, Int((config.timestepFraction * Double(eligible.count)).rounded()))
-        var figures = TrainingFigures(), terms = 0, updates = 0
+        var figures = TrainingFigures(effectiveSamples: Double(indices.count))
+        var clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, terms = 0
         let oldLogProbs = trajectories.logProbs.map(\.values)
-        for _ in 0..<config.innerEpochs {
-            var order = indices
-            order.shuffle(using: &rng)
-            let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
-            for (b, batch) in batches.enumerated() {
-                let captions = batch.map { trajectories.prompts[$0] }
-                let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
-                var steps = eligible
-                steps.shuffle(using: &rng)
-                let scale = 1 / Double(trainedSteps * config.gradientAccumulation)
-                for s in steps.prefix(trainedSteps) {
-                    let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
-                    let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
-                                                 advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
-                    var loss = result.loss
-                    if config.kl.beta > 0 {
-                        let theirs = try withNoGrad {
-                            try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling).mean
-                        }
-                        loss = try loss + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * config.kl.beta
+        try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
+            let captions = batch.map { trajectories.prompts[$0] }
+            let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+            var steps = eligible
+            steps.shuffle(using: &rng)
+            let scale = 1 / Double(trainedSteps * config.gradientAccumulation)
+            var batchLoss = 0.0
+            for s in steps.prefix(trainedSteps) {
+                let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
+                let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
+                                             advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
+                var loss = result.loss
+                if config.kl.beta > 0 {
+                    let theirs = try withNoGrad {
+                        try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling).mean
                     }
-                    try (loss * scale).backward()
-                    figures.loss += loss.item
-                    figures.clipFraction += result.clipFraction
-                    figures.approxKL += result.approxKL
-                    figures.ratio += result.meanRatio
-                    terms += 1
+                    loss = try loss + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * config.kl.beta
                 }
-                if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1 {
-                    try applyAccumulatedGradients(&figures, updates: &updates)
-                }
+                try (loss * scale).backward()
+                batchLoss += loss.item
+                clipFraction += result.clipFraction
+                approxKL += result.approxKL
+                ratio += result.meanRatio
+                terms += 1
             }
+            // Every batch trains `trainedSteps` steps, so the mean over batches is the mean over terms.
+            return batchLoss / Double(trainedSteps)
         }
         let n = Double(max(terms, 1))
-        return TrainingFigures(loss: figures.loss / n, clipFraction: figures.clipFraction / n, approxKL: figures.approxKL / n,
-                               ratio: figures.ratio / n, gradNorm: updates > 0 ? figures.gradNorm / Double(updates) : .nan,
-                               effectiveSamples: Double(indices.count))
+        figures.clipFraction = clipFraction / n
+        figures.approxKL = approxKL / n
+        figures.ratio = ratio / n
+        return figures
     }
 
     /// The gold evaluation on the fixed prompts (nil when there are none); logs a grid of the

@@ -78,12 +78,12 @@ extension DDPOTrainer {
         let pairs = preferencePairs(rewards: indices.map { rewards[$0] }, groups: indices.map { groups[$0] })
             .map { (winner: indices[$0.winner], loser: indices[$0.loser]) }
         guard !pairs.isEmpty, let finalLatents = trajectories.latents.last else {
-            return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan, effectiveSamples: 0)
+            return TrainingFigures(gradNorm: .nan, effectiveSamples: 0)
         }
         let settings = config.diffusionDPO, copies = settings.timestepsPerPair
         let guidance = settings.guided ? config.sampling.guidance : 1
-        let range = settings.timestepRange.isEmpty ? nil : settings.timestepRange[0] ..< settings.timestepRange[1]
-        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(pairs.count))
+        let range = DDPOConfig.halfOpenRange(settings.timestepRange)
+        var figures = TrainingFigures(effectiveSamples: Double(pairs.count))
         var accuracy = 0.0, batches = 0
         try trainInBatches(Array(pairs.indices), figures: &figures, rng: &rng) { batch, rng in
             // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.

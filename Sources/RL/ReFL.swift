@@ -33,9 +33,9 @@ extension DDPOTrainer {
     /// ReFL / DRaFT-K: inner epochs over the epoch's samples, each batch's `reflLoss`
     /// backpropagated into the UNet.
     func trainReFL(_ trajectories: Trajectories, indices: [Int], rng: inout RandomGenerator) throws -> TrainingFigures {
-        guard !indices.isEmpty else { return TrainingFigures(loss: .nan, clipFraction: .nan, approxKL: .nan, ratio: .nan, gradNorm: .nan) }
+        guard !indices.isEmpty else { return TrainingFigures(gradNorm: .nan) }
         let sources = try differentiableSources(config.rewards, functions: rewardFunctions)
-        var figures = TrainingFigures(clipFraction: .nan, approxKL: .nan, ratio: .nan, effectiveSamples: Double(indices.count))
+        var figures = TrainingFigures(effectiveSamples: Double(indices.count))
         try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
             let loss = try reflLoss(trajectories, batch: batch, sources: sources)
             guard loss.item.isFinite else {
