@@ -10,6 +10,8 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var unet = UNetConfig()
     public var text = TextEncoderConfig()
     public var schedule = NoiseSchedule.Settings()
+    /// A LoRA adapter on the UNet's attention that acts only at some timesteps; nil: none.
+    public var unetAdapter: UNetAdapter?
 
     public init() {}
 
@@ -28,11 +30,36 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// A LoRA adapter on every attention projection of the UNet that acts only on samples whose
+/// timestep lies in [first, end) — fine-tuning that changes the noisy steps, where layout is
+/// decided, and leaves the base model at the others. It cannot be merged, so a model folder keeps
+/// it apart: `unet.safetensors` holds the base UNet, `unet_lora.safetensors` the adapter.
+public struct UNetAdapter: Codable, Equatable, Sendable {
+    public var rank: Int
+    public var alpha: Double
+    /// [first, end) in the training timesteps (0 … T − 1).
+    public var timestepRange: [Double]
+
+    public init(rank: Int, alpha: Double, timestepRange: [Double]) {
+        self.rank = rank
+        self.alpha = alpha
+        self.timestepRange = timestepRange
+    }
+
+    /// The range the adapter acts on; a malformed range is an error naming it.
+    public func timesteps() throws -> Range<Double> {
+        guard timestepRange.count == 2, timestepRange[0] < timestepRange[1] else {
+            throw DiffusionError.invalidSettings("UNet adapter: timestepRange \(timestepRange) is not [first, end) with first < end")
+        }
+        return timestepRange[0]..<timestepRange[1]
+    }
+}
+
 /// The text-to-image model: VAE, tokenizer, text encoder, UNet and noise schedule, saved as one
 /// folder (`config.json`, `tokenizer.json`, `vae.safetensors`, `text_encoder.safetensors`,
-/// `unet.safetensors`).
+/// `unet.safetensors`, and `unet_lora.safetensors` with a timestep-gated adapter).
 public final class LatentDiffusionModel {
-    public let config: ModelConfig
+    public private(set) var config: ModelConfig
     public let vae: AutoencoderKL
     public let tokenizer: Tokenizer
     public let textEncoder: TextEncoder
@@ -51,6 +78,22 @@ public final class LatentDiffusionModel {
         textEncoder = TextEncoder(config.text, vocabularySize: tokenizer.count, using: &rng)
         unet = try UNet2DConditionModel(config.unet, using: &rng)
         schedule = NoiseSchedule(config.schedule)
+    }
+
+    /// Wraps the UNet's attention projections in LoRA adapters that act only at the adapter's
+    /// timesteps and records the adapter in the config, so `save` keeps it. Returns the
+    /// adapters' parameters (the only trainable ones afterwards).
+    @discardableResult
+    public func attachUNetAdapter(_ adapter: UNetAdapter, using rng: inout RandomGenerator) throws -> [(name: String, tensor: Tensor)] {
+        guard config.unetAdapter == nil, unet.timestepGate == nil else {
+            throw DiffusionError.invalidSettings("the model already has a timestep-gated UNet adapter")
+        }
+        let timesteps = try adapter.timesteps()
+        let gate = AdapterGate()
+        let parameters = try applyLoRA(to: unet, rank: adapter.rank, alpha: adapter.alpha, gate: gate, using: &rng)
+        unet.timestepGate = (gate, timesteps)
+        config.unetAdapter = adapter
+        return parameters
     }
 
     /// Latent side length.
@@ -74,8 +117,14 @@ public final class LatentDiffusionModel {
         try encoder.encode(tokenizer).write(to: directory.appendingPathComponent("tokenizer.json"))
         try Safetensors.write(vae.stateDict(), to: directory.appendingPathComponent("vae.safetensors"), as: stored)
         try Safetensors.write(textEncoder.stateDict(), to: directory.appendingPathComponent("text_encoder.safetensors"), as: stored)
-        try Safetensors.write(unet.stateDict(), to: directory.appendingPathComponent("unet.safetensors"), as: stored,
-                              metadata: ["format": "pt"])
+        let unetState = unet.stateDict()
+        let isAdapter = { (name: String) in name.contains(".lora_") }
+        try Safetensors.write(unetState.filter { !isAdapter($0.key) }, to: directory.appendingPathComponent("unet.safetensors"),
+                              as: stored, metadata: ["format": "pt"])
+        if config.unetAdapter != nil {
+            try Safetensors.write(unetState.filter { isAdapter($0.key) }, to: directory.appendingPathComponent("unet_lora.safetensors"),
+                                  as: stored, metadata: ["format": "pt"])
+        }
     }
 
     /// Loads a model folder written by `save`; a missing file or mismatched tensor is an error naming it.
@@ -90,11 +139,19 @@ public final class LatentDiffusionModel {
         let config = try JSONDecoder().decode(ModelConfig.self, from: read("config.json"))
         let tokenizer = try JSONDecoder().decode(Tokenizer.self, from: read("tokenizer.json"))
         var rng = RandomGenerator(seed: 0)
-        let model = try LatentDiffusionModel(config: config, tokenizer: tokenizer, using: &rng)
-        for (file, module) in [("vae.safetensors", model.vae as any Module), ("text_encoder.safetensors", model.textEncoder),
-                               ("unet.safetensors", model.unet)] {
-            _ = try read(file)
-            try module.loadParameters(Safetensors.read(directory.appendingPathComponent(file)).tensors)
+        var baseConfig = config
+        baseConfig.unetAdapter = nil
+        let model = try LatentDiffusionModel(config: baseConfig, tokenizer: tokenizer, using: &rng)
+        if let adapter = config.unetAdapter { try model.attachUNetAdapter(adapter, using: &rng) }
+        let unetFiles = ["unet.safetensors"] + (config.unetAdapter == nil ? [] : ["unet_lora.safetensors"])
+        for (files, module) in [(["vae.safetensors"], model.vae as any Module), (["text_encoder.safetensors"], model.textEncoder),
+                                (unetFiles, model.unet)] {
+            var tensors: [String: Tensor] = [:]
+            for file in files {
+                _ = try read(file)
+                tensors.merge(try Safetensors.read(directory.appendingPathComponent(file)).tensors) { first, _ in first }
+            }
+            try module.loadParameters(tensors)
         }
         return model
     }

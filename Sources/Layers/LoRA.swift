@@ -1,5 +1,16 @@
 import Engine
 
+/// Which rows of a batch the LoRA adapters sharing this gate act on: every row (`open == nil`,
+/// the default) or the rows marked true — a diffusion UNet's adapter that acts only at noisy
+/// timesteps, say. All adapters of a model share one gate, so the model sets it once per forward
+/// from what it knows about each row (its timestep); the adapters only see batch rows.
+public final class AdapterGate {
+    /// Per batch row, whether the adapters act on it; nil: on every row.
+    public var open: [Bool]?
+
+    public init(open: [Bool]? = nil) { self.open = open }
+}
+
 /// A Linear layer with a low-rank adapter: y = x·Wᵀ + b + (α/r)·(x·Aᵀ)·Bᵀ, A [r, in], B [out, r].
 /// Only A and B train; B starts at zero so the adapted layer starts equal to the base. The base
 /// keeps its own parameter names, so a base checkpoint loads into the adapted model unchanged.
@@ -13,6 +24,8 @@ public final class LoRALinear: LinearLayer {
     public let alpha: Double
     /// Whether the adapter has been added into the base weight.
     public private(set) var isMerged = false
+    /// Limits the adapter to some rows of the batch (dimension 0 of the input); nil: every row.
+    public var gate: AdapterGate?
 
     public var scale: Double { alpha / Double(rank) }
     public var inFeatures: Int { base.inFeatures }
@@ -35,14 +48,28 @@ public final class LoRALinear: LinearLayer {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         let y = try base(x)
         if isMerged { return y }
+        let open = gate?.open
+        if let open {
+            guard x.rank >= 2, x.shape[0] == open.count else {
+                throw EngineError.shapeMismatch(op: "LoRALinear", "input \(x.shape) for a gate over \(open.count) rows")
+            }
+            if !open.contains(true) { return y }
+        }
         let rows = try x.reshaped([-1, inFeatures])
-        let update = try matmul(matmul(rows, down, transposeB: true), up, transposeB: true) * scale
+        var update = try matmul(matmul(rows, down, transposeB: true), up, transposeB: true) * scale
+        if let open, open.contains(false) {
+            // Zero the closed rows' update; the mask is a constant, so their rows get no gradient either.
+            let mask = try Tensor(open.map { $0 ? 1 : 0 }, shape: [open.count, 1], dtype: y.dtype)
+            update = try update.reshaped([open.count, -1]) * mask
+        }
         return try y + update.reshaped(y.shape)
     }
 
-    /// Adds (α/r)·B·A into the base weight, so inference costs one GEMM.
+    /// Adds (α/r)·B·A into the base weight, so inference costs one GEMM. A gated adapter cannot
+    /// be merged: the merged weight would act on every row.
     public func merge() throws {
         guard !isMerged else { return }
+        guard gate == nil else { throw EngineError.invalidArgument(op: "LoRA", "a gated adapter cannot be merged into its base weight") }
         try addDelta(sign: 1)
         isMerged = true
     }
@@ -89,15 +116,18 @@ private func mapProjections(of node: any Module, targets: LoRATargets,
 
 /// Wraps the projections `targets` names, everywhere in the tree under `module`, in LoRA
 /// adapters: afterwards only the adapters train. Returns the adapters' parameters, by their
-/// names in the tree (`….attn1.to_q.lora_down.weight`).
+/// names in the tree (`….attn1.to_q.lora_down.weight`). With `gate`, every adapter acts only
+/// on the rows the gate opens.
 @discardableResult
 public func applyLoRA(to module: any Module, rank: Int, alpha: Double? = nil, targets: LoRATargets = .attention,
-                      using rng: inout RandomGenerator) throws -> [(name: String, tensor: Tensor)] {
+                      gate: AdapterGate? = nil, using rng: inout RandomGenerator) throws -> [(name: String, tensor: Tensor)] {
     try checkLoRARank(rank)
     module.setTrainable(false)
     mapProjections(of: module, targets: targets) { layer in
         guard let linear = layer as? Linear else { return layer }
-        return LoRALinear(base: linear, rank: rank, alpha: alpha, using: &rng)
+        let adapter = LoRALinear(base: linear, rank: rank, alpha: alpha, using: &rng)
+        adapter.gate = gate
+        return adapter
     }
     return module.trainableParameters()
 }

@@ -106,6 +106,10 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var loraRank = 4
     /// LoRA α; 0 means α = rank.
     public var loraAlpha = 0.0
+    /// [first, end) in training timesteps: the LoRA acts only on samples at these timesteps and
+    /// the base model runs unchanged at the others (empty: every timestep). With it the
+    /// fine-tuned model is saved with its adapter unmerged (`unet_lora.safetensors`).
+    public var loraTimestepRange: [Int] = []
     public var rewards = RewardComposition()
     public var kl = KLSettings()
     public var evaluation = TrainingEvaluation()
@@ -146,6 +150,8 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try require(loss != .diffusionDPO || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")
+        try requireRange(loraTimestepRange, "loraTimestepRange", end: nil)
+        try require(loraTimestepRange.isEmpty || loraRank > 0, "loraTimestepRange gates a LoRA adapter, so loraRank must be > 0")
         try require(kl.beta >= 0 && kl.every >= 0 && kl.samples >= 0, "kl settings must be ≥ 0")
         try require(["heldout", "validation"].contains(evaluation.split), "evaluation.split must be heldout or validation")
         try require(evaluation.every >= 1 && evaluation.prompts >= 0 && evaluation.imagesPerPrompt >= 1,

@@ -84,7 +84,17 @@ public final class DDPOTrainer {
             model.unet.setTrainable(false)
         }
         var initRNG = RandomGenerator(seed: config.seed ^ 0x10_2A)
-        if config.loraRank > 0 {
+        guard policy.config.unetAdapter == nil else {
+            throw DDPOError("\(config.model) has a timestep-gated UNet adapter; fine-tune from a model without one")
+        }
+        if let gate = DDPOConfig.halfOpenRange(config.loraTimestepRange) {
+            let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: config.sampling.steps, eta: config.sampling.eta)
+            try DDPOTrainer.checkTrainedTimesteps(config, inside: gate, samplingTimesteps: scheduler.timesteps,
+                                                  trainSteps: policy.schedule.trainSteps)
+            let adapter = UNetAdapter(rank: config.loraRank, alpha: config.loraAlpha > 0 ? config.loraAlpha : Double(config.loraRank),
+                                      timestepRange: [Double(gate.lowerBound), Double(gate.upperBound)])
+            parameters = try policy.attachUNetAdapter(adapter, using: &initRNG)
+        } else if config.loraRank > 0 {
             parameters = try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.loraAlpha > 0 ? config.loraAlpha : nil,
                                        using: &initRNG)
         } else {
@@ -128,7 +138,8 @@ public final class DDPOTrainer {
                                    imageSize: [policy.config.imageSize, policy.config.imageSize])
             log = try RunLogWriter(url: logURL, layout: layout, info: info, overwrite: overwrite)
             try log.event(epoch: 0, kind: "info", "\(parameters.count) trainable tensors, \(parameterCount) parameters"
-                          + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : " (full fine-tuning)"))
+                          + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : " (full fine-tuning)")
+                          + (config.loraTimestepRange.isEmpty ? "" : ", acting only at timesteps [\(config.loraTimestepRange[0]), \(config.loraTimestepRange[1]))"))
             if config.kl.every > 0 {
                 try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
                               + " every \(config.kl.every) epochs")
@@ -204,10 +215,15 @@ public final class DDPOTrainer {
             if epoch % config.checkpointEvery == 0 || epoch == config.epochs { try writeCheckpoint() }
         }
         if epoch == config.epochs {
-            try mergeAndRemoveLoRA(from: policy.unet)
+            // A timestep-gated adapter stays apart from the base weights (`unet_lora.safetensors`).
+            if policy.config.unetAdapter == nil { try mergeAndRemoveLoRA(from: policy.unet) }
             try policy.save(to: output.appendingPathComponent("model"))
             let unet = output.appendingPathComponent("model/unet.safetensors")
             try log.checkpoint(epoch: epoch, path: "model/unet.safetensors", sha256: SHA256.hex(fileAt: unet))
+            if policy.config.unetAdapter != nil {
+                let adapter = output.appendingPathComponent("model/unet_lora.safetensors")
+                try log.checkpoint(epoch: epoch, path: "model/unet_lora.safetensors", sha256: SHA256.hex(fileAt: adapter))
+            }
             try log.event(epoch: epoch, kind: "done", "wrote the fine-tuned model to model/")
             try log.flush()
         }
@@ -358,6 +374,31 @@ public final class DDPOTrainer {
         return DDPOEpochSummary(epoch: epoch - 1, reward: rewardMean, perspectives: perspectiveMeans, kl: kl, loss: training.loss,
                                 clipFraction: training.clipFraction, approxKL: training.approxKL, gradNorm: training.gradNorm,
                                 effectiveSamples: training.effectiveSamples, preferenceAccuracy: training.preferenceAccuracy, skippedBatches: skipped, evaluation: evaluation, seconds: seconds)
+    }
+
+    /// With a timestep-gated LoRA, every timestep the loss trains must be one the adapter acts
+    /// on, or its gradient would be zero: the trained sampling steps for the policy gradient, the
+    /// drawn timestep range for the regression losses. ReFL differentiates through every step
+    /// and needs no check.
+    static func checkTrainedTimesteps(_ config: DDPOConfig, inside gate: Range<Int>, samplingTimesteps timesteps: [Int],
+                                      trainSteps: Int) throws {
+        switch config.loss {
+        case .ppo, .reinforce:
+            let steps = DDPOConfig.halfOpenRange(config.trainStepRange) ?? 0 ..< config.sampling.steps
+            if let step = steps.first(where: { !gate.contains(timesteps[$0]) }) {
+                throw DDPOError("step \(step) (t = \(timesteps[step])) is trained but outside loraTimestepRange \(config.loraTimestepRange); "
+                                + "narrow trainStepRange or widen loraTimestepRange")
+            }
+        case .advantageWeighted, .diffusionDPO:
+            let (name, pair) = config.loss == .diffusionDPO ? ("diffusionDPO", config.diffusionDPO.timestepRange)
+                                                            : ("advantageWeighted", config.advantageWeighted.timestepRange)
+            let drawn = DDPOConfig.halfOpenRange(pair) ?? 0 ..< trainSteps
+            guard drawn.lowerBound >= gate.lowerBound && drawn.upperBound <= gate.upperBound else {
+                throw DDPOError("\(name).timestepRange \(pair.isEmpty ? "(all)" : "\(pair)") must lie inside loraTimestepRange \(config.loraTimestepRange)")
+            }
+        case .refl:
+            break
+        }
     }
 
     /// The sampling steps training may use: `trainStepRange`, or every step.

@@ -80,6 +80,15 @@ final class LayerGradientTests: XCTestCase {
         assertGradients(lora, inputs: [input([3, 5], seed: 15)]) { try lora($0[0]) }
         XCTAssertNil(base.weight.grad, "the base weight is frozen")
     }
+
+    /// A gated adapter: the gradient reaches A and B only through the open rows.
+    func testGatedLoRA() throws {
+        let base = Linear(5, 4, dtype: .float64, using: &rng)
+        let lora = LoRALinear(base: base, rank: 2, alpha: 4, using: &rng)
+        lora.up.assign(input([4, 2], seed: 17))
+        lora.gate = AdapterGate(open: [true, false, true])
+        assertGradients(lora, inputs: [input([3, 2, 5], seed: 18)]) { try lora($0[0]) }
+    }
 }
 
 final class LoRATests: XCTestCase {
@@ -90,6 +99,35 @@ final class LoRATests: XCTestCase {
         let before = try base(x).values
         let lora = LoRALinear(base: base, rank: 2, using: &rng)
         XCTAssertEqual(try lora(x).values, before)
+    }
+
+    /// A gate leaves closed rows exactly at the base layer's output and open rows at the adapted
+    /// one; with every row closed no update is computed; a gate of the wrong size is an error
+    /// naming both sizes, and a gated adapter refuses to merge.
+    func testGatedAdapterActsOnOpenRowsOnly() throws {
+        var rng = RandomGenerator(seed: 7)
+        let base = Linear(6, 3, dtype: .float64, using: &rng)
+        let x = input([3, 2, 6], seed: 8)
+        let baseOutput = try base(x).values
+        let lora = LoRALinear(base: base, rank: 2, alpha: 8, using: &rng)
+        lora.up.assign(input([3, 2], seed: 9))
+        let adapted = try lora(x).values
+        let rowSize = 2 * 3
+        lora.gate = AdapterGate(open: [true, false, true])
+        let gated = try lora(x).values
+        for row in 0..<3 {
+            let expected = row == 1 ? baseOutput : adapted
+            for i in row * rowSize ..< (row + 1) * rowSize { XCTAssertEqual(gated[i], expected[i], accuracy: 1e-12, "row \(row)") }
+        }
+        XCTAssertNotEqual(Array(adapted[0..<rowSize]), Array(baseOutput[0..<rowSize]), "the adapter changes open rows")
+        XCTAssertEqual(Array(gated[rowSize ..< 2 * rowSize]), Array(baseOutput[rowSize ..< 2 * rowSize]), "closed rows are bitwise the base output")
+        lora.gate!.open = [false, false, false]
+        XCTAssertEqual(try lora(x).values, baseOutput)
+        lora.gate!.open = nil
+        XCTAssertEqual(try lora(x).values, adapted)
+        lora.gate!.open = [true, false]
+        XCTAssertThrowsError(try lora(x)) { XCTAssertTrue("\($0)".contains("[3, 2, 6]") && "\($0)".contains("2 rows"), "\($0)") }
+        XCTAssertThrowsError(try lora.merge()) { XCTAssertTrue("\($0)".contains("gated"), "\($0)") }
     }
 
     func testMergeAndUnmergeGiveTheSameOutputs() throws {

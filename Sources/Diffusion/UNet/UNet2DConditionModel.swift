@@ -102,6 +102,9 @@ public final class UNet2DConditionModel: Module {
     let upBlocks: [UpBlock]
     let normOut: GroupNorm
     let convOut: Conv2d
+    /// A timestep-gated adapter's gate and the timesteps [first, end) it opens; nil when the UNet
+    /// has none (`LatentDiffusionModel.attachUNetAdapter`).
+    public internal(set) var timestepGate: (gate: AdapterGate, timesteps: Range<Double>)?
 
     public init(_ config: UNetConfig = UNetConfig(), dtype: DType = .float32, using rng: inout RandomGenerator) throws {
         try config.validate()
@@ -150,6 +153,7 @@ public final class UNet2DConditionModel: Module {
         guard x.shape[2] % (1 << levels) == 0 && x.shape[3] % (1 << levels) == 0 else {
             throw EngineError.shapeMismatch(op: "UNet2DConditionModel", "latents \(x.shape) are not divisible by \(1 << levels)")
         }
+        if let timestepGate { timestepGate.gate.open = timesteps.map(timestepGate.timesteps.contains) }
         let time = try timeEmbedding(timestepFeatures(timesteps, dimension: config.blockOutChannels[0], dtype: x.dtype))
         var h = try convIn(x)
         var skips = [h]
