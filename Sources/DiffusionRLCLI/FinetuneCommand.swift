@@ -21,7 +21,8 @@ enum FinetuneCommand {
     only). Logs the resolved config, per-epoch metrics
     (reward per perspective, gold scores, KL drift to the base model, loss, clip fraction,
     approx-KL, grad norm, timings), per-sample rows, evaluation grids and checkpoints to DIR/run.h5;
-    writes the fine-tuned model to DIR/model at the end. Every config key is optional; an unknown
+    writes the fine-tuned model to DIR/model at the end (LoRA merged, unless "loraTimestepRange"
+    limits it to some timesteps: then it stays apart, in unet_lora.safetensors). Every config key is optional; an unknown
     key is an error. --resume continues a stopped run from its last checkpoint (same config);
     --force replaces an existing run.
 
@@ -96,7 +97,9 @@ enum FinetuneCommand {
         for note in trainer.notes { print("finetune: \(note)") }
         print("finetune: \(config.loss.rawValue) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
               + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
-              + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : "") + "; log \(output.appendingPathComponent("run.h5").path)")
+              + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank)" + (config.loraTimestepRange.isEmpty ? ")"
+                                                                   : ", at timesteps [\(config.loraTimestepRange[0]), \(config.loraTimestepRange[1])))") : "")
+              + "; log \(output.appendingPathComponent("run.h5").path)")
         try trainer.run(progress: { print($0); fflush(stdout) })
         try trainer.close()
         print("finetune: wrote \(output.appendingPathComponent("model").path)")

@@ -581,12 +581,12 @@ public final class DDPOTrainer {
         var firstImages: [Int: RGBImage] = [:], seen = 0
         let report = try GoldEvaluation.run(model: policy, split: split, promptCount: config.evaluation.prompts,
                                             imagesPerPrompt: config.evaluation.imagesPerPrompt, settings: settings,
-                                            batch: config.samplingBatch) { _, images in
+                                            batch: config.samplingBatch, collect: { _, images in
             for image in images {
                 if seen % config.evaluation.imagesPerPrompt == 0 { firstImages[seen / config.evaluation.imagesPerPrompt] = image }
                 seen += 1
             }
-        }
+        })
         let evaluationIndex = epoch == 0 ? 0 : epoch / config.evaluation.every
         if evaluationIndex % config.evaluation.gridEvery == 0 || epoch + 1 >= config.epochs {
             let order = firstImages.keys.sorted()
