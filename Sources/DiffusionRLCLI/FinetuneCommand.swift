@@ -22,9 +22,9 @@ enum FinetuneCommand {
     (reward per perspective, gold scores, KL drift to the base model, loss, clip fraction,
     approx-KL, grad norm, timings), per-sample rows, evaluation grids and checkpoints to DIR/run.h5;
     writes the fine-tuned model to DIR/model at the end (LoRA merged, unless "loraTimestepRange"
-    limits it to some timesteps: then it stays apart, in unet_lora.safetensors). Every config key is optional; an unknown
-    key is an error. --resume continues a stopped run from its last checkpoint (same config);
-    --force replaces an existing run.
+    limits it to some timesteps: then it stays apart, in unet_lora.safetensors). Every config key
+    is optional; an unknown key is an error. --resume continues a stopped run from its last
+    checkpoint (same config); --force replaces an existing run.
 
     usage: diffusion-rl finetune [--config FILE.json] --gradient-noise N [--threads N] [--json]
 

@@ -37,6 +37,13 @@ final class TimestepGatedLoRATests: XCTestCase {
         let saved = try Safetensors.read(output.appendingPathComponent("model/unet_lora.safetensors")).tensors
         XCTAssertEqual(Set(saved.keys), Set(trained.keys))
         for (name, tensor) in saved { XCTAssertEqual(tensor.values, trained[name], name) }
+
+        // Fine-tuning that model again is refused: its adapter cannot be merged or stacked.
+        var again = Self.gatedConfig()
+        again.model = output.appendingPathComponent("model").path
+        XCTAssertThrowsError(try DDPOTrainer(config: again, output: output.appendingPathComponent("again"), commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("has a timestep-gated UNet adapter"), "\($0)")
+        }
     }
 
     /// A trained timestep the adapter does not act on would get no gradient: refused up front.
