@@ -7,8 +7,10 @@ enum ReportCommand {
     usage: diffusion-rl report RUN.h5 [RUN2.h5 ...] --out report.html [--force] [--image-epochs N]
 
     Writes one self-contained HTML page (no network, no scripts): a chart for every metric with
-    all runs overlaid, reward against √KL when the runs log a KL, sample grids by epoch with their
-    prompts (up to N epochs per run, default 8), and the events. Runs are named by their file.
+    all runs overlaid, reward against √KL when the runs log a KL, the KL by sampling step per run
+    (a line for each of up to four measured epochs), gold against proxy for a learned reward,
+    sample grids by epoch with their prompts (up to N epochs per run, default 8), and the events.
+    Runs are named by their file.
     """
 
     static func run(_ arguments: [String]) throws {

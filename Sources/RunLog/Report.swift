@@ -2,7 +2,7 @@ import Foundation
 import Images
 
 /// One self-contained HTML page for one or more runs: an SVG line chart per metric (runs overlaid,
-/// with a legend), reward against √KL, sample grids by epoch as embedded PNGs with their prompts,
+/// with a legend), reward against √KL, the KL to the reference by sampling step, sample grids by epoch as embedded PNGs with their prompts,
 /// and the events. No scripts and no network: it opens anywhere, and can be mailed.
 public enum RunReport {
     /// A run to report, with the name it goes by in legends.
@@ -27,14 +27,16 @@ public enum RunReport {
         // Metrics: the union of names, in first-seen order.
         var names: [String] = []
         for run in runs { for name in run.reader.metricNames where !names.contains(name) { names.append(name) } }
+        // Per-step KL (`kl_step_00` …) is one chart per run below, not a chart per step.
+        let stepKLNames = names.filter(isStepKL)
         body += "<h2>Metrics</h2>\n<div class=charts>\n"
-        for name in names {
+        for name in names where !isStepKL(name) {
             let series = try runs.enumerated().compactMap { index, run -> Series? in
                 guard run.reader.metricNames.contains(name) else { return nil }
                 let values = try run.reader.metric(name)
                 return Series(label: run.name, color: color(index), points: values.enumerated().map { (Double($0.offset), $0.element) })
             }
-            body += lineChart(title: name, xLabel: "epoch", series: series) + "\n"
+            body += lineChart(title: name, xLabel: "epoch", integerX: true, series: series) + "\n"
         }
         body += "</div>\n"
         // Reward against √KL, for every reward-like metric when the run logs a KL.
@@ -53,6 +55,21 @@ public enum RunReport {
                 }
                 body += "</div>\n"
             }
+        }
+        if !stepKLNames.isEmpty {
+            body += "<h2>KL to the reference by sampling step</h2>\n<div class=charts>\n"
+            for run in runs {
+                let steps = stepKLNames.filter(run.reader.metricNames.contains)
+                guard !steps.isEmpty else { continue }
+                let byStep = try steps.map { try run.reader.metric($0) }
+                let measured = (0..<byStep[0].count).filter { epoch in byStep.allSatisfy { epoch < $0.count && $0[epoch].isFinite } }
+                let series = pickEvenly(measured, count: 4).enumerated().map { index, epoch in
+                    Series(label: "epoch \(epoch)", color: color(index),
+                           points: steps.indices.map { (Double(stepIndex(steps[$0])), byStep[$0][epoch]) })
+                }
+                body += lineChart(title: "KL by sampling step — \(run.name)", xLabel: "sampling step", integerX: true, series: series) + "\n"
+            }
+            body += "</div>\n"
         }
         // A learned proxy reward against the gold judge's score of the same samples, epoch by epoch:
         // points moving up and to the right agree; points moving right only are overoptimization.
@@ -126,8 +143,17 @@ public enum RunReport {
 
     static func color(_ index: Int) -> String { palette[index % palette.count] }
 
-    /// An SVG chart of one or more series; non-finite points break lines and are skipped.
-    static func lineChart(title: String, xLabel: String, series: [Series]) -> String {
+    /// Whether a metric is one sampling step's KL (`kl_step_07`).
+    static func isStepKL(_ name: String) -> Bool {
+        name.hasPrefix("kl_step_") && !name.dropFirst("kl_step_".count).isEmpty && name.dropFirst("kl_step_".count).allSatisfy(\.isNumber)
+    }
+
+    /// The step of a `kl_step_NN` metric.
+    static func stepIndex(_ name: String) -> Int { Int(name.dropFirst("kl_step_".count)) ?? 0 }
+
+    /// An SVG chart of one or more series; non-finite points break lines and are skipped. With
+    /// `integerX` the x ticks are whole numbers (epochs, steps).
+    static func lineChart(title: String, xLabel: String, integerX: Bool = false, series: [Series]) -> String {
         let (width, height) = (460.0, 250.0), (left, right, top, bottom) = (56.0, 12.0, 26.0, 36.0)
         let finite = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
         var svg = "<svg xmlns='http://www.w3.org/2000/svg' width='\(Int(width))' height='\(Int(height))' role='img' aria-label='\(escape(title))'>"
@@ -140,7 +166,6 @@ public enum RunReport {
         if y1 == y0 { y0 -= 0.5; y1 += 0.5 }
         let pad = (y1 - y0) * 0.05
         y0 -= pad; y1 += pad
-        let integerX = xLabel == "epoch"
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
         func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom) }
         for i in 0...4 {

@@ -199,6 +199,30 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(RunReport.pickEvenly([0, 1, 2, 3, 4, 5], count: 3), [0, 2, 5])
     }
 
+    /// Per-step KL metrics become one chart per run with a line per measured epoch (x = step),
+    /// not a chart per step; epochs without a KL measurement are left out.
+    func testReportChartsKLBySamplingStep() throws {
+        let url = temporaryRun()
+        let steps = (0..<3).map { String(format: "kl_step_%02d", $0) }
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["kl_mean"] + steps), info: info)
+        for epoch in 0..<5 {
+            let measured = epoch % 2 == 0
+            try writer.record("kl_mean", measured ? Double(epoch) : .nan)
+            for (step, name) in steps.enumerated() { try writer.record(name, measured ? Double(epoch * (step + 1)) : .nan) }
+            try writer.endEpoch()
+        }
+        try writer.close()
+        let html = try RunReport.html([RunReport.Run(name: "drift", reader: try RunLogReader(url: url))])
+        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 2, "the kl_mean chart and one by-step chart")
+        XCTAssertTrue(html.contains("KL by sampling step — drift"))
+        XCTAssertFalse(html.contains("aria-label='kl_step_01'"))
+        for epoch in [0, 2, 4] { XCTAssertTrue(html.contains(">epoch \(epoch)<"), "epoch \(epoch) in the legend") }
+        XCTAssertFalse(html.contains(">epoch 1<"), "epoch 1 has no KL")
+        XCTAssertTrue(RunReport.isStepKL("kl_step_18"))
+        XCTAssertFalse(RunReport.isStepKL("kl_step_"))
+        XCTAssertFalse(RunReport.isStepKL("kl_sqrt"))
+    }
+
     /// A run with a learned proxy reward gets a gold-against-proxy scatter per proxy head that has a gold score.
     func testReportChartsProxyAgainstGold() throws {
         let url = temporaryRun()
