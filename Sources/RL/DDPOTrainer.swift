@@ -384,8 +384,7 @@ public final class DDPOTrainer {
                                       trainSteps: Int) throws {
         switch config.loss {
         case .ppo, .reinforce:
-            let steps = DDPOConfig.halfOpenRange(config.trainStepRange) ?? 0 ..< config.sampling.steps
-            if let step = steps.first(where: { !gate.contains(timesteps[$0]) }) {
+            if let step = trainableSteps(config).first(where: { !gate.contains(timesteps[$0]) }) {
                 throw DDPOError("step \(step) (t = \(timesteps[step])) is trained but outside loraTimestepRange \(config.loraTimestepRange); "
                                 + "narrow trainStepRange or widen loraTimestepRange")
             }
@@ -402,7 +401,9 @@ public final class DDPOTrainer {
     }
 
     /// The sampling steps training may use: `trainStepRange`, or every step.
-    var trainableSteps: [Int] {
+    var trainableSteps: [Int] { DDPOTrainer.trainableSteps(config) }
+
+    static func trainableSteps(_ config: DDPOConfig) -> [Int] {
         Array(DDPOConfig.halfOpenRange(config.trainStepRange) ?? 0 ..< config.sampling.steps)
     }
 

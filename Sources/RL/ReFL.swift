@@ -74,7 +74,7 @@ extension DDPOTrainer {
         for source in sources {
             let score = try source.function.differentiableScores(images, prompts: captions, perspectives: [source.perspective])[source.perspective]!
             let weighted = try score * source.weight
-            reward = try reward.map { try $0 + weighted } ?? weighted
+            if let sum = reward { reward = try sum + weighted } else { reward = weighted }
         }
         return try -(reward!.mean())
     }
