@@ -73,7 +73,7 @@ extension DDPOTrainer {
         var reward: Tensor?
         for source in sources {
             let score = try source.function.differentiableScores(images, prompts: captions, perspectives: [source.perspective])[source.perspective]!
-            let weighted = try score * source.weight
+            let weighted = score * source.weight
             if let sum = reward { reward = try sum + weighted } else { reward = weighted }
         }
         return try -(reward!.mean())
