@@ -60,7 +60,9 @@ public enum DDPOBenchmark {
             try trainer.train(trajectories, indices: indices, advantages: advantages, rng: &epochRNG)
         }
         let trainingSeconds = Date().timeIntervalSince(start)
-        progress(String(format: "training epoch: %d samples × %d steps in %.2f s", trajectories.count, trajectories.stepCount, trainingSeconds))
+        let trained = [.ppo, .reinforce].contains(config.loss)
+            ? "\(DDPOTrainer.trainedStepsPerSample(config)) of \(trajectories.stepCount) steps each" : "loss \(config.loss.rawValue)"
+        progress(String(format: "training epoch: %d samples (%@) in %.2f s", trajectories.count, trained, trainingSeconds))
         ceiling = max(ceiling, try EngineBenchmark.measureGemmCeiling(size: 1024, using: &rng))
 
         func phase(_ name: String, seconds: Double, flops: Double, blas: Double) -> Phase {

@@ -407,6 +407,12 @@ public final class DDPOTrainer {
         Array(DDPOConfig.halfOpenRange(config.trainStepRange) ?? 0 ..< config.sampling.steps)
     }
 
+    /// How many of a sample's trainable steps one policy-gradient pass trains: `timestepFraction`
+    /// of them, at least one.
+    static func trainedStepsPerSample(_ config: DDPOConfig) -> Int {
+        max(1, Int((config.timestepFraction * Double(trainableSteps(config).count)).rounded()))
+    }
+
     /// Clipped advantages of `rewards` as the config forms them: group-standardized or
     /// leave-one-out within each prompt group (`groups` names each sample's group), or from the
     /// per-prompt running statistics in `tracker`.
@@ -534,7 +540,7 @@ public final class DDPOTrainer {
     func train(_ trajectories: Trajectories, indices: [Int], advantages: [Double], rng: inout RandomGenerator) throws -> TrainingFigures {
         guard !indices.isEmpty else { return TrainingFigures(gradNorm: .nan) }
         let eligible = trainableSteps
-        let trainedSteps = max(1, Int((config.timestepFraction * Double(eligible.count)).rounded()))
+        let trainedSteps = DDPOTrainer.trainedStepsPerSample(config)
         var figures = TrainingFigures(effectiveSamples: Double(indices.count))
         var clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, terms = 0
         let oldLogProbs = trajectories.logProbs.map(\.values)

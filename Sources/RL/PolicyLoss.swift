@@ -50,7 +50,7 @@ public enum PolicyLoss: String, Codable, Sendable {
         let loss: Tensor
         switch self {
         case .ppo:
-            let ratio = try exp(logRatio)
+            let ratio = exp(logRatio)
             let unclipped = try -(advantage * ratio)
             let bounded = try -(advantage * clamp(ratio, min: 1 - clipRange, max: 1 + clipRange))
             loss = try maximum(unclipped, bounded).mean()

@@ -132,7 +132,8 @@ public final class RunLogReader {
         let count = try rows(path) * trailing
         var values = [T](repeating: 0, count: count)
         guard count > 0 else { return [] }
-        try H5.check(H5Dread(set.id, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &values), "cannot read \(path)")
+        let status = values.withUnsafeMutableBytes { H5Dread(set.id, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
+        try H5.check(status, "cannot read \(path)")
         return values
     }
 

@@ -3,7 +3,7 @@ import Foundation
 
 /// The element types the engine computes in: `Float` for work, `Double` for checking gradients.
 /// Kernels are written once, generic over `Real`, and specialized for both at compile time.
-public protocol Real: BinaryFloatingPoint, SIMDScalar, Sendable {
+public protocol Real: BinaryFloatingPoint, SIMDScalar, Sendable, Codable {
     static var dtype: DType { get }
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
