@@ -2,8 +2,9 @@ import Foundation
 import Images
 
 /// One self-contained HTML page for one or more runs: an SVG line chart per metric (runs overlaid,
-/// with a legend), reward against √KL, the KL to the reference by sampling step, sample grids by epoch as embedded PNGs with their prompts,
-/// and the events. No scripts and no network: it opens anywhere, and can be mailed.
+/// with a legend), reward against √KL, the KL to the reference by sampling step, sample grids by
+/// epoch as embedded PNGs with their prompts, and the events. No scripts and no network: it opens
+/// anywhere, and can be mailed.
 public enum RunReport {
     /// A run to report, with the name it goes by in legends.
     public struct Run {
