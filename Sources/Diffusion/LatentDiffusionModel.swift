@@ -119,6 +119,11 @@ public final class LatentDiffusionModel {
         try Safetensors.write(textEncoder.stateDict(), to: directory.appendingPathComponent("text_encoder.safetensors"), as: stored)
         let unetState = unet.stateDict()
         let isAdapter = { (name: String) in name.contains(".lora_") }
+        // Adapter weights are written only for a recorded (gated) adapter; any other LoRA would be
+        // dropped from unet.safetensors without a trace, so it must be merged first.
+        guard config.unetAdapter != nil || !unetState.keys.contains(where: isAdapter) else {
+            throw DiffusionError.invalidSettings("the UNet has unmerged LoRA adapters; merge them (mergeAndRemoveLoRA) before saving")
+        }
         try Safetensors.write(unetState.filter { !isAdapter($0.key) }, to: directory.appendingPathComponent("unet.safetensors"),
                               as: stored, metadata: ["format": "pt"])
         if config.unetAdapter != nil {

@@ -57,6 +57,12 @@ final class UNetAdapterTests: XCTestCase {
         XCTAssertThrowsError(try base.attachUNetAdapter(UNetAdapter(rank: 2, alpha: 2, timestepRange: [700, 700]), using: &rng)) {
             XCTAssertTrue("\($0)".contains("[700.0, 700.0]"), "\($0)")
         }
+        // An ungated, unmerged LoRA is not saved silently without its weights.
+        let plain = try tinyModel(seed: 1)
+        try applyLoRA(to: plain.unet, rank: 2, using: &rng)
+        XCTAssertThrowsError(try plain.save(to: folder.appendingPathComponent("plain"))) {
+            XCTAssertTrue("\($0)".contains("unmerged LoRA"), "\($0)")
+        }
         // A folder whose config names an adapter but lacks its weights is an error naming the file.
         try FileManager.default.removeItem(at: folder.appendingPathComponent("unet_lora.safetensors"))
         XCTAssertThrowsError(try LatentDiffusionModel.load(from: folder)) {
