@@ -16,17 +16,29 @@ public struct ReFLSettings: Codable, Equatable, Sendable {
     public init() {}
 }
 
+/// A differentiable reward function and the weighted perspectives a composition asks of it.
+typealias DifferentiableSource = (function: any DifferentiableReward, perspectives: [(name: String, weight: Double)])
+
 /// The perspectives of a composition resolved to the differentiable reward functions that compute
-/// them, for ReFL; fails naming the first weighted perspective no function can differentiate.
-func differentiableSources(_ composition: RewardComposition,
-                           functions: [any RewardFunction]) throws -> [(function: any DifferentiableReward, perspective: String, weight: Double)] {
-    try composition.active.map { name in
-        guard let function = functions.compactMap({ $0 as? DifferentiableReward }).first(where: { $0.differentiablePerspectives.contains(name) }) else {
+/// them, for ReFL — grouped by function, so each scores a batch once; fails naming the first
+/// weighted perspective no function can differentiate.
+func differentiableSources(_ composition: RewardComposition, functions: [any RewardFunction]) throws -> [DifferentiableSource] {
+    let candidates = functions.compactMap { $0 as? DifferentiableReward }
+    var sources: [DifferentiableSource] = [], sourceOfCandidate: [Int: Int] = [:]
+    for name in composition.active {
+        guard let candidate = candidates.firstIndex(where: { $0.differentiablePerspectives.contains(name) }) else {
             throw DDPOError("refl backpropagates the reward into the images, but '\(name)' is not differentiable "
                             + "(the gold judge and compressibility are not; a reward model's proxy_ perspectives are)")
         }
-        return (function, name, composition.weights[name]!)
+        let weighted = (name: name, weight: composition.weights[name]!)
+        if let source = sourceOfCandidate[candidate] {
+            sources[source].perspectives.append(weighted)
+        } else {
+            sourceOfCandidate[candidate] = sources.count
+            sources.append((candidates[candidate], [weighted]))
+        }
     }
+    return sources
 }
 
 extension DDPOTrainer {
@@ -51,8 +63,7 @@ extension DDPOTrainer {
     /// −mean over `batch` of Σ_p w_p·r_p(image), where the last K sampling steps are re-run from the
     /// stored x_{T−K} with gradients, reusing each step's stored noise z = (x_t′ − μ_old)/σ_t
     /// (reparameterized: x_t′ = μ_θ + σ_t z), and the final latent is decoded by the frozen VAE.
-    func reflLoss(_ trajectories: Trajectories, batch: [Int],
-                  sources: [(function: any DifferentiableReward, perspective: String, weight: Double)]) throws -> Tensor {
+    func reflLoss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource]) throws -> Tensor {
         let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: trajectories.stepCount, eta: config.sampling.eta)
         let first = trajectories.stepCount - config.refl.gradientSteps
         let captions = batch.map { trajectories.prompts[$0] }
@@ -72,9 +83,11 @@ extension DDPOTrainer {
         let images = try policy.vae.decode(x * (1 / policy.vae.scaleFactor.item))
         var reward: Tensor?
         for source in sources {
-            let score = try source.function.differentiableScores(images, prompts: captions, perspectives: [source.perspective])[source.perspective]!
-            let weighted = score * source.weight
-            if let sum = reward { reward = try sum + weighted } else { reward = weighted }
+            let scores = try source.function.differentiableScores(images, prompts: captions, perspectives: source.perspectives.map(\.name))
+            for (name, weight) in source.perspectives {
+                let weighted = scores[name]! * weight
+                if let sum = reward { reward = try sum + weighted } else { reward = weighted }
+            }
         }
         return try -(reward!.mean())
     }

@@ -18,6 +18,22 @@ struct BrightnessReward: DifferentiableReward {
     }
 }
 
+/// A reward model with two differentiable heads (the brightness and its negative) that counts
+/// how often it scores a batch.
+final class TwoHeadedReward: DifferentiableReward {
+    var calls = 0
+    var perspectives: [String] { ["light", "dark"] }
+    var differentiablePerspectives: [String] { perspectives }
+    func differentiableScores(_ images: Tensor, prompts: [String], perspectives: [String]) throws -> [String: Tensor] {
+        calls += 1
+        let brightness = try images.mean(axes: [1, 2, 3])
+        return ["light": brightness, "dark": -brightness].filter { perspectives.contains($0.key) }
+    }
+    func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
+        try differentiableScores(ImageTensors.tensor(images), prompts: prompts, perspectives: perspectives).mapValues(\.values)
+    }
+}
+
 /// ReFL / DRaFT-K through the sampler: the gradient matches finite differences, an update raises
 /// a differentiable reward, and non-differentiable perspectives are refused.
 final class ReFLTests: XCTestCase {
@@ -119,6 +135,23 @@ final class ReFLTests: XCTestCase {
     }
 
     /// The gold judge cannot be differentiated: a ReFL config that weights it is refused at once.
+    /// Perspectives of one reward model are scored in one pass and weighted by hand:
+    /// 1·b + 0.5·b − 2·b = −0.5·b, so the loss is −0.5 times the brightness-only loss.
+    func testPerspectivesOfOneFunctionAreScoredInOnePass() throws {
+        let trainer = try reflTrainer(gradientSteps: 2)
+        var rng = trainer.epochRNG(0)
+        let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let twoHeaded = TwoHeadedReward()
+        let composition = RewardComposition(weights: ["brightness": 1, "light": 0.5, "dark": 2])
+        let sources = try differentiableSources(composition, functions: [twoHeaded, BrightnessReward()])
+        XCTAssertEqual(sources.map { $0.perspectives.map(\.name) }, [["brightness"], ["dark", "light"]], "grouped by function, in the composition's order")
+        let combined = try withNoGrad { try trainer.reflLoss(trajectories, batch: [0, 1, 2, 3], sources: sources).item }
+        XCTAssertEqual(twoHeaded.calls, 1, "one pass of the two-headed model for both of its perspectives")
+        let brightnessOnly = try differentiableSources(RewardComposition(weights: ["brightness": 1]), functions: [BrightnessReward()])
+        let single = try withNoGrad { try trainer.reflLoss(trajectories, batch: [0, 1, 2, 3], sources: brightnessOnly).item }
+        XCTAssertEqual(combined, -0.5 * single, accuracy: 1e-6 * max(1, abs(single)))
+    }
+
     func testNonDifferentiablePerspectivesAreRefused() throws {
         var config = DDPOTrainerTests.tinyConfig()
         config.loss = .refl
