@@ -97,9 +97,7 @@ enum FinetuneCommand {
         for note in trainer.notes { print("finetune: \(note)") }
         print("finetune: \(config.loss.rawValue) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
               + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
-              + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank)" + (config.loraTimestepRange.isEmpty ? ")"
-                                                                   : ", at timesteps [\(config.loraTimestepRange[0]), \(config.loraTimestepRange[1])))") : "")
-              + "; log \(output.appendingPathComponent("run.h5").path)")
+              + " (\(config.trainedParametersDescription)); log \(output.appendingPathComponent("run.h5").path)")
         try trainer.run(progress: { print($0); fflush(stdout) })
         try trainer.close()
         print("finetune: wrote \(output.appendingPathComponent("model").path)")

@@ -166,6 +166,16 @@ extension DDPOConfig: OpenConfigMaps {
 }
 
 extension DDPOConfig {
+    /// LoRA α as used: `loraAlpha`, or the rank when it is 0.
+    var resolvedLoRAAlpha: Double { loraAlpha > 0 ? loraAlpha : Double(loraRank) }
+
+    /// What trains, for logs and progress lines: "LoRA rank 4", "LoRA rank 4 at timesteps [750, 1000)"
+    /// or "full fine-tuning".
+    public var trainedParametersDescription: String {
+        guard loraRank > 0 else { return "full fine-tuning" }
+        return "LoRA rank \(loraRank)" + (loraTimestepRange.isEmpty ? "" : " at timesteps [\(loraTimestepRange[0]), \(loraTimestepRange[1]))")
+    }
+
     /// A config's [first, end) pair as a range; nil when the pair is empty ("all").
     static func halfOpenRange(_ pair: [Int]) -> Range<Int>? { pair.count == 2 ? pair[0] ..< pair[1] : nil }
 }

@@ -91,12 +91,11 @@ public final class DDPOTrainer {
             let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: config.sampling.steps, eta: config.sampling.eta)
             try DDPOTrainer.checkTrainedTimesteps(config, inside: gate, samplingTimesteps: scheduler.timesteps,
                                                   trainSteps: policy.schedule.trainSteps)
-            let adapter = UNetAdapter(rank: config.loraRank, alpha: config.loraAlpha > 0 ? config.loraAlpha : Double(config.loraRank),
+            let adapter = UNetAdapter(rank: config.loraRank, alpha: config.resolvedLoRAAlpha,
                                       timestepRange: [Double(gate.lowerBound), Double(gate.upperBound)])
             parameters = try policy.attachUNetAdapter(adapter, using: &initRNG)
         } else if config.loraRank > 0 {
-            parameters = try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.loraAlpha > 0 ? config.loraAlpha : nil,
-                                       using: &initRNG)
+            parameters = try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.resolvedLoRAAlpha, using: &initRNG)
         } else {
             policy.unet.setTrainable(true)
             parameters = policy.unet.trainableParameters()
@@ -137,9 +136,7 @@ public final class DDPOTrainer {
                                    prompts: promptPool + evaluationPrompts.map(\.caption),
                                    imageSize: [policy.config.imageSize, policy.config.imageSize])
             log = try RunLogWriter(url: logURL, layout: layout, info: info, overwrite: overwrite)
-            try log.event(epoch: 0, kind: "info", "\(parameters.count) trainable tensors, \(parameterCount) parameters"
-                          + (config.loraRank > 0 ? " (LoRA rank \(config.loraRank))" : " (full fine-tuning)")
-                          + (config.loraTimestepRange.isEmpty ? "" : ", acting only at timesteps [\(config.loraTimestepRange[0]), \(config.loraTimestepRange[1]))"))
+            try log.event(epoch: 0, kind: "info", "\(parameters.count) trainable tensors, \(parameterCount) parameters (\(config.trainedParametersDescription))")
             if config.kl.every > 0 {
                 try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
                               + " every \(config.kl.every) epochs")

@@ -61,6 +61,12 @@ final class TimestepGatedLoRATests: XCTestCase {
             .contains("advantageWeighted.timestepRange [400, 900] must lie inside"))
         XCTAssertEqual(refusal { $0.loss = .diffusionDPO; $0.diffusionDPO.timestepRange = [500, 1000] }, "accepted")
         XCTAssertTrue(refusal { $0.loraRank = 0 }.contains("loraRank must be > 0"))
+        var described = Self.gatedConfig()
+        XCTAssertEqual(described.trainedParametersDescription, "LoRA rank 4 at timesteps [500, 1000)")
+        described.loraTimestepRange = []
+        XCTAssertEqual(described.trainedParametersDescription, "LoRA rank 4")
+        described.loraRank = 0
+        XCTAssertEqual(described.trainedParametersDescription, "full fine-tuning")
         XCTAssertTrue(refusal { $0.loraTimestepRange = [900, 500] }.contains("loraTimestepRange must be empty or [first, end)"))
     }
 }
