@@ -12,7 +12,7 @@ enum FinetuneCommand {
 
     Fine-tunes the config's model (default Models/base) with DDPO: each epoch samples prompts ×
     images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
-    composition (perspectives of the gold judge, compressibility, and with rewardModel set a
+    composition (perspectives of the gold judge, compressibility, brightness, and with rewardModel set a
     trained reward model's heads as proxy_<head>), and updates the UNet (LoRA on
     attention by default) with the config's "loss": "ppo" (DDPO-IS) or "reinforce" (DDPO-SF) on
     the trajectories' log-probabilities, or "advantageWeighted" (AWR/RWR: weighted denoising loss
@@ -80,9 +80,9 @@ enum FinetuneCommand {
         }
     }
 
-    /// The gold judge and compressibility, and with `rewardModel` set its heads as proxy_<head>.
+    /// The built-in rewards (gold judge, compressibility, brightness), and with `rewardModel` set its heads as proxy_<head>.
     static func rewardFunctions(_ config: DDPOConfig) throws -> [any RewardFunction] {
-        var functions: [any RewardFunction] = [GoldJudgeReward(), CompressibilityReward()]
+        var functions = builtInRewardFunctions
         if !config.rewardModel.isEmpty {
             functions.insert(PrefixedReward(prefix: "proxy_", try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))), at: 0)
         }

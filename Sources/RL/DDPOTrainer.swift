@@ -64,9 +64,9 @@ public final class DDPOTrainer {
 
     /// Prepares a run in `output`: a new one (refusing an existing run unless `overwrite`), or with
     /// `resume` the continuation of the run there from its last checkpoint. `rewardFunctions`
-    /// default to the gold judge and compressibility.
+    /// default to `builtInRewardFunctions`.
     public init(config: DDPOConfig, output: URL, commandLine: String, overwrite: Bool = false, resume: Bool = false,
-                rewardFunctions: [any RewardFunction] = [GoldJudgeReward(), CompressibilityReward()]) throws {
+                rewardFunctions: [any RewardFunction] = builtInRewardFunctions) throws {
         try config.validate()
         self.config = config
         self.output = output

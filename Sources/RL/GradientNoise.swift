@@ -1,4 +1,5 @@
 import Engine
+import Diffusion
 import Foundation
 import Rewards
 
@@ -35,9 +36,6 @@ extension DDPOTrainer {
         }
         let steps = trainableSteps
         var vectors: [[Double]] = [], stepNorms = [Double](repeating: 0, count: steps.count), batchCount = 0, samples = 0
-        func flatGradient() -> [Double] {
-            parameters.flatMap { $0.tensor.grad?.values ?? [Double](repeating: 0, count: $0.tensor.count) }
-        }
         for estimate in 0..<estimates {
             var rng = epochRNG(1_000_000 + estimate)
             _ = rng.next()
@@ -47,25 +45,8 @@ extension DDPOTrainer {
             guard rewards.allSatisfy(\.isFinite) else { throw DDPOError("a non-finite reward in gradient-noise estimate \(estimate)") }
             var statistics = tracker  // a copy: measuring leaves the trainer's statistics as they are
             let advantages = clippedAdvantages(rewards: rewards, prompts: prompts, groups: promptIndices, tracker: &statistics)
-            let oldLogProbs = trajectories.logProbs.map(\.values)
-            for p in parameters { p.tensor.grad = nil }
-            let batches = stride(from: 0, to: prompts.count, by: config.trainBatch).map { Array($0 ..< min($0 + config.trainBatch, prompts.count)) }
-            for batch in batches {
-                let captions = batch.map { prompts[$0] }
-                let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
-                for (k, s) in steps.enumerated() {
-                    let before = flatGradient()
-                    let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
-                    let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
-                                                 advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
-                    try result.loss.backward()
-                    let after = flatGradient()
-                    stepNorms[k] += zip(after, before).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
-                }
-                batchCount += 1
-            }
-            vectors.append(flatGradient())
-            for p in parameters { p.tensor.grad = nil }
+            vectors.append(try policyGradient(trajectories, advantages: advantages, stepNorms: &stepNorms))
+            batchCount += (prompts.count + config.trainBatch - 1) / config.trainBatch
             samples = prompts.count
             progress("estimate \(estimate + 1)/\(estimates): \(prompts.count) samples, |ĝ| \(String(format: "%.4g", norm(vectors.last!)))")
         }
@@ -79,6 +60,36 @@ extension DDPOTrainer {
                                    meanNormRatio: norm(mean) / max(meanNorm, 1e-30),
                                    samplesForUnitSNR: meanCosine > 0 ? Double(samples) * (1 - meanCosine) / meanCosine : nil,
                                    steps: steps, stepGradientNorms: stepNorms.map { $0 / Double(max(batchCount, 1)) })
+    }
+
+    /// The gradient of the policy loss over every sample of `trajectories` at every trainable
+    /// step, in training batches, at the current parameters: with the trajectories' own log π as
+    /// the old ones the ratio is 1, so PPO and REINFORCE both give −Σ_batches mean(A · ∇ Σ_t log π).
+    /// Flattened over `parameters`, whose gradients it leaves cleared; adds each step's gradient
+    /// norm per batch to `stepNorms` (indexed like `trainableSteps`).
+    func policyGradient(_ trajectories: Trajectories, advantages: [Double], stepNorms: inout [Double]) throws -> [Double] {
+        func flatGradient() -> [Double] {
+            parameters.flatMap { $0.tensor.grad?.values ?? [Double](repeating: 0, count: $0.tensor.count) }
+        }
+        let prompts = trajectories.prompts, steps = trainableSteps
+        let oldLogProbs = trajectories.logProbs.map(\.values)
+        for p in parameters { p.tensor.grad = nil }
+        defer { for p in parameters { p.tensor.grad = nil } }
+        let batches = stride(from: 0, to: prompts.count, by: config.trainBatch).map { Array($0 ..< min($0 + config.trainBatch, prompts.count)) }
+        for batch in batches {
+            let captions = batch.map { prompts[$0] }
+            let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+            for (k, s) in steps.enumerated() {
+                let before = flatGradient()
+                let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
+                let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
+                                             advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
+                try result.loss.backward()
+                let after = flatGradient()
+                stepNorms[k] += zip(after, before).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
+            }
+        }
+        return flatGradient()
     }
 }
 

@@ -6,27 +6,15 @@ import Images
 import Rewards
 @testable import RL
 
-/// A differentiable reward: the mean pixel value of the image in [−1, 1].
-struct BrightnessReward: DifferentiableReward {
-    var perspectives: [String] { ["brightness"] }
-    var differentiablePerspectives: [String] { ["brightness"] }
-    func differentiableScores(_ images: Tensor, prompts: [String], perspectives: [String]) throws -> [String: Tensor] {
-        ["brightness": try images.mean(axes: [1, 2, 3])]
-    }
-    func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
-        ["brightness": try ImageTensors.tensor(images).mean(axes: [1, 2, 3]).values]
-    }
-}
-
-/// A reward model with two differentiable heads (the brightness and its negative) that counts
-/// how often it scores a batch.
+/// A reward model with two differentiable heads (`BrightnessReward`'s score and its negative)
+/// that counts how often it scores a batch.
 final class TwoHeadedReward: DifferentiableReward {
     var calls = 0
     var perspectives: [String] { ["light", "dark"] }
     var differentiablePerspectives: [String] { perspectives }
     func differentiableScores(_ images: Tensor, prompts: [String], perspectives: [String]) throws -> [String: Tensor] {
         calls += 1
-        let brightness = try images.mean(axes: [1, 2, 3])
+        let brightness = try BrightnessReward().differentiableScores(images, prompts: prompts, perspectives: ["brightness"])["brightness"]!
         return ["light": brightness, "dark": -brightness].filter { perspectives.contains($0.key) }
     }
     func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
@@ -165,7 +153,7 @@ final class ReFLTests: XCTestCase {
         XCTAssertEqual(prefixed.differentiablePerspectives, ["proxy_brightness"])
         let images = Tensor(repeating: 0.5, shape: [2, 3, 4, 4])
         XCTAssertEqual(try prefixed.differentiableScores(images, prompts: ["a", "b"], perspectives: ["proxy_brightness"])["proxy_brightness"]!.values,
-                       [0.5, 0.5])
+                       [0.75, 0.75], "(0.5 + 1) / 2")
         XCTAssertTrue(PrefixedReward(prefix: "p_", GoldJudgeReward()).differentiablePerspectives.isEmpty)
     }
 }

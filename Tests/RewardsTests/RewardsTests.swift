@@ -32,6 +32,18 @@ final class RewardsTests: XCTestCase {
         XCTAssertGreaterThan(scores[0], scores[1])
     }
 
+    /// Brightness is the mean channel value over 255: (0 + 255 + 51 + 102 + 204 + 153) / 6 / 255 = 0.5.
+    func testBrightnessByHand() throws {
+        var image = RGBImage(width: 2, height: 1, fill: [0, 0, 0])
+        image.pixels = [0, 255, 51, 102, 204, 153]
+        let white = RGBImage(width: 3, height: 3, fill: [255, 255, 255])
+        let scores = try BrightnessReward().score([image, white], prompts: ["", ""], perspectives: ["brightness"])["brightness"]!
+        XCTAssertEqual(scores[0], 0.5, accuracy: 1e-12)
+        XCTAssertEqual(scores[1], 1)
+        XCTAssertThrowsError(try BrightnessReward().score([white], prompts: [""], perspectives: ["alignment"]))
+        XCTAssertEqual(builtInRewardFunctions.flatMap(\.perspectives).filter { $0 == "brightness" }.count, 1)
+    }
+
     /// Total = Σ w·r, with standardized perspectives replaced by their z-scores, by hand.
     func testCompositionByHand() throws {
         struct Fixed: RewardFunction {
