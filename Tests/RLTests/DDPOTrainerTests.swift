@@ -271,7 +271,7 @@ final class ExperimentConfigTests: XCTestCase {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
             .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
-            + ["gradient-noise", "ddpo-study", "awr", "dpo", "refl", "gated-lora"].flatMap { folder in
+            + ["gradient-noise", "ddpo-study", "awr", "dpo", "refl", "gated-lora", "sanity"].flatMap { folder in
                 try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments/\(folder)").path)
                     .filter { $0.hasSuffix(".json") }.map { "\(folder)/\($0)" }
             }
