@@ -46,6 +46,12 @@ public struct UNetAdapter: Codable, Equatable, Sendable {
         self.timestepRange = timestepRange
     }
 
+    /// One line for people: "LoRA rank 4, α 4, acting only at timesteps [750, 1000)".
+    public var summary: String {
+        let range = timestepRange.map { String(format: "%g", $0) }.joined(separator: ", ")
+        return "LoRA rank \(rank), α \(String(format: "%g", alpha)), acting only at timesteps [\(range))"
+    }
+
     /// The range the adapter acts on; a malformed range is an error naming it.
     public func timesteps() throws -> Range<Double> {
         guard timestepRange.count == 2, timestepRange[0] < timestepRange[1] else {

@@ -66,6 +66,7 @@ enum EvalCommand {
         }
         print("gold judge on \(report.prompts) \(report.split) prompts × \(report.imagesPerPrompt) images "
               + "(\(settings.steps) steps, η = \(settings.eta), guidance \(settings.guidance)), \(Int(report.seconds)) s")
+        if let adapter = model.config.unetAdapter { print("model carries a gated UNet adapter: \(adapter.summary)") }
         func line(_ name: String, _ e: GoldEvaluation.Estimate) {
             print(name.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: "%6.3f ± %.3f  (n = %d)", e.mean, e.standardError, e.count))
         }

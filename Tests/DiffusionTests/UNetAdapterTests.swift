@@ -49,6 +49,7 @@ final class UNetAdapterTests: XCTestCase {
         XCTAssertEqual(Set(adapterTensors.keys), Set(parameters.map(\.name)))
         let loaded = try LatentDiffusionModel.load(from: folder)
         XCTAssertEqual(loaded.config.unetAdapter, UNetAdapter(rank: 2, alpha: 2, timestepRange: [500, 1000]))
+        XCTAssertEqual(loaded.config.unetAdapter?.summary, "LoRA rank 2, α 2, acting only at timesteps [500, 1000)", "what eval prints")
         XCTAssertEqual(try epsilon(loaded, timesteps: timesteps), after)
 
         XCTAssertThrowsError(try loaded.attachUNetAdapter(UNetAdapter(rank: 2, alpha: 2, timestepRange: [0, 10]), using: &rng)) {
