@@ -28,7 +28,7 @@ func differentiableSources(_ composition: RewardComposition, functions: [any Rew
     for name in composition.active {
         guard let candidate = candidates.firstIndex(where: { $0.differentiablePerspectives.contains(name) }) else {
             throw DDPOError("refl backpropagates the reward into the images, but '\(name)' is not differentiable "
-                            + "(the gold judge, compressibility and brightness are not; a reward model's proxy_ perspectives are)")
+                            + "(the gold judge and compressibility are not; brightness and a reward model's proxy_ perspectives are)")
         }
         let weighted = (name: name, weight: composition.weights[name]!)
         if let source = sourceOfCandidate[candidate] {

@@ -12,7 +12,7 @@ public struct BrightnessReward: DifferentiableReward {
     public var differentiablePerspectives: [String] { ["brightness"] }
 
     public func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
-        try check(perspectives)
+        try requireOffered(perspectives, name: "brightness reward")
         guard !perspectives.isEmpty else { return [:] }
         return ["brightness": images.map { image in
             let rgb = image.rgb()
@@ -23,15 +23,9 @@ public struct BrightnessReward: DifferentiableReward {
 
     /// The same score on images [B, 3, S, S] in [−1, 1]: (mean + 1) / 2.
     public func differentiableScores(_ images: Tensor, prompts: [String], perspectives: [String]) throws -> [String: Tensor] {
-        try check(perspectives)
+        try requireOffered(perspectives, name: "brightness reward")
         guard !perspectives.isEmpty else { return [:] }
         return ["brightness": try (images.mean(axes: [1, 2, 3]) + 1) * 0.5]
-    }
-
-    private func check(_ perspectives: [String]) throws {
-        for name in perspectives where name != "brightness" {
-            throw RewardError("brightness reward has no perspective '\(name)'")
-        }
     }
 }
 

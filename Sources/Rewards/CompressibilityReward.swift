@@ -8,9 +8,7 @@ public struct CompressibilityReward: RewardFunction {
     public var perspectives: [String] { ["compressibility"] }
 
     public func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
-        for name in perspectives where name != "compressibility" {
-            throw RewardError("compressibility reward has no perspective '\(name)'")
-        }
+        try requireOffered(perspectives, name: "compressibility reward")
         guard !perspectives.isEmpty else { return [:] }
         return ["compressibility": images.map { -Double(PNG.encode($0).count) / 1000 }]
     }

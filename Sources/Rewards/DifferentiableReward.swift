@@ -1,8 +1,8 @@
 import Engine
 
 /// A reward some of whose perspectives are differentiable in the image: ReFL / DRaFT fine-tuning
-/// backpropagates through them into the sampler. Learned reward models are; the gold judge and
-/// PNG compressibility are not.
+/// backpropagates through them into the sampler. Learned reward models and brightness are; the
+/// gold judge and PNG compressibility are not.
 public protocol DifferentiableReward: RewardFunction {
     /// The perspectives `differentiableScores` can compute.
     var differentiablePerspectives: [String] { get }

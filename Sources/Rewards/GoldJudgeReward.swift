@@ -14,9 +14,7 @@ public struct GoldJudgeReward: RewardFunction {
         guard images.count == prompts.count else {
             throw RewardError("gold judge: \(images.count) images for \(prompts.count) prompts")
         }
-        for name in perspectives where !self.perspectives.contains(name) {
-            throw RewardError("gold judge has no perspective '\(name)' (it has \(self.perspectives.joined(separator: ", ")))")
-        }
+        try requireOffered(perspectives, name: "gold judge")
         let parsed = try prompts.map { try Prompt(parsing: $0) }
         let scores = judge.score(images, prompts: parsed).map { Dictionary(uniqueKeysWithValues: $0.named) }
         var result: [String: [Double]] = [:]
