@@ -100,9 +100,9 @@ enum BenchCommand {
     }
 
     static func ddpo(_ args: Arguments) throws {
-        var config = DDPOConfig()
+        var config = FineTuningConfig()
         if let path = args.string("config") {
-            config = try ConfigLoader.load(DDPOConfig.self, from: URL(fileURLWithPath: path), defaults: config)
+            config = try ConfigLoader.load(FineTuningConfig.self, from: URL(fileURLWithPath: path), defaults: config)
         }
         config.model = args.string("model") ?? config.model
         config.threads = try args.int("threads", default: config.threads)

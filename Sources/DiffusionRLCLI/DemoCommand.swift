@@ -18,7 +18,7 @@ enum DemoCommand {
     static func run(_ arguments: [String]) throws {
         let args = try Arguments(arguments, optionNames: ["model", "out", "epochs", "threads"], flagNames: ["help"])
         if args.flag("help") { print(help); return }
-        var config = DDPOConfig.demo
+        var config = FineTuningConfig.demo
         config.model = args.string("model") ?? config.model
         config.threads = try args.int("threads", default: config.threads)
         config.epochs = try args.int("epochs", default: config.epochs)

@@ -10,21 +10,26 @@ enum FinetuneCommand {
     static let help = """
     usage: diffusion-rl finetune [--config FILE.json] --out DIR [--force | --resume] [--threads N] [--epochs N]
 
-    Fine-tunes the config's model (default Models/base) with DDPO: each epoch samples prompts ×
+    Fine-tunes the config's model (default Models/base) from rewards. Each epoch samples prompts ×
     images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
-    composition (perspectives of the gold judge, compressibility, brightness, and with rewardModel set a
-    trained reward model's heads as proxy_<head>), and updates the UNet (LoRA on
-    attention by default) with the config's "loss": "ppo" (DDPO-IS) or "reinforce" (DDPO-SF) on
-    the trajectories' log-probabilities, or "advantageWeighted" (AWR/RWR: weighted denoising loss
-    on the samples), "diffusionDPO" (online Diffusion-DPO on pairs of a prompt's images) or "refl"
-    (ReFL/DRaFT-K: a reward model's gradient through the last K sampling steps; proxy_ perspectives
-    only). Logs the resolved config, per-epoch metrics
-    (reward per perspective, gold scores, KL drift to the base model, loss, clip fraction,
-    approx-KL, grad norm, timings), per-sample rows, evaluation grids and checkpoints to DIR/run.h5;
-    writes the fine-tuned model to DIR/model at the end (LoRA merged, unless "loraTimestepRange"
-    limits it to some timesteps: then it stays apart, in unet_lora.safetensors). Every config key
-    is optional; an unknown key is an error. --resume continues a stopped run from its last
-    checkpoint (same config); --force replaces an existing run.
+    composition (perspectives of the gold judge, compressibility, brightness, and with rewardModel
+    set a trained reward model's heads as proxy_<head>), and hands them to the config's
+    "objective", which updates the UNet (LoRA on attention by default):
+      ppo, reinforce       DDPO-IS / DDPO-SF on the trajectories' log-probabilities
+      advantageWeighted    AWR/RWR: the guided denoising loss, weighted by exp(A/τ)
+      diffusionDPO         online Diffusion-DPO on pairs of a prompt's images
+      refl                 ReFL/DRaFT-K: a reward model's gradient through the last K steps
+      selfTraining         filtered self-training (RAFT/ReST): the pretraining loss on the kept
+                           samples (top k per prompt, a threshold, or reward weights), mixed
+                           with pretraining data
+    The last four have settings objects of the same name. Logs the resolved config,
+    per-epoch metrics (reward per perspective, gold scores, KL drift to the base model, the
+    objective's figures, timings), per-sample rows, evaluation grids and checkpoints to
+    DIR/run.h5; writes the fine-tuned model to DIR/model at the end (LoRA merged, unless
+    "loraTimestepRange" limits it to some timesteps: then it stays apart, in
+    unet_lora.safetensors). Every config key is optional; an unknown key is an error. --resume
+    continues a stopped run from its last checkpoint (same config); --force replaces an
+    existing run.
 
     usage: diffusion-rl finetune [--config FILE.json] --gradient-noise N [--threads N] [--json]
 
@@ -41,9 +46,9 @@ enum FinetuneCommand {
         if args.string("gradient-noise") != nil { try gradientNoise(args); return }
         guard let out = args.string("out") else { throw CommandError("finetune needs --out DIR", usage: true) }
         guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
-        var config = DDPOConfig()
+        var config = FineTuningConfig()
         if let path = args.string("config") {
-            config = try ConfigLoader.load(DDPOConfig.self, from: URL(fileURLWithPath: path), defaults: config)
+            config = try ConfigLoader.load(FineTuningConfig.self, from: URL(fileURLWithPath: path), defaults: config)
         }
         if args.string("threads") != nil { config.threads = try args.int("threads", default: 2) }
         if args.string("epochs") != nil { config.epochs = try args.int("epochs", default: config.epochs) }
@@ -52,16 +57,16 @@ enum FinetuneCommand {
 
     /// `--gradient-noise N`: the policy gradient's noise at the config's starting parameters.
     static func gradientNoise(_ args: Arguments) throws {
-        var config = DDPOConfig()
+        var config = FineTuningConfig()
         if let path = args.string("config") {
-            config = try ConfigLoader.load(DDPOConfig.self, from: URL(fileURLWithPath: path), defaults: config)
+            config = try ConfigLoader.load(FineTuningConfig.self, from: URL(fileURLWithPath: path), defaults: config)
         }
         if args.string("threads") != nil { config.threads = try args.int("threads", default: 2) }
         config.evaluation.prompts = 0
         let estimates = try args.int("gradient-noise", default: 6)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gradient-noise-\(UUID())")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let trainer = try DDPOTrainer(config: config, output: scratch, commandLine: CommandLine.arguments.joined(separator: " "),
+        let trainer = try FineTuningTrainer(config: config, output: scratch, commandLine: CommandLine.arguments.joined(separator: " "),
                                       rewardFunctions: try rewardFunctions(config))
         let report = try trainer.gradientNoise(estimates: estimates) { FileHandle.standardError.write(Data("  \($0)\n".utf8)) }
         try trainer.close()
@@ -81,7 +86,7 @@ enum FinetuneCommand {
     }
 
     /// The built-in rewards (gold judge, compressibility, brightness), and with `rewardModel` set its heads as proxy_<head>.
-    static func rewardFunctions(_ config: DDPOConfig) throws -> [any RewardFunction] {
+    static func rewardFunctions(_ config: FineTuningConfig) throws -> [any RewardFunction] {
         var functions = builtInRewardFunctions
         if !config.rewardModel.isEmpty {
             functions.insert(PrefixedReward(prefix: "proxy_", try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))), at: 0)
@@ -90,12 +95,12 @@ enum FinetuneCommand {
     }
 
     /// Runs (or resumes) a fine-tuning job with progress lines.
-    static func run(config: DDPOConfig, output: URL, force: Bool, resume: Bool) throws {
+    static func run(config: FineTuningConfig, output: URL, force: Bool, resume: Bool) throws {
         StopSignal.install()
-        let trainer = try DDPOTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
                                       overwrite: force, resume: resume, rewardFunctions: try rewardFunctions(config))
         for note in trainer.notes { print("finetune: \(note)") }
-        print("finetune: \(config.loss.rawValue) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
+        print("finetune: \(config.objective) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
               + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
               + " (\(config.trainedParametersDescription)); log \(output.appendingPathComponent("run.h5").path)")
         try trainer.run(progress: { print($0); fflush(stdout) })

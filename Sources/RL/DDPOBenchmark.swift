@@ -31,7 +31,7 @@ public enum DDPOBenchmark {
 
     /// Runs one sampling epoch and one training epoch of `config` (its epochs, evaluation and KL
     /// are ignored) in a scratch folder.
-    public static func run(config given: DDPOConfig, progress: (String) -> Void = { _ in }) throws -> Report {
+    public static func run(config given: FineTuningConfig, progress: (String) -> Void = { _ in }) throws -> Report {
         var config = given
         config.evaluation.prompts = 0
         config.kl.every = 0
@@ -41,7 +41,7 @@ public enum DDPOBenchmark {
         var ceiling = try EngineBenchmark.measureGemmCeiling(size: 1024, using: &rng)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bench-ddpo-\(UUID())")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let trainer = try DDPOTrainer(config: config, output: scratch, commandLine: "bench ddpo")
+        let trainer = try FineTuningTrainer(config: config, output: scratch, commandLine: "bench ddpo")
         defer { try? trainer.close() }
         var epochRNG = trainer.epochRNG(0)
         // A warm-up batch, so that allocations and thread start-up are not timed.
@@ -53,15 +53,17 @@ public enum DDPOBenchmark {
         let trajectories = sampled.trajectories
         progress(String(format: "sampling epoch: %d samples in %.2f s", trajectories.count, samplingSeconds))
 
+        // Random rewards and advantages: the objective's work does not depend on their values.
         let indices = Array(0..<trajectories.count)
-        let advantages = indices.map { _ in rng.normal() }
+        let samples = EpochSamples(trajectories: trajectories, groups: sampled.groups, promptIndices: sampled.promptIndices, usable: indices,
+                                   rewards: indices.map { _ in rng.normal() }, advantages: indices.map { _ in rng.normal() })
         start = Date()
         let (_, trainingFlops, trainingBlas) = try FlopCounter.profile {
-            try trainer.train(trajectories, indices: indices, advantages: advantages, rng: &epochRNG)
+            try trainer.objective.train(samples, trainer: trainer, rng: &epochRNG)
         }
         let trainingSeconds = Date().timeIntervalSince(start)
-        let trained = [.ppo, .reinforce].contains(config.loss)
-            ? "\(DDPOTrainer.trainedStepsPerSample(config)) of \(trajectories.stepCount) steps each" : "loss \(config.loss.rawValue)"
+        let trained = PolicyLoss(rawValue: config.objective) != nil
+            ? "\(FineTuningTrainer.trainedStepsPerSample(config)) of \(trajectories.stepCount) steps each" : "objective \(config.objective)"
         progress(String(format: "training epoch: %d samples (%@) in %.2f s", trajectories.count, trained, trainingSeconds))
         ceiling = max(ceiling, try EngineBenchmark.measureGemmCeiling(size: 1024, using: &rng))
 

@@ -26,26 +26,26 @@ public struct GradientNoiseReport: Codable, Sendable {
     public var stepGradientNorms: [Double]
 }
 
-extension DDPOTrainer {
+extension FineTuningTrainer {
     /// Measures the policy gradient's noise with `estimates` sampling epochs (drawn from streams
     /// that training never uses) without changing the parameters or the reward statistics.
     public func gradientNoise(estimates: Int, progress: (String) -> Void = { _ in }) throws -> GradientNoiseReport {
-        guard estimates >= 2 else { throw DDPOError("gradient noise needs at least 2 estimates, got \(estimates)") }
-        guard config.loss == .ppo || config.loss == .reinforce else {
-            throw DDPOError("gradient noise measures the policy gradient of \"ppo\" or \"reinforce\"; the config's loss is \"\(config.loss.rawValue)\"")
+        guard estimates >= 2 else { throw FineTuningError("gradient noise needs at least 2 estimates, got \(estimates)") }
+        guard let loss = PolicyLoss(rawValue: config.objective) else {
+            throw FineTuningError("gradient noise measures the policy gradient of \"ppo\" or \"reinforce\"; the config's objective is \"\(config.objective)\"")
         }
         let steps = trainableSteps
         var vectors: [[Double]] = [], stepNorms = [Double](repeating: 0, count: steps.count), batchCount = 0, samples = 0
         for estimate in 0..<estimates {
             var rng = epochRNG(1_000_000 + estimate)
             _ = rng.next()
-            let (promptIndices, trajectories) = try sampleEpoch(using: &rng)
+            let (groups, _, trajectories) = try sampleEpoch(using: &rng)
             let prompts = trajectories.prompts
             let rewards = try composer.score(trajectories.images, prompts: prompts).total
-            guard rewards.allSatisfy(\.isFinite) else { throw DDPOError("a non-finite reward in gradient-noise estimate \(estimate)") }
+            guard rewards.allSatisfy(\.isFinite) else { throw FineTuningError("a non-finite reward in gradient-noise estimate \(estimate)") }
             var statistics = tracker  // a copy: measuring leaves the trainer's statistics as they are
-            let advantages = clippedAdvantages(rewards: rewards, prompts: prompts, groups: promptIndices, tracker: &statistics)
-            vectors.append(try policyGradient(trajectories, advantages: advantages, stepNorms: &stepNorms))
+            let advantages = clippedAdvantages(rewards: rewards, prompts: prompts, groups: groups, tracker: &statistics)
+            vectors.append(try policyGradient(trajectories, loss: loss, advantages: advantages, stepNorms: &stepNorms))
             batchCount += (prompts.count + config.trainBatch - 1) / config.trainBatch
             samples = prompts.count
             progress("estimate \(estimate + 1)/\(estimates): \(prompts.count) samples, |ĝ| \(String(format: "%.4g", norm(vectors.last!)))")
@@ -67,7 +67,7 @@ extension DDPOTrainer {
     /// the old ones the ratio is 1, so PPO and REINFORCE both give −Σ_batches mean(A · ∇ Σ_t log π).
     /// Flattened over `parameters`, whose gradients it leaves cleared; adds each step's gradient
     /// norm per batch to `stepNorms` (indexed like `trainableSteps`).
-    func policyGradient(_ trajectories: Trajectories, advantages: [Double], stepNorms: inout [Double]) throws -> [Double] {
+    func policyGradient(_ trajectories: Trajectories, loss: PolicyLoss, advantages: [Double], stepNorms: inout [Double]) throws -> [Double] {
         func flatGradient() -> [Double] {
             parameters.flatMap { $0.tensor.grad?.values ?? [Double](repeating: 0, count: $0.tensor.count) }
         }
@@ -82,7 +82,7 @@ extension DDPOTrainer {
             for (k, s) in steps.enumerated() {
                 let before = flatGradient()
                 let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
-                let result = try config.loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
+                let result = try loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
                                              advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
                 try result.loss.backward()
                 let after = flatGradient()

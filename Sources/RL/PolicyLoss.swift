@@ -13,25 +13,12 @@ public struct PolicyLossResult {
     public var meanRatio: Double
 }
 
-/// The policy-gradient objectives of DDPO (Black et al. 2023).
+/// The per-step policy-gradient losses of DDPO (Black et al. 2023), `PolicyGradientObjective`'s two forms.
 public enum PolicyLoss: String, Codable, Sendable {
     /// DDPO-IS: ρ = exp(log π_θ − log π_old); loss = mean(max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε))).
     case ppo
     /// DDPO-SF (REINFORCE): loss = −mean(A · log π_θ).
     case reinforce
-    /// Advantage-weighted regression (Peng et al. 2019; with rewards for advantages, the
-    /// reward-weighted regression of Lee et al. 2023 and DDPO's RWR baseline): not a per-step loss
-    /// on the trajectory, but the guided denoising loss on the epoch's final latents, each sample
-    /// weighted by exp(A / τ) (`AdvantageWeightedSettings`).
-    case advantageWeighted
-    /// Online Diffusion-DPO (Wallace et al. 2023): the epoch's images of a prompt form preference
-    /// pairs by reward, and the loss asks the policy to denoise each winner better, and each loser
-    /// worse, than the frozen reference does (`DiffusionDPOSettings`). Not a per-step loss either.
-    case diffusionDPO
-    /// ReFL / DRaFT-K (Xu et al. 2023; Clark et al. 2023): the reward's gradient through the
-    /// decoded image and the last K sampling steps (`ReFLSettings`); needs differentiable
-    /// perspectives (a reward model's). Not a per-step loss either.
-    case refl
 
     /// The loss for per-sample `logProb` [B] (with gradients), the log-probabilities recorded at
     /// sampling `oldLogProb` and the `advantages`.
@@ -56,8 +43,6 @@ public enum PolicyLoss: String, Codable, Sendable {
             loss = try maximum(unclipped, bounded).mean()
         case .reinforce:
             loss = try -(advantage * logProb).mean()
-        case .advantageWeighted, .diffusionDPO, .refl:
-            throw EngineError.invalidArgument(op: "PolicyLoss", "\(rawValue) is not a per-step policy loss")
         }
         return PolicyLossResult(loss: loss, clipFraction: Double(clipped) / Double(n), approxKL: approxKL,
                                 meanRatio: ratios.reduce(0, +) / Double(n))

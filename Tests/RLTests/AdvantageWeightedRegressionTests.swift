@@ -32,7 +32,7 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
     /// conditional predictions at the drawn timesteps and noise, recomputed here by hand from the
     /// same random stream; guidance 1 uses the conditional branch alone.
     func testWeightedGuidedDenoisingLossByHand() throws {
-        let model = try LatentDiffusionModel.load(from: DDPOTrainerTests.modelFolder)
+        let model = try LatentDiffusionModel.load(from: FineTuningTrainerTests.modelFolder)
         var rng = RandomGenerator(seed: 3)
         let x0 = Tensor.randn([3, model.config.vae.latentChannels, model.latentSize, model.latentSize], using: &rng)
         let captions = ["a red circle", "two blue squares", "a green triangle"], weights = [0.5, 2, 0.25]
@@ -77,8 +77,8 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
     /// With nearly all weight on one sample, an update lowers that sample's denoising loss more
     /// than the others' (measured on fixed noise), and the epoch's effective sample size is ≈ 1.
     func testAnUpdateFitsTheHeavilyWeightedSample() throws {
-        var config = DDPOTrainerTests.tinyConfig()
-        config.loss = .advantageWeighted
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.objective = "advantageWeighted"
         config.advantageWeighted.temperature = 0.05
         config.advantageWeighted.timestepsPerSample = 8
         config.trainBatch = 4
@@ -87,27 +87,16 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
         config.weightDecay = 0
         config.evaluation.prompts = 0
         config.rewards = RewardComposition(weights: ["fixed": 1])
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("rwr-\(UUID())"),
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("rwr-\(UUID())"),
                                       commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
         var rng = trainer.epochRNG(0)
-        let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
-        let x0 = trajectories.latents.last!
-        func perSampleLoss() throws -> [Double] {
-            try (0..<4).map { i in
-                var fixed = RandomGenerator(seed: 77)
-                let repeated = [Int](repeating: i, count: 16)
-                return try withNoGrad {
-                    try trainer.policy.weightedDenoisingLoss(x0: x0.indexSelect(axis: 0, repeated), captions: repeated.map { trajectories.prompts[$0] },
-                                                             weights: [Double](repeating: 1.0 / 16, count: 16), guidance: config.sampling.guidance,
-                                                             using: &fixed).item
-                }
-            }
-        }
+        let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+        func perSampleLoss() throws -> [Double] { try trainer.perSampleDenoisingLoss(trajectories, guidance: config.sampling.guidance) }
         let before = try perSampleLoss()
-        let figures = try trainer.trainAdvantageWeighted(trajectories, indices: [0, 1, 2, 3], advantages: [1, 0, 0, 0], rng: &rng)
+        let figures = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], advantages: [1, 0, 0, 0], rng: &rng)
         let after = try perSampleLoss()
-        XCTAssertEqual(figures.effectiveSamples, 1, accuracy: 1e-6)
-        XCTAssertTrue(figures.clipFraction.isNaN && figures.loss.isFinite && figures.gradNorm > 0)
+        XCTAssertEqual(figures["effective_samples"]!, 1, accuracy: 1e-6)
+        XCTAssertTrue(figures["clip_fraction"] == nil && figures["loss"]!.isFinite && figures["grad_norm"]! > 0)
         let change = zip(after, before).map { $0 / $1 - 1 }
         XCTAssertLessThan(change[0], 0, "relative change of the weighted sample's loss: \(change)")
         XCTAssertLessThan(change[0], change[1...].min()!, "relative changes \(change)")
@@ -115,9 +104,9 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
 
     /// The objective is a config choice with its own settings, checked at the boundary.
     func testConfigDecodesAndRejectsBadSettings() throws {
-        let config = try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"loss": "advantageWeighted", "advantageWeighted": {"temperature": 0.5}}"#.utf8),
-                                             defaults: DDPOConfig())
-        XCTAssertEqual(config.loss, .advantageWeighted)
+        let config = try ConfigLoader.decode(FineTuningConfig.self, from: Data(#"{"objective": "advantageWeighted", "advantageWeighted": {"temperature": 0.5}}"#.utf8),
+                                             defaults: FineTuningConfig())
+        XCTAssertEqual(config.objective, "advantageWeighted")
         XCTAssertEqual(config.advantageWeighted.temperature, 0.5)
         XCTAssertEqual(config.advantageWeighted.timestepsPerSample, 2)
         XCTAssertEqual(config.advantageWeighted.timestepRange, [])
@@ -127,9 +116,14 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
         bad = config
         bad.advantageWeighted.temperature = 0
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("temperature"), "\($0)") }
-        XCTAssertThrowsError(try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"advantageWeighted": {"tau": 1}}"#.utf8), defaults: DDPOConfig())) {
+        XCTAssertThrowsError(try ConfigLoader.decode(FineTuningConfig.self, from: Data(#"{"advantageWeighted": {"tau": 1}}"#.utf8), defaults: FineTuningConfig())) {
             XCTAssertTrue("\($0)".contains("advantageWeighted.tau"), "\($0)")
         }
-        XCTAssertThrowsError(try PolicyLoss.advantageWeighted(logProb: Tensor([0.0], shape: [1]), oldLogProb: [0], advantages: [1], clipRange: 0.2))
+        XCTAssertThrowsError(try ConfigLoader.decode(FineTuningConfig.self, from: Data(#"{"loss": "ppo"}"#.utf8), defaults: FineTuningConfig())) {
+            XCTAssertTrue("\($0)".contains("'loss' is now called 'objective'"), "\($0)")
+        }
+        bad = config
+        bad.objective = "ppo2"
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("objective 'ppo2' is not one of"), "\($0)") }
     }
 }

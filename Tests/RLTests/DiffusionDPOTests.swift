@@ -66,9 +66,9 @@ final class DiffusionDPOTests: XCTestCase {
         }
     }
 
-    func tinyDPOConfig() -> DDPOConfig {
-        var config = DDPOTrainerTests.tinyConfig()
-        config.loss = .diffusionDPO
+    func tinyDPOConfig() -> FineTuningConfig {
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.objective = "diffusionDPO"
         config.diffusionDPO.beta = 100
         config.diffusionDPO.timestepsPerPair = 8
         config.trainBatch = 4
@@ -85,14 +85,14 @@ final class DiffusionDPOTests: XCTestCase {
     func testAnUpdateFavorsTheWinners() throws {
         var config = tinyDPOConfig()
         config.rewards = RewardComposition(weights: ["fixed": 1])
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
                                       commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
         var rng = trainer.epochRNG(0)
-        let (groups, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let (groups, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         XCTAssertEqual(groups, [groups[0], groups[0], groups[2], groups[2]])
-        let figures = try trainer.trainDiffusionDPO(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0, 0, 1], groups: groups, rng: &rng)
-        XCTAssertEqual(figures.effectiveSamples, 2)
-        XCTAssertTrue(figures.loss.isFinite && figures.gradNorm > 0)
+        let figures = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0, 0, 1], groups: groups, rng: &rng)
+        XCTAssertEqual(figures["effective_samples"]!, 2)
+        XCTAssertTrue(figures["loss"]!.isFinite && figures["grad_norm"]! > 0)
         let x0 = trajectories.latents.last!
         func errors(_ model: LatentDiffusionModel) throws -> [Double] {
             var fixed = RandomGenerator(seed: 5)
@@ -124,11 +124,11 @@ final class DiffusionDPOTests: XCTestCase {
                 config.sampling.guidance = guidance
                 config.diffusionDPO.guided = guided
                 config.diffusionDPO.timestepsPerPair = 2
-                let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
+                let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
                                               commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
                 var rng = trainer.epochRNG(0)
-                let (groups, trajectories) = try trainer.sampleEpoch(using: &rng)
-                _ = try trainer.trainDiffusionDPO(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0, 0, 1], groups: groups, rng: &rng)
+                let (groups, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+                _ = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0, 0, 1], groups: groups, rng: &rng)
                 weights.append(trainer.parameters.map(\.tensor.values))
             }
             if guidance == 1 { XCTAssertEqual(weights[0], weights[1]) } else { XCTAssertNotEqual(weights[0], weights[1]) }
@@ -141,7 +141,7 @@ final class DiffusionDPOTests: XCTestCase {
         var config = tinyDPOConfig()
         config.epochs = 2
         config.rewards = RewardComposition(weights: ["fixed": 1])
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
                                       commandLine: "test", rewardFunctions: [FixedReward(value: 0.3)])
         let before = trainer.parameters.map(\.tensor.values)
         try trainer.run()
@@ -159,12 +159,12 @@ final class DiffusionDPOTests: XCTestCase {
         var config = tinyDPOConfig()
         config.rewards = RewardComposition(weights: ["indexed": 1])
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("dpo-run-\(UUID())")
-        let trainer = try DDPOTrainer(config: config, output: output, commandLine: "test", rewardFunctions: [IndexedReward(values: [1, 0, 0.5, 0.5])])
-        var summaries: [DDPOEpochSummary] = []
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test", rewardFunctions: [IndexedReward(values: [1, 0, 0.5, 0.5])])
+        var summaries: [EpochSummary] = []
         try trainer.run(epochDone: { summaries.append($0) })
         try trainer.close()
-        XCTAssertEqual(summaries.first?.effectiveSamples, 1, "images 0/1 form a pair, 2/3 tie")
-        XCTAssertTrue(DDPOTrainer.line(summaries[0], of: 1, loss: .diffusionDPO).contains("pairs 1"))
+        XCTAssertEqual(summaries.first?.training["effective_samples"], 1, "images 0/1 form a pair, 2/3 tie")
+        XCTAssertTrue(trainer.line(summaries[0]).contains("pairs 1"))
         XCTAssertNoThrow(try LatentDiffusionModel.load(from: output.appendingPathComponent("model")))
     }
 }

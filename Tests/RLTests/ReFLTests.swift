@@ -25,9 +25,9 @@ final class TwoHeadedReward: DifferentiableReward {
 /// ReFL / DRaFT-K through the sampler: the gradient matches finite differences, an update raises
 /// a differentiable reward, and non-differentiable perspectives are refused.
 final class ReFLTests: XCTestCase {
-    func reflTrainer(gradientSteps: Int, detachUNetInput: Bool = false) throws -> DDPOTrainer {
-        var config = DDPOTrainerTests.tinyConfig()
-        config.loss = .refl
+    func reflTrainer(gradientSteps: Int, detachUNetInput: Bool = false) throws -> FineTuningTrainer {
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.objective = "refl"
         config.refl.gradientSteps = gradientSteps
         config.refl.detachUNetInput = detachUNetInput
         config.rewards = RewardComposition(weights: ["brightness": 1])
@@ -35,7 +35,7 @@ final class ReFLTests: XCTestCase {
         config.weightDecay = 0
         config.learningRate = 1e-2
         config.evaluation.prompts = 0
-        return try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("refl-\(UUID())"),
+        return try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("refl-\(UUID())"),
                                commandLine: "test", rewardFunctions: [BrightnessReward()])
     }
 
@@ -46,7 +46,7 @@ final class ReFLTests: XCTestCase {
         for k in [4, 2] {
             let trainer = try reflTrainer(gradientSteps: k)
             var rng = trainer.epochRNG(0)
-            let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+            let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
             // Move the LoRA off zero so that every parameter has a gradient.
             var draws = RandomGenerator(seed: 4)
             for p in trainer.parameters { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &draws)) }
@@ -86,7 +86,7 @@ final class ReFLTests: XCTestCase {
             for detach in [false, true] {
                 let trainer = try reflTrainer(gradientSteps: k, detachUNetInput: detach)
                 var rng = trainer.epochRNG(0)
-                let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+                let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
                 var draws = RandomGenerator(seed: 4)
                 for p in trainer.parameters { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &draws)) }
                 let sources = try differentiableSources(trainer.config.rewards, functions: [BrightnessReward()])
@@ -116,9 +116,9 @@ final class ReFLTests: XCTestCase {
         }
         let before = try brightness()
         var rng = trainer.epochRNG(0)
-        let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
-        let figures = try trainer.trainReFL(trajectories, indices: [0, 1, 2, 3], rng: &rng)
-        XCTAssertEqual(figures.loss, -before / 4, accuracy: 0.005)
+        let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let figures = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], rng: &rng)
+        XCTAssertEqual(figures["loss"]!, -before / 4, accuracy: 0.005)
         XCTAssertGreaterThan(try brightness(), before)
     }
 
@@ -128,7 +128,7 @@ final class ReFLTests: XCTestCase {
     func testPerspectivesOfOneFunctionAreScoredInOnePass() throws {
         let trainer = try reflTrainer(gradientSteps: 2)
         var rng = trainer.epochRNG(0)
-        let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         let twoHeaded = TwoHeadedReward()
         let composition = RewardComposition(weights: ["brightness": 1, "light": 0.5, "dark": 2])
         let sources = try differentiableSources(composition, functions: [twoHeaded, BrightnessReward()])
@@ -141,9 +141,9 @@ final class ReFLTests: XCTestCase {
     }
 
     func testNonDifferentiablePerspectivesAreRefused() throws {
-        var config = DDPOTrainerTests.tinyConfig()
-        config.loss = .refl
-        XCTAssertThrowsError(try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("refl-\(UUID())"),
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.objective = "refl"
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("refl-\(UUID())"),
                                              commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("not differentiable"), "\($0)")
         }

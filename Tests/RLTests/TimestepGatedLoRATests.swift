@@ -9,8 +9,8 @@ import Rewards
 /// (KL exactly 0) at every other step, and the fine-tuned model keeps its adapter apart.
 final class TimestepGatedLoRATests: XCTestCase {
     /// 4 DDIM steps at t = 751, 501, 251, 1; the adapter acts at the first two.
-    static func gatedConfig() -> DDPOConfig {
-        var config = DDPOTrainerTests.tinyConfig()
+    static func gatedConfig() -> FineTuningConfig {
+        var config = FineTuningTrainerTests.tinyConfig()
         config.loraTimestepRange = [500, 1000]
         config.trainStepRange = [0, 2]
         config.rewards = RewardComposition(weights: ["compressibility": 1])
@@ -22,8 +22,8 @@ final class TimestepGatedLoRATests: XCTestCase {
     func testPolicyEqualsTheBaseOutsideTheGateAndTheModelKeepsItsAdapter() throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("gated-run-\(UUID())")
         defer { try? FileManager.default.removeItem(at: output) }
-        let trainer = try DDPOTrainer(config: Self.gatedConfig(), output: output, commandLine: "test")
-        var summaries: [DDPOEpochSummary] = []
+        let trainer = try FineTuningTrainer(config: Self.gatedConfig(), output: output, commandLine: "test")
+        var summaries: [EpochSummary] = []
         try trainer.run(epochDone: { summaries.append($0) })
         try trainer.close()
         let kl = try XCTUnwrap(summaries.last?.kl)
@@ -41,25 +41,25 @@ final class TimestepGatedLoRATests: XCTestCase {
         // Fine-tuning that model again is refused: its adapter cannot be merged or stacked.
         var again = Self.gatedConfig()
         again.model = output.appendingPathComponent("model").path
-        XCTAssertThrowsError(try DDPOTrainer(config: again, output: output.appendingPathComponent("again"), commandLine: "test")) {
+        XCTAssertThrowsError(try FineTuningTrainer(config: again, output: output.appendingPathComponent("again"), commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("has a timestep-gated UNet adapter"), "\($0)")
         }
     }
 
     /// A trained timestep the adapter does not act on would get no gradient: refused up front.
     func testTrainedTimestepsOutsideTheGateAreRefused() throws {
-        func refusal(_ configure: (inout DDPOConfig) -> Void) -> String {
+        func refusal(_ configure: (inout FineTuningConfig) -> Void) -> String {
             var config = Self.gatedConfig()
             configure(&config)
             let output = FileManager.default.temporaryDirectory.appendingPathComponent("gated-refused-\(UUID())")
-            do { _ = try DDPOTrainer(config: config, output: output, commandLine: "test"); return "accepted" } catch { return "\(error)" }
+            do { _ = try FineTuningTrainer(config: config, output: output, commandLine: "test"); return "accepted" } catch { return "\(error)" }
         }
         XCTAssertTrue(refusal { $0.trainStepRange = [0, 3] }.contains("step 2 (t = 251)"))
         XCTAssertTrue(refusal { $0.trainStepRange = [] }.contains("step 2 (t = 251)"))
-        XCTAssertTrue(refusal { $0.loss = .diffusionDPO }.contains("diffusionDPO.timestepRange (all) must lie inside"))
-        XCTAssertTrue(refusal { $0.loss = .advantageWeighted; $0.advantageWeighted.timestepRange = [400, 900] }
+        XCTAssertTrue(refusal { $0.objective = "diffusionDPO" }.contains("diffusionDPO.timestepRange (all) must lie inside"))
+        XCTAssertTrue(refusal { $0.objective = "advantageWeighted"; $0.advantageWeighted.timestepRange = [400, 900] }
             .contains("advantageWeighted.timestepRange [400, 900] must lie inside"))
-        XCTAssertEqual(refusal { $0.loss = .diffusionDPO; $0.diffusionDPO.timestepRange = [500, 1000] }, "accepted")
+        XCTAssertEqual(refusal { $0.objective = "diffusionDPO"; $0.diffusionDPO.timestepRange = [500, 1000] }, "accepted")
         XCTAssertTrue(refusal { $0.loraRank = 0 }.contains("loraRank must be > 0"))
         var described = Self.gatedConfig()
         XCTAssertEqual(described.trainedParametersDescription, "LoRA rank 4 at timesteps [500, 1000)")

@@ -16,7 +16,8 @@ public enum ConfigLoader {
         }
         let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults))
         let open = (T.self as? OpenConfigMaps.Type)?.openMaps ?? []
-        let merged = try merge(given, over: base, path: "", source: source, open: open)
+        let renamed = (T.self as? RenamedConfigKeys.Type)?.renamedKeys ?? [:]
+        let merged = try merge(given, over: base, path: "", source: source, open: open, renamed: renamed)
         do {
             return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
@@ -43,7 +44,8 @@ public enum ConfigLoader {
         return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
     }
 
-    private static func merge(_ given: Any, over base: Any, path: String, source: String, open: Set<String>) throws -> Any {
+    private static func merge(_ given: Any, over base: Any, path: String, source: String, open: Set<String>,
+                              renamed: [String: String]) throws -> Any {
         guard let givenObject = given as? [String: Any], !open.contains(path) else { return given }
         guard var baseObject = base as? [String: Any] else {
             throw ConfigError(description: "\(source): '\(path)' should not be an object")
@@ -51,10 +53,13 @@ public enum ConfigLoader {
         for (key, value) in givenObject {
             let here = path.isEmpty ? key : "\(path).\(key)"
             guard let existing = baseObject[key] else {
+                if let now = renamed[here] {
+                    throw ConfigError(description: "\(source): '\(here)' is now called '\(now)'; rename the key")
+                }
                 let known = baseObject.keys.sorted().joined(separator: ", ")
                 throw ConfigError(description: "\(source): unknown key '\(here)' (known here: \(known))")
             }
-            baseObject[key] = try merge(value, over: existing, path: here, source: source, open: open)
+            baseObject[key] = try merge(value, over: existing, path: here, source: source, open: open, renamed: renamed)
         }
         return baseObject
     }
@@ -65,4 +70,10 @@ public enum ConfigLoader {
 /// key by key.
 public protocol OpenConfigMaps {
     static var openMaps: Set<String> { get }
+}
+
+/// Settings whose keys were renamed: at these dotted paths an old key is an error that names the
+/// new one, instead of the generic "unknown key".
+public protocol RenamedConfigKeys {
+    static var renamedKeys: [String: String] { get }
 }

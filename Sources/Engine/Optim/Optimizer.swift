@@ -25,9 +25,7 @@ extension Optimizer {
 /// before clipping. A non-finite norm is an error (the caller should skip the batch).
 @discardableResult
 public func clipGradNorm(_ parameters: [(name: String, tensor: Tensor)], maxNorm: Double) throws -> Double {
-    var total = 0.0
-    for p in parameters { if let g = p.tensor.grad { total += g.values.reduce(0) { $0 + $1 * $1 } } }
-    let norm = total.squareRoot()
+    let norm = gradientNorm(parameters)
     guard norm.isFinite else { throw EngineError.nonFinite(what: "gradients (global norm \(norm))") }
     if norm > maxNorm && norm > 0 {
         let factor = maxNorm / norm
@@ -40,6 +38,14 @@ public func clipGradNorm(_ parameters: [(name: String, tensor: Tensor)], maxNorm
         }
     }
     return norm
+}
+
+/// The global L2 norm of the parameters' gradients (parameters without a gradient count as 0);
+/// non-finite when any gradient is.
+public func gradientNorm(_ parameters: [(name: String, tensor: Tensor)]) -> Double {
+    var total = 0.0
+    for p in parameters { if let g = p.tensor.grad { total += g.values.reduce(0) { $0 + $1 * $1 } } }
+    return total.squareRoot()
 }
 
 /// A learning-rate schedule: the factor applied to the base rate at each step.

@@ -40,8 +40,11 @@ public struct TrainingEvaluation: Codable, Equatable, Sendable {
     public init() {}
 }
 
-/// Everything `diffusion-rl finetune` reads from its config, with defaults that run.
-public struct DDPOConfig: Codable, Equatable, Sendable {
+/// Everything `diffusion-rl finetune` reads from its config, with defaults that run: the model,
+/// the prompts and sampling of an epoch, the reward composition, the objective with its own
+/// settings (`advantageWeighted`, `diffusionDPO`, `refl`, `selfTraining`), what trains, the KL
+/// tracking, the evaluation and checkpoints.
+public struct FineTuningConfig: Codable, Equatable, Sendable {
     /// The model folder to fine-tune (also the frozen reference).
     public var model = "Models/base"
     /// A trained reward model folder (`reward train` writes DIR/model), or empty. Its heads join
@@ -59,8 +62,9 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var imagesPerPrompt = 4
     public var sampling = SamplingSettings()
     public var samplingBatch = 32
-    /// The update: DDPO's "ppo" or "reinforce", or "advantageWeighted", "diffusionDPO", "refl".
-    public var loss = PolicyLoss.ppo
+    /// What turns an epoch's samples into an update (`FineTuningObjectives.registered`): DDPO's
+    /// "ppo" or "reinforce", "advantageWeighted", "diffusionDPO", "refl" or "selfTraining".
+    public var objective = "ppo"
     /// PPO's ε, on the ratio of log-probabilities summed over latent dimensions.
     public var clipRange = 0.2
     /// With `"loss": "advantageWeighted"`: the weights' temperature and the noise levels trained.
@@ -69,6 +73,8 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     public var diffusionDPO = DiffusionDPOSettings()
     /// With `"loss": "refl"`: how many of the last sampling steps carry the reward's gradient.
     public var refl = ReFLSettings()
+    /// With `"objective": "selfTraining"`: which samples are kept, the buffer, the pretraining anchor.
+    public var selfTraining = SelfTrainingSettings()
     public var advantages = AdvantageKind.perPrompt
     /// The images of one prompt in an epoch start from the same x_T. x_T is not an action of the
     /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
@@ -121,7 +127,7 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     /// Fails with one line naming the first setting that cannot run.
     public func validate() throws {
         func require(_ condition: Bool, _ message: String) throws {
-            if !condition { throw DDPOError(message) }
+            if !condition { throw FineTuningError(message) }
         }
         try require(sampling.eta > 0, "sampling.eta = \(sampling.eta): DDIM with η = 0 is deterministic and has no log-probability; use η > 0")
         try require(sampling.steps >= 1, "sampling.steps must be at least 1")
@@ -146,8 +152,16 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
         try requireRange(diffusionDPO.timestepRange, "diffusionDPO.timestepRange", end: nil)
         try require(refl.gradientSteps >= 1 && refl.gradientSteps <= sampling.steps,
                     "refl.gradientSteps must be in 1...sampling.steps (\(sampling.steps))")
-        try require(loss != .refl || rewards.standardize.isEmpty, "refl backpropagates raw rewards; rewards.standardize must be empty")
-        try require(loss != .diffusionDPO || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
+        try require(FineTuningObjectives.registered[objective] != nil,
+                    "objective '\(objective)' is not one of \(FineTuningObjectives.names.joined(separator: ", "))")
+        try require(selfTraining.k >= 1 && selfTraining.temperature > 0 && selfTraining.temperature.isFinite && selfTraining.bufferSize >= 0,
+                    "selfTraining.k must be at least 1, selfTraining.temperature positive and selfTraining.bufferSize ≥ 0")
+        try require(selfTraining.anchorShare >= 0 && selfTraining.anchorShare < 1 && selfTraining.captionDropout >= 0 && selfTraining.captionDropout <= 1,
+                    "selfTraining.anchorShare must be in [0, 1) and selfTraining.captionDropout in [0, 1]")
+        try require(selfTraining.threshold.isFinite, "selfTraining.threshold must be a finite number")
+        try requireRange(selfTraining.timestepRange, "selfTraining.timestepRange", end: nil)
+        try require(objective != "refl" || rewards.standardize.isEmpty, "refl backpropagates raw rewards; rewards.standardize must be empty")
+        try require(objective != "diffusionDPO" || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")
         try requireRange(loraTimestepRange, "loraTimestepRange", end: nil)
@@ -161,11 +175,12 @@ public struct DDPOConfig: Codable, Equatable, Sendable {
     }
 }
 
-extension DDPOConfig: OpenConfigMaps {
+extension FineTuningConfig: OpenConfigMaps, RenamedConfigKeys {
     public static var openMaps: Set<String> { ["rewards.weights"] }
+    public static var renamedKeys: [String: String] { ["loss": "objective"] }
 }
 
-extension DDPOConfig {
+extension FineTuningConfig {
     /// LoRA α as used: `loraAlpha`, or the rank when it is 0.
     var resolvedLoRAAlpha: Double { loraAlpha > 0 ? loraAlpha : Double(loraRank) }
 
@@ -181,20 +196,20 @@ extension DDPOConfig {
 }
 
 /// What went wrong in fine-tuning, in one line.
-public struct DDPOError: Error, CustomStringConvertible, Equatable {
+public struct FineTuningError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
 
-extension DDPOConfig {
+extension FineTuningConfig {
     /// What `make demo` runs: DDPO on the gold alignment reward, sized for about ten minutes on
     /// 2 cores, evaluated on 128 held-out compositions × 4 images before and after. Only the five
     /// noisiest steps are trained, where layout and count are decided, and a prompt's images share
     /// x_T and the noise of the other steps, so that the policy gradient carries some signal
     /// (`finetune --gradient-noise`: training every step, it carries none); one update per epoch
     /// of 128 samples.
-    public static var demo: DDPOConfig {
-        var config = DDPOConfig()
+    public static var demo: FineTuningConfig {
+        var config = FineTuningConfig()
         config.epochs = 28
         config.promptPool = 256
         config.promptsPerEpoch = 32

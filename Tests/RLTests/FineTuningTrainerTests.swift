@@ -19,7 +19,7 @@ struct FixedReward: RewardFunction {
 }
 
 /// The trainer end to end on a tiny model (16×16 images, 4 DDIM steps).
-final class DDPOTrainerTests: XCTestCase {
+final class FineTuningTrainerTests: XCTestCase {
     static let modelFolder: URL = {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ddpo-tiny-model-\(UUID())")
         var rng = RandomGenerator(seed: 11)
@@ -31,9 +31,9 @@ final class DDPOTrainerTests: XCTestCase {
         return folder
     }()
 
-    static func tinyConfig() -> DDPOConfig {
-        var config = DDPOConfig()
-        config.model = DDPOTrainerTests.modelFolder.path
+    static func tinyConfig() -> FineTuningConfig {
+        var config = FineTuningConfig()
+        config.model = FineTuningTrainerTests.modelFolder.path
         config.threads = 1
         config.epochs = 3
         config.promptPool = 4
@@ -63,8 +63,8 @@ final class DDPOTrainerTests: XCTestCase {
         config.learningRate = 3e-2
         config.gradientAccumulation = 100   // one update per epoch: epoch 0 trains on its own policy's samples
         let output = temporaryRun()
-        let trainer = try DDPOTrainer(config: config, output: output, commandLine: "test")
-        var summaries: [DDPOEpochSummary] = []
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test")
+        var summaries: [EpochSummary] = []
         var lines: [String] = []
         try trainer.run(progress: { lines.append($0) }, epochDone: { summaries.append($0) })
         XCTAssertEqual(summaries.count, 3)
@@ -93,7 +93,7 @@ final class DDPOTrainerTests: XCTestCase {
         config.rewards = RewardComposition(weights: ["fixed": 1])
         config.weightDecay = 0
         config.epochs = 2
-        let trainer = try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test", rewardFunctions: [FixedReward(value: 0.7)])
+        let trainer = try FineTuningTrainer(config: config, output: temporaryRun(), commandLine: "test", rewardFunctions: [FixedReward(value: 0.7)])
         let before = trainer.parameters.map(\.tensor.values)
         try trainer.run()
         XCTAssertEqual(trainer.parameters.map(\.tensor.values), before)
@@ -105,10 +105,10 @@ final class DDPOTrainerTests: XCTestCase {
         config.rewards = RewardComposition(weights: ["fixed": 1])
         config.epochs = 1
         let output = temporaryRun()
-        let trainer = try DDPOTrainer(config: config, output: output, commandLine: "test",
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test",
                                       rewardFunctions: [FixedReward(value: 1, nanAt: [1])])
         let before = trainer.parameters.map(\.tensor.values)
-        var summaries: [DDPOEpochSummary] = []
+        var summaries: [EpochSummary] = []
         try trainer.run(epochDone: { summaries.append($0) })
         XCTAssertEqual(summaries[0].skippedBatches, 1)
         XCTAssertEqual(trainer.parameters.map(\.tensor.values), before)
@@ -122,15 +122,15 @@ final class DDPOTrainerTests: XCTestCase {
     func testResumedRunEqualsUninterruptedRun() throws {
         let config = Self.tinyConfig()
         let whole = temporaryRun(), pieces = temporaryRun()
-        try DDPOTrainer(config: config, output: whole, commandLine: "test").run()
+        try FineTuningTrainer(config: config, output: whole, commandLine: "test").run()
         do {
-            let first = try DDPOTrainer(config: config, output: pieces, commandLine: "test")
+            let first = try FineTuningTrainer(config: config, output: pieces, commandLine: "test")
             try first.run(stopAfter: 2)
         }
-        XCTAssertThrowsError(try DDPOTrainer(config: config, output: pieces, commandLine: "test")) {
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: pieces, commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("--resume"), "\($0)")
         }
-        let resumed = try DDPOTrainer(config: config, output: pieces, commandLine: "test", resume: true)
+        let resumed = try FineTuningTrainer(config: config, output: pieces, commandLine: "test", resume: true)
         XCTAssertEqual(resumed.epoch, 2)
         try resumed.run()
         try resumed.close()
@@ -143,28 +143,28 @@ final class DDPOTrainerTests: XCTestCase {
         XCTAssertEqual(try reader.metric("loss"), try RunLogReader(url: whole.appendingPathComponent("run.h5")).metric("loss"))
         var other = config
         other.learningRate = 1
-        XCTAssertThrowsError(try DDPOTrainer(config: other, output: pieces, commandLine: "test", resume: true))
+        XCTAssertThrowsError(try FineTuningTrainer(config: other, output: pieces, commandLine: "test", resume: true))
     }
 
     func testBadSettingsAreClearErrors() throws {
         var config = Self.tinyConfig()
         config.sampling.eta = 0
-        XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("η = 0"), "\($0)")
         }
         config = Self.tinyConfig()
         config.model = "/nonexistent/model"
-        XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("/nonexistent/model"), "\($0)")
         }
         config = Self.tinyConfig()
         let empty = FileManager.default.temporaryDirectory.appendingPathComponent("empty-prompts-\(UUID()).txt")
         try "\n  \n".write(to: empty, atomically: true, encoding: .utf8)
         config.prompts = empty.path
-        XCTAssertThrowsError(try DDPOTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
             XCTAssertTrue("\($0)".contains("no prompts"), "\($0)")
         }
-        XCTAssertThrowsError(try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"kl": {"betta": 1}}"#.utf8), defaults: DDPOConfig())) {
+        XCTAssertThrowsError(try ConfigLoader.decode(FineTuningConfig.self, from: Data(#"{"kl": {"betta": 1}}"#.utf8), defaults: FineTuningConfig())) {
             XCTAssertTrue("\($0)".contains("kl.betta"), "\($0)")
         }
     }
@@ -174,10 +174,10 @@ final class DDPOConfigTests: XCTestCase {
     /// Reward weights are the user's keys: given weights replace the default ones whole; other
     /// unknown keys stay errors.
     func testRewardWeightsAreAnOpenMap() throws {
-        let config = try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"rewards": {"weights": {"safety": 0.5, "fidelity": 1}}}"#.utf8),
-                                             defaults: DDPOConfig())
+        let config = try ConfigLoader.decode(FineTuningConfig.self, from: Data(#"{"rewards": {"weights": {"safety": 0.5, "fidelity": 1}}}"#.utf8),
+                                             defaults: FineTuningConfig())
         XCTAssertEqual(config.rewards.weights, ["safety": 0.5, "fidelity": 1])
-        XCTAssertThrowsError(try ConfigLoader.decode(DDPOConfig.self, from: Data(#"{"rewards": {"weight": {}}}"#.utf8), defaults: DDPOConfig()))
+        XCTAssertThrowsError(try ConfigLoader.decode(FineTuningConfig.self, from: Data(#"{"rewards": {"weight": {}}}"#.utf8), defaults: FineTuningConfig()))
     }
 }
 
@@ -189,8 +189,8 @@ final class PolicyGradientDirectionTests: XCTestCase {
     /// advantages shuffled among the samples (what attaching them to the wrong samples would do)
     /// they do not. A sign error, a log π of the wrong action or a mismatched forward breaks it.
     func testScoreFunctionGradientAgreesWithThePathwiseGradient() throws {
-        var config = DDPOTrainerTests.tinyConfig()
-        config.loss = .reinforce
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.objective = "reinforce"
         config.advantages = .leaveOneOut
         config.rewards = RewardComposition(weights: ["brightness": 1])
         config.promptsPerEpoch = 64
@@ -199,19 +199,19 @@ final class PolicyGradientDirectionTests: XCTestCase {
         config.trainBatch = 64
         config.refl.gradientSteps = config.sampling.steps
         config.evaluation.prompts = 0
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("gradients-\(UUID())"),
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("gradients-\(UUID())"),
                                       commandLine: "test")
         var rng = trainer.epochRNG(0)
-        let (groups, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let (groups, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         let rewards = try trainer.composer.score(trajectories.images, prompts: trajectories.prompts).total
         var statistics = trainer.tracker
         let advantages = trainer.clippedAdvantages(rewards: rewards, prompts: trajectories.prompts, groups: groups, tracker: &statistics)
         var norms = [Double](repeating: 0, count: trainer.trainableSteps.count)
-        let scoreFunction = try trainer.policyGradient(trajectories, advantages: advantages, stepNorms: &norms)
+        let scoreFunction = try trainer.policyGradient(trajectories, loss: .reinforce, advantages: advantages, stepNorms: &norms)
         let controls = try (0..<4).map { _ in
             var shuffled = advantages
             shuffled.shuffle(using: &rng)
-            return try trainer.policyGradient(trajectories, advantages: shuffled, stepNorms: &norms)
+            return try trainer.policyGradient(trajectories, loss: .reinforce, advantages: shuffled, stepNorms: &norms)
         }
 
         let sources = try differentiableSources(config.rewards, functions: trainer.rewardFunctions)
@@ -229,19 +229,19 @@ final class PolicyGradientDirectionTests: XCTestCase {
     /// One update raises the log-probability of positive-advantage trajectories relative to
     /// negative ones: Σ_i A_i · Δ log π(τ_i) > 0, for PPO and REINFORCE.
     func testAnUpdateMovesLogProbabilitiesTowardPositiveAdvantages() throws {
-        for loss in [PolicyLoss.ppo, .reinforce] {
-            var config = DDPOTrainerTests.tinyConfig()
-            config.loss = loss
+        for loss in ["ppo", "reinforce"] {
+            var config = FineTuningTrainerTests.tinyConfig()
+            config.objective = loss
             config.learningRate = 1e-3
             config.trainBatch = 4
             config.gradientAccumulation = 1
             config.weightDecay = 0
             config.evaluation.prompts = 0
             config.rewards = RewardComposition(weights: ["fixed": 1])
-            let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("direction-\(UUID())"),
+            let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("direction-\(UUID())"),
                                           commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
             var rng = trainer.epochRNG(0)
-            let (_, trajectories) = try trainer.sampleEpoch(using: &rng)
+            let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
             let advantages: [Double] = [1, -1, 1, -1]
             func totalLogProbs() throws -> [Double] {
                 let captions = trajectories.prompts
@@ -257,7 +257,7 @@ final class PolicyGradientDirectionTests: XCTestCase {
                 }
             }
             let before = try totalLogProbs()
-            _ = try trainer.train(trajectories, indices: [0, 1, 2, 3], advantages: advantages, rng: &rng)
+            _ = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], advantages: advantages, rng: &rng)
             let after = try totalLogProbs()
             let movement = zip(advantages, zip(after, before)).map { $0 * ($1.0 - $1.1) }.reduce(0, +)
             XCTAssertGreaterThan(movement, 0, "\(loss): Δ log π \(zip(after, before).map { $0 - $1 })")
@@ -277,25 +277,25 @@ final class ExperimentConfigTests: XCTestCase {
             }
         XCTAssertGreaterThanOrEqual(names.count, 13)
         for name in names {
-            let config = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: DDPOConfig())
+            let config = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: FineTuningConfig())
             XCTAssertNoThrow(try config.validate(), name)
         }
-        let alignment = try ConfigLoader.load(DDPOConfig.self, from: root.appendingPathComponent("Experiments/ddpo-alignment.json"), defaults: DDPOConfig())
-        XCTAssertEqual(alignment, DDPOConfig.demo)
+        let alignment = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/ddpo-alignment.json"), defaults: FineTuningConfig())
+        XCTAssertEqual(alignment, FineTuningConfig.demo)
     }
 }
 
 /// Common random numbers within a prompt's images: a shared x_T, and shared noise at chosen steps.
 final class SharedNoiseTests: XCTestCase {
     /// One sampling epoch of the tiny config changed by `configure`.
-    func sampledEpoch(_ configure: (inout DDPOConfig) -> Void) throws -> (config: DDPOConfig, indices: [Int], trajectories: Trajectories) {
-        var config = DDPOTrainerTests.tinyConfig()
+    func sampledEpoch(_ configure: (inout FineTuningConfig) -> Void) throws -> (config: FineTuningConfig, indices: [Int], trajectories: Trajectories) {
+        var config = FineTuningTrainerTests.tinyConfig()
         config.evaluation.prompts = 0
         configure(&config)
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("shared-\(UUID())"),
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("shared-\(UUID())"),
                                       commandLine: "test")
         var rng = trainer.epochRNG(0)
-        let (indices, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let (indices, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         XCTAssertEqual(indices[0], indices[1])
         XCTAssertNotEqual(indices[1], indices[2])
         return (config, indices, trajectories)
@@ -367,10 +367,10 @@ final class GradientNoiseTests: XCTestCase {
     /// Zero advantages give zero gradients (no signal, nothing to compare); a varying reward gives
     /// nonzero estimates and per-step norms for the trained steps only; neither moves the parameters.
     func testGradientNoiseMeasuresWithoutTraining() throws {
-        var config = DDPOTrainerTests.tinyConfig()
+        var config = FineTuningTrainerTests.tinyConfig()
         config.rewards = RewardComposition(weights: ["fixed": 1])
         config.evaluation.prompts = 0
-        let fixed = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID())"),
+        let fixed = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID())"),
                                     commandLine: "test", rewardFunctions: [FixedReward(value: 0.7)])
         let flat = try fixed.gradientNoise(estimates: 3)
         XCTAssertEqual(flat.meanCosine, 0)
@@ -379,7 +379,7 @@ final class GradientNoiseTests: XCTestCase {
 
         config.rewards = RewardComposition(weights: ["compressibility": 1])
         config.trainStepRange = [1, 3]
-        let trainer = try DDPOTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID())"),
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-\(UUID())"),
                                       commandLine: "test")
         let before = trainer.parameters.map(\.tensor.values), statistics = trainer.tracker
         let report = try trainer.gradientNoise(estimates: 3)
@@ -392,8 +392,8 @@ final class GradientNoiseTests: XCTestCase {
         XCTAssertTrue(trainer.parameters.allSatisfy { $0.tensor.grad == nil })
         XCTAssertThrowsError(try trainer.gradientNoise(estimates: 1))
         var dpo = config
-        dpo.loss = .diffusionDPO
-        let other = try DDPOTrainer(config: dpo, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-dpo-\(UUID())"),
+        dpo.objective = "diffusionDPO"
+        let other = try FineTuningTrainer(config: dpo, output: FileManager.default.temporaryDirectory.appendingPathComponent("noise-dpo-\(UUID())"),
                                     commandLine: "test")
         XCTAssertThrowsError(try other.gradientNoise(estimates: 2)) { XCTAssertTrue("\($0)".contains("diffusionDPO"), "\($0)") }
     }

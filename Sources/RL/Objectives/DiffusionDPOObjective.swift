@@ -2,7 +2,7 @@ import Diffusion
 import Engine
 import Foundation
 
-/// Settings of online Diffusion-DPO (`"loss": "diffusionDPO"`).
+/// Settings of online Diffusion-DPO (`"objective": "diffusionDPO"`).
 public struct DiffusionDPOSettings: Codable, Equatable, Sendable {
     /// β: how sharply the loss rewards the policy for denoising the preferred image better than
     /// the reference does, relative to the other image (on errors averaged over latent dimensions).
@@ -67,25 +67,37 @@ public func diffusionDPOLoss(winnerErrors: Tensor, loserErrors: Tensor, referenc
     return DiffusionDPOResult(loss: try softplus(margin).mean(), accuracy: accuracy)
 }
 
-extension DDPOTrainer {
-    /// Inner epochs of online Diffusion-DPO: the usable samples' preference pairs within each
-    /// prompt (by total reward), in batches of `trainBatch` pairs; winner and loser of a pair get
-    /// the same noise and timestep, the reference's errors are computed without gradients, and ε̂ is
-    /// the conditional prediction (as in Diffusion-DPO; guidance amplifies what it learns) or, with
-    /// `guided`, the guided one.
-    func trainDiffusionDPO(_ trajectories: Trajectories, indices: [Int], rewards: [Double], groups: [Int],
-                           rng: inout RandomGenerator) throws -> TrainingFigures {
-        let pairs = preferencePairs(rewards: indices.map { rewards[$0] }, groups: indices.map { groups[$0] })
+/// Online Diffusion-DPO as an objective: the usable samples' preference pairs within each
+/// prompt group (by total reward), in batches of `trainBatch` pairs; winner and loser of a pair
+/// get the same noise and timestep, the reference's errors are computed without gradients, and ε̂
+/// is the conditional prediction (as in Diffusion-DPO; guidance amplifies what it learns) or, with
+/// `guided`, the guided one.
+final class DiffusionDPOObjective: FineTuningObjective {
+    let config: FineTuningConfig
+
+    init(config: FineTuningConfig) { self.config = config }
+
+    var metricNames: [String] { ["effective_samples", "preference_accuracy"] }
+    var usesAdvantages: Bool { false }
+
+    func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
+        try requireTimesteps(config.diffusionDPO.timestepRange, named: "diffusionDPO.timestepRange", inside: gate,
+                             gatePair: config.loraTimestepRange, trainSteps: trainSteps)
+    }
+
+    func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
+        let indices = samples.usable, trajectories = samples.trajectories
+        let pairs = preferencePairs(rewards: indices.map { samples.rewards[$0] }, groups: indices.map { samples.groups[$0] })
             .map { (winner: indices[$0.winner], loser: indices[$0.loser]) }
         guard !pairs.isEmpty, let finalLatents = trajectories.latents.last else {
-            return TrainingFigures(gradNorm: .nan, effectiveSamples: 0)
+            return UpdateStatistics().metrics.merging(["effective_samples": 0, "preference_accuracy": .nan]) { $1 }
         }
-        let settings = config.diffusionDPO, copies = settings.timestepsPerPair
+        let settings = config.diffusionDPO, copies = settings.timestepsPerPair, config = config
         let guidance = settings.guided ? config.sampling.guidance : 1
-        let range = DDPOConfig.halfOpenRange(settings.timestepRange)
-        var figures = TrainingFigures(effectiveSamples: Double(pairs.count))
+        let range = FineTuningConfig.halfOpenRange(settings.timestepRange)
+        let policy = trainer.policy, reference = trainer.reference
         var accuracy = 0.0, batches = 0
-        try trainInBatches(Array(pairs.indices), figures: &figures, rng: &rng) { batch, rng in
+        let statistics = try trainer.trainInBatches(Array(pairs.indices), rng: &rng) { batch, rng in
             // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
             let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
             let members = chosen.map { pairs[$0].winner } + chosen.map { pairs[$0].loser }
@@ -107,7 +119,11 @@ extension DDPOTrainer {
             batches += 1
             return result.loss.item
         }
-        figures.preferenceAccuracy = accuracy / Double(max(batches, 1))
-        return figures
+        return statistics.metrics.merging(["effective_samples": Double(pairs.count),
+                                           "preference_accuracy": accuracy / Double(max(batches, 1))]) { $1 }
+    }
+
+    func progressText(_ metrics: [String: Double]) -> String {
+        progressFigures(metrics, [("pairs", "effective_samples", "%.0f"), ("pair accuracy", "preference_accuracy", "%.3f")])
     }
 }

@@ -3,7 +3,7 @@ import Engine
 import Foundation
 import Rewards
 
-/// Settings of ReFL / DRaFT-K fine-tuning (`"loss": "refl"`).
+/// Settings of ReFL / DRaFT-K fine-tuning (`"objective": "refl"`).
 public struct ReFLSettings: Codable, Equatable, Sendable {
     /// K: the last K sampling steps carry gradients (DRaFT-K; K = 1 is DRaFT-1, K = steps
     /// backpropagates through the whole chain, where layout is decided).
@@ -27,7 +27,7 @@ func differentiableSources(_ composition: RewardComposition, functions: [any Rew
     var sources: [DifferentiableSource] = [], sourceOfCandidate: [Int: Int] = [:]
     for name in composition.active {
         guard let candidate = candidates.firstIndex(where: { $0.differentiablePerspectives.contains(name) }) else {
-            throw DDPOError("refl backpropagates the reward into the images, but '\(name)' is not differentiable "
+            throw FineTuningError("refl backpropagates the reward into the images, but '\(name)' is not differentiable "
                             + "(the gold judge and compressibility are not; brightness and a reward model's proxy_ perspectives are)")
         }
         let weighted = (name: name, weight: composition.weights[name]!)
@@ -41,29 +41,38 @@ func differentiableSources(_ composition: RewardComposition, functions: [any Rew
     return sources
 }
 
-extension DDPOTrainer {
-    /// ReFL / DRaFT-K: inner epochs over the epoch's samples, each batch's `reflLoss`
-    /// backpropagated into the UNet.
-    func trainReFL(_ trajectories: Trajectories, indices: [Int], rng: inout RandomGenerator) throws -> TrainingFigures {
-        guard !indices.isEmpty else { return TrainingFigures(gradNorm: .nan) }
-        let sources = try differentiableSources(config.rewards, functions: rewardFunctions)
-        var figures = TrainingFigures(effectiveSamples: Double(indices.count))
-        try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
-            let loss = try reflLoss(trajectories, batch: batch, sources: sources)
+/// ReFL / DRaFT-K as an objective: inner epochs over the epoch's usable samples, each batch's
+/// `loss` backpropagated into the UNet. Needs differentiable perspectives only.
+final class ReFLObjective: FineTuningObjective {
+    let config: FineTuningConfig
+    /// Resolved on the first epoch from the trainer's reward functions.
+    var sources: [DifferentiableSource] = []
+
+    init(config: FineTuningConfig) { self.config = config }
+
+    var metricNames: [String] { [] }
+    var usesAdvantages: Bool { false }
+
+    func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
+        if sources.isEmpty { sources = try differentiableSources(config.rewards, functions: trainer.rewardFunctions) }
+        let config = config
+        return try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
+            let loss = try self.loss(samples.trajectories, batch: batch, sources: self.sources, policy: trainer.policy)
             guard loss.item.isFinite else {
-                try log.event(epoch: epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
+                try trainer.log.event(epoch: trainer.epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
                 return nil
             }
             try (loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
             return loss.item
-        }
-        return figures
+        }.metrics
     }
+
+    func progressText(_ metrics: [String: Double]) -> String { progressFigures(metrics) }
 
     /// −mean over `batch` of Σ_p w_p·r_p(image), where the last K sampling steps are re-run from the
     /// stored x_{T−K} with gradients, reusing each step's stored noise z = (x_t′ − μ_old)/σ_t
     /// (reparameterized: x_t′ = μ_θ + σ_t z), and the final latent is decoded by the frozen VAE.
-    func reflLoss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource]) throws -> Tensor {
+    func loss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource], policy: LatentDiffusionModel) throws -> Tensor {
         let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: trajectories.stepCount, eta: config.sampling.eta)
         let first = trajectories.stepCount - config.refl.gradientSteps
         let captions = batch.map { trajectories.prompts[$0] }

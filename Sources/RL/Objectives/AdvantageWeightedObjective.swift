@@ -2,7 +2,7 @@ import Diffusion
 import Engine
 import Foundation
 
-/// Settings of advantage-weighted regression (`"loss": "advantageWeighted"`).
+/// Settings of advantage-weighted regression (`"objective": "advantageWeighted"`).
 public struct AdvantageWeightedSettings: Codable, Equatable, Sendable {
     /// τ in w_i ∝ exp(A_i / τ) over the epoch's usable samples: small τ keeps only the samples that
     /// beat their prompt's other images (filtered fine-tuning), large τ weights them all alike
@@ -35,23 +35,32 @@ public func effectiveSampleSize(_ weights: [Double]) -> Double {
     return squares > 0 ? total * total / squares : 0
 }
 
-extension DDPOTrainer {
-    /// Inner epochs of advantage-weighted regression: the guided denoising loss on the usable
-    /// samples' final latents, sample i weighted by w_i ∝ exp(A_i / τ) (mean 1), at
-    /// `timestepsPerSample` noise levels each; per batch the loss is Σ w_i·MSE_i / (trainBatch ·
-    /// timestepsPerSample), so an update of `gradientAccumulation` batches is a weighted mean like
-    /// the policy-gradient loss.
-    func trainAdvantageWeighted(_ trajectories: Trajectories, indices: [Int], advantages: [Double],
-                                rng: inout RandomGenerator) throws -> TrainingFigures {
-        guard !indices.isEmpty, let finalLatents = trajectories.latents.last else {
-            return TrainingFigures(gradNorm: .nan)
-        }
+/// Advantage-weighted regression as an objective: the guided denoising loss on the usable
+/// samples' final latents, sample i weighted by w_i ∝ exp(A_i / τ) (mean 1), at
+/// `timestepsPerSample` noise levels each; per batch the loss is Σ w_i·MSE_i / (trainBatch ·
+/// timestepsPerSample), so an update of `gradientAccumulation` batches is a weighted mean like
+/// the policy-gradient loss.
+final class AdvantageWeightedObjective: FineTuningObjective {
+    let config: FineTuningConfig
+
+    init(config: FineTuningConfig) { self.config = config }
+
+    var metricNames: [String] { ["effective_samples"] }
+
+    func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
+        try requireTimesteps(config.advantageWeighted.timestepRange, named: "advantageWeighted.timestepRange", inside: gate,
+                             gatePair: config.loraTimestepRange, trainSteps: trainSteps)
+    }
+
+    func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
+        guard let finalLatents = samples.trajectories.latents.last else { return UpdateStatistics().metrics }
+        let trajectories = samples.trajectories, indices = samples.usable
         let settings = config.advantageWeighted, copies = settings.timestepsPerSample
-        let weights = advantageWeights(advantages: indices.map { advantages[$0] }, temperature: settings.temperature)
-        let timesteps = DDPOConfig.halfOpenRange(settings.timestepRange)
+        let weights = advantageWeights(advantages: indices.map { samples.advantages[$0] }, temperature: settings.temperature)
+        let timesteps = FineTuningConfig.halfOpenRange(settings.timestepRange)
         let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
-        var figures = TrainingFigures(effectiveSamples: effectiveSampleSize(weights))
-        try trainInBatches(indices, figures: &figures, rng: &rng) { batch, rng in
+        let policy = trainer.policy, config = config
+        let statistics = try trainer.trainInBatches(indices, rng: &rng) { batch, rng in
             // Each sample `copies` times in one forward, at independent noise levels.
             let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
             let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
@@ -61,6 +70,19 @@ extension DDPOTrainer {
             try (loss * (1 / Double(config.trainBatch * copies * config.gradientAccumulation))).backward()
             return loss.item / Double(batch.count * copies)
         }
-        return figures
+        return statistics.metrics.merging(["effective_samples": effectiveSampleSize(weights)]) { $1 }
+    }
+
+    func progressText(_ metrics: [String: Double]) -> String {
+        progressFigures(metrics, [("ESS", "effective_samples", "%.1f")])
+    }
+}
+
+/// Refuses a drawn-timestep range (a `[first, end)` setting, empty: all `trainSteps`) that does
+/// not lie inside a timestep-gated LoRA's `gate`: the adapter would not act there.
+func requireTimesteps(_ pair: [Int], named name: String, inside gate: Range<Int>, gatePair: [Int], trainSteps: Int) throws {
+    let drawn = FineTuningConfig.halfOpenRange(pair) ?? 0 ..< trainSteps
+    guard drawn.lowerBound >= gate.lowerBound && drawn.upperBound <= gate.upperBound else {
+        throw FineTuningError("\(name) \(pair.isEmpty ? "(all)" : "\(pair)") must lie inside loraTimestepRange \(gatePair)")
     }
 }

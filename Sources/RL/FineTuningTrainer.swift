@@ -1,0 +1,304 @@
+import Diffusion
+import Engine
+import Evaluation
+import Foundation
+import Images
+import Layers
+import Rewards
+import RunLog
+import World
+
+/// One finished epoch, for progress lines and tests.
+public struct EpochSummary {
+    public var epoch: Int
+    /// Mean weighted reward, and the mean of each computed perspective.
+    public var reward: Double
+    public var perspectives: [String: Double]
+    public var kl: KLSummary?
+    /// What the objective's update reported: `loss`, `grad_norm` and its own metrics.
+    public var training: [String: Double]
+    /// Sampling batches left out because a reward was not finite.
+    public var skippedBatches: Int
+    /// The gold evaluation after this epoch, when one ran.
+    public var evaluation: GoldEvaluation.Report?
+    public var seconds: Double
+}
+
+/// Reward fine-tuning of the latent diffusion model: every epoch samples prompts × images as
+/// trajectories, scores them with a composition of reward perspectives, forms advantages, and
+/// hands the epoch to the config's objective (`FineTuningObjective`: DDPO's PPO or REINFORCE,
+/// advantage-weighted regression, online Diffusion-DPO, ReFL, filtered self-training) to update
+/// the UNet (LoRA on attention by default); the KL drift to the frozen base model and a gold
+/// evaluation on fixed prompts are tracked, and everything goes to one HDF5 log.
+///
+/// Every epoch draws its randomness from (seed, epoch) alone, and a checkpoint holds the trainable
+/// weights, the optimizer, the reward statistics and the objective's state, so a resumed run
+/// equals an uninterrupted one.
+public final class FineTuningTrainer {
+    public let config: FineTuningConfig
+    public let folder: RunFolder
+    public var output: URL { folder.url }
+    public let policy: LatentDiffusionModel
+    let reference: LatentDiffusionModel
+    let composer: RewardComposer
+    /// The reward functions the composer draws on (ReFL differentiates some of them).
+    let rewardFunctions: [any RewardFunction]
+    let gold = GoldJudgeReward()
+    let objective: any FineTuningObjective
+    let parameters: [(name: String, tensor: Tensor)]
+    let optimizer: AdamW
+    var tracker: PerPromptStatTracker
+    /// The training prompts, and (after them in the log's prompt table) the evaluation prompts.
+    public let promptPool: [String]
+    public let evaluationPrompts: [Prompt]
+    let log: RunLogWriter
+    /// Epochs finished (and logged).
+    public private(set) var epoch = 0
+    /// What resuming had to repair or restore, for the caller to print.
+    public private(set) var notes: [String] = []
+
+    static let goldColumns = ["alignment", "fidelity", "safety", "overall"]
+    static let evaluationScores = ["alignment", "alignment_partial", "fidelity", "safety", "overall"]
+
+    /// Prepares a run in `output`: a new one (refusing an existing run unless `overwrite`), or with
+    /// `resume` the continuation of the run there from its last checkpoint. `rewardFunctions`
+    /// default to `builtInRewardFunctions`.
+    public init(config: FineTuningConfig, output: URL, commandLine: String, overwrite: Bool = false, resume: Bool = false,
+                rewardFunctions: [any RewardFunction] = builtInRewardFunctions) throws {
+        try config.validate()
+        self.config = config
+        Threads.set(config.threads)
+        composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
+        self.rewardFunctions = rewardFunctions
+        objective = try FineTuningObjectives.make(config)
+        if config.objective == "refl" { _ = try differentiableSources(config.rewards, functions: rewardFunctions) }
+        promptPool = try FineTuningTrainer.trainingPrompts(config)
+        let modelFolder = URL(fileURLWithPath: config.model)
+        policy = try LatentDiffusionModel.load(from: modelFolder)
+        reference = try LatentDiffusionModel.load(from: modelFolder)
+        parameters = try FineTuningTrainer.trainableParameters(config, policy: policy, reference: reference, objective: objective)
+        optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
+        tracker = PerPromptStatTracker(bufferSize: config.statBufferSize, minCount: config.statMinCount)
+        guard let split = Split(rawValue: config.evaluation.split) else { throw FineTuningError("unknown split \(config.evaluation.split)") }
+        evaluationPrompts = GoldEvaluation.prompts(split: split, count: config.evaluation.prompts)
+
+        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        if resume {
+            let checkpoint = folder.latestCheckpoint!
+            let state = try FineTuningTrainer.restore(from: checkpoint, config: config, parameters: parameters, optimizer: optimizer,
+                                                      objective: objective)
+            tracker = state.tracker
+            epoch = state.epoch
+            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.epoch)
+            notes = log.resumeNotes + ["resumed from \(checkpoint.lastPathComponent) after epoch \(state.epoch)"]
+            try log.event(epoch: epoch, kind: "resume", "resumed from \(checkpoint.lastPathComponent) (\(state.epoch) epochs done)")
+        } else {
+            var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(bitPattern: config.seed))
+            info.commandLine = commandLine
+            let layout = RunLayout(metrics: FineTuningTrainer.metricNames(config, objective: objective),
+                                   sampleColumns: FineTuningTrainer.sampleColumnNames(config),
+                                   prompts: promptPool + evaluationPrompts.map(\.caption),
+                                   imageSize: [policy.config.imageSize, policy.config.imageSize])
+            log = try RunLogWriter(url: folder.logURL, layout: layout, info: info, overwrite: overwrite)
+            try log.event(epoch: 0, kind: "info", "\(config.objective): \(parameters.count) trainable tensors, \(parameterCount) parameters "
+                          + "(\(config.trainedParametersDescription))")
+            if config.kl.every > 0 {
+                try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
+                              + " every \(config.kl.every) epochs")
+            }
+            if config.kl.beta > 0 {
+                try log.event(epoch: 0, kind: "info", "β·KL penalty on every trained step, β = \(config.kl.beta)")
+            }
+        }
+    }
+
+    /// Freezes both models and attaches what trains to the policy: a timestep-gated LoRA, a plain
+    /// LoRA on attention, or every UNet parameter.
+    static func trainableParameters(_ config: FineTuningConfig, policy: LatentDiffusionModel, reference: LatentDiffusionModel,
+                                    objective: any FineTuningObjective) throws -> [(name: String, tensor: Tensor)] {
+        for model in [policy, reference] {
+            model.vae.setTrainable(false)
+            model.textEncoder.setTrainable(false)
+            model.unet.setTrainable(false)
+        }
+        guard policy.config.unetAdapter == nil else {
+            throw FineTuningError("\(config.model) has a timestep-gated UNet adapter; fine-tune from a model without one")
+        }
+        var initRNG = RandomGenerator(seed: config.seed ^ 0x10_2A)
+        if let gate = FineTuningConfig.halfOpenRange(config.loraTimestepRange) {
+            let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: config.sampling.steps, eta: config.sampling.eta)
+            try objective.checkTrainedTimesteps(inside: gate, samplingTimesteps: scheduler.timesteps, trainSteps: policy.schedule.trainSteps)
+            let adapter = UNetAdapter(rank: config.loraRank, alpha: config.resolvedLoRAAlpha,
+                                      timestepRange: [Double(gate.lowerBound), Double(gate.upperBound)])
+            return try policy.attachUNetAdapter(adapter, using: &initRNG)
+        }
+        if config.loraRank > 0 {
+            return try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.resolvedLoRAAlpha, using: &initRNG)
+        }
+        policy.unet.setTrainable(true)
+        return policy.unet.trainableParameters()
+    }
+
+    // MARK: - Layout
+
+    /// The trainer's own metrics, with the objective's after `loss` and `grad_norm`.
+    static func metricNames(_ config: FineTuningConfig, objective: any FineTuningObjective) -> [String] {
+        var names = ["reward_mean", "reward_std"] + config.rewards.active.map { "reward_\($0)" }
+        names += goldColumns.map { "gold_\($0)" }
+        names += ["kl_mean", "kl_max", "kl_sqrt"] + (0..<config.sampling.steps).map { String(format: "kl_step_%02d", $0) }
+        names += ["loss", "grad_norm"] + objective.metricNames + ["learning_rate", "skipped_batches", "skipped_updates"]
+        for prefix in ["base_eval", "eval"] {
+            names += evaluationScores.map { "\(prefix)_\($0)" } + ["\(prefix)_alignment_se"]
+        }
+        names += ["samples_per_second_sampling", "samples_per_second_training", "seconds_sampling", "seconds_training",
+                  "seconds_kl", "seconds_evaluation", "seconds"]
+        return names
+    }
+
+    static func sampleColumnNames(_ config: FineTuningConfig) -> [String] {
+        ["reward", "advantage", "kl"] + config.rewards.active.map { "reward_\($0)" } + goldColumns.map { "gold_\($0)" }
+    }
+
+    /// The distinct training prompts: drawn from a world split, or read from a text file.
+    static func trainingPrompts(_ config: FineTuningConfig) throws -> [String] {
+        if let split = Split(rawValue: config.prompts) {
+            var rng = RandomGenerator(seed: config.seed &+ 0x5EED)
+            let world = WorldGenerator(seed: config.seed)
+            var seen = Set<String>(), pool: [String] = []
+            for _ in 0..<(config.promptPool * 50) where pool.count < config.promptPool {
+                let caption = world.prompt(split, using: &rng).caption
+                if seen.insert(caption).inserted { pool.append(caption) }
+            }
+            return pool
+        }
+        let url = URL(fileURLWithPath: config.prompts)
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            throw FineTuningError("prompts: '\(config.prompts)' is neither train, validation, heldout nor a readable text file")
+        }
+        var seen = Set<String>()
+        let pool = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && seen.insert($0).inserted }
+        guard !pool.isEmpty else { throw FineTuningError("prompt file \(url.path) has no prompts") }
+        return pool
+    }
+
+    // MARK: - Running
+
+    /// Runs the remaining epochs (up to `stopAfter` epochs in all, for tests), checkpointing as
+    /// configured; after the last epoch writes the fine-tuned model to `output/model`.
+    public func run(stopAfter: Int? = nil, progress: (String) -> Void = { _ in },
+                    epochDone: (EpochSummary) -> Void = { _ in }) throws {
+        if epoch == 0 { try evaluateBase(progress: progress) }
+        let last = min(config.epochs, stopAfter ?? config.epochs)
+        while epoch < last {
+            try log.stopIfRequested("before epoch \(epoch)", epoch: epoch, hint: "resume with --resume")
+            let summary = try runEpoch()
+            epochDone(summary)
+            progress(line(summary))
+            if epoch % config.checkpointEvery == 0 || epoch == config.epochs { try writeCheckpoint() }
+        }
+        if epoch == config.epochs { try saveModel() }
+    }
+
+    /// Number of scalar parameters trained.
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.tensor.count } }
+
+    /// Closes the log (also done when the trainer is released).
+    public func close() throws { try log.close() }
+
+    /// The random stream of one epoch: a function of (seed, epoch) only, so resuming replays it.
+    func epochRNG(_ epoch: Int) -> RandomGenerator {
+        RandomGenerator(seed: config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch + 1) &* 0xBF58_476D_1CE4_E5B9)
+    }
+
+    /// One epoch: sample → score → advantages → KL drift → the objective's update → evaluation → log.
+    func runEpoch() throws -> EpochSummary {
+        let clock = EpochClock()
+        var rng = epochRNG(epoch)
+        let seed = Int64(bitPattern: rng.next())
+        let (groups, promptIndices, trajectories) = try clock.time("sampling") { try sampleEpoch(using: &rng) }
+        let prompts = trajectories.prompts
+        let rewards = try composer.score(trajectories.images, prompts: prompts)
+        let (usable, skipped) = try usableSamples(rewards)
+        let goldScores = try? gold.score(trajectories.images, prompts: prompts, perspectives: FineTuningTrainer.goldColumns)
+
+        var advantages = [Double](repeating: .nan, count: prompts.count)
+        if objective.usesAdvantages && !usable.isEmpty {
+            let clipped = clippedAdvantages(rewards: usable.map { rewards.total[$0] }, prompts: usable.map { prompts[$0] },
+                                            groups: usable.map { groups[$0] }, tracker: &tracker)
+            for (i, a) in zip(usable, clipped) { advantages[i] = a }
+        }
+        let kl = try clock.time("kl") { () -> KLSummary? in
+            guard config.kl.every > 0 && epoch % config.kl.every == 0 else { return nil }
+            return try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
+        }
+        let samples = EpochSamples(trajectories: trajectories, groups: groups, promptIndices: promptIndices, usable: usable, rewards: rewards.total, advantages: advantages)
+        var training = try clock.time("training") { () -> [String: Double] in
+            guard !usable.isEmpty else { return ["loss": .nan, "grad_norm": .nan] }
+            return try objective.train(samples, trainer: self, rng: &rng)
+        }
+        training["skipped_updates"] = Double(skippedUpdates)
+        skippedUpdates = 0
+        let evaluation = try clock.time("evaluation") { () -> GoldEvaluation.Report? in
+            (epoch + 1) % config.evaluation.every == 0 || epoch + 1 == config.epochs ? try evaluate() : nil
+        }
+
+        let perspectives = try recordEpoch(rewards: rewards, usable: usable, skipped: skipped, gold: goldScores, kl: kl, training: training,
+                                           evaluation: evaluation, clock: clock)
+        var columns: [String: [Double]] = ["reward": rewards.total, "advantage": advantages]
+        if let kl { columns["kl"] = (0..<prompts.count).map { $0 < kl.perSample.count ? kl.perSample[$0] : .nan } }
+        for name in config.rewards.active { columns["reward_\(name)"] = rewards.perspectives[name] }
+        for name in FineTuningTrainer.goldColumns { if let goldScores { columns["gold_\(name)"] = goldScores[name] } }
+        try log.appendSamples(epoch: epoch, prompts: promptIndices, seeds: [Int64](repeating: seed, count: prompts.count), columns: columns)
+        try log.endEpoch()
+        epoch += 1
+        return EpochSummary(epoch: epoch - 1, reward: perspectives.mean, perspectives: perspectives.byName, kl: kl, training: training,
+                            skippedBatches: skipped, evaluation: evaluation, seconds: clock.total)
+    }
+
+    /// Updates skipped for a non-finite gradient norm since the last epoch's record.
+    var skippedUpdates = 0
+
+    /// The samples whose rewards are all finite; a sampling batch with a non-finite reward is left
+    /// out whole, and logged.
+    func usableSamples(_ rewards: ComposedRewards) throws -> (usable: [Int], skippedBatches: Int) {
+        var usable: [Int] = [], skipped = 0
+        for start in stride(from: 0, to: rewards.total.count, by: config.samplingBatch) {
+            let members = Array(start ..< min(start + config.samplingBatch, rewards.total.count))
+            let bad = members.filter { i in !rewards.total[i].isFinite || rewards.perspectives.values.contains { !$0[i].isFinite } }
+            if bad.isEmpty { usable += members } else {
+                skipped += 1
+                try log.event(epoch: epoch, kind: "skipped", "sampling batch at \(start) has a non-finite reward (sample \(bad[0])); not trained on")
+            }
+        }
+        return (usable, skipped)
+    }
+
+    /// The progress line of an epoch.
+    func line(_ s: EpochSummary) -> String {
+        var text = String(format: "epoch %d/%d  reward %.4f", s.epoch + 1, config.epochs, s.reward)
+        for (name, value) in s.perspectives.sorted(by: { $0.key < $1.key }) { text += String(format: "  %@ %.4f", name, value) }
+        if let kl = s.kl { text += String(format: "  KL %.3g (√ %.3g)", kl.mean, kl.rootMean) }
+        text += "  " + objective.progressText(s.training)
+        if s.skippedBatches > 0 { text += "  skipped \(s.skippedBatches) batches" }
+        if let skipped = s.training["skipped_updates"], skipped > 0 { text += "  skipped \(Int(skipped)) updates" }
+        if let e = s.evaluation {
+            text += String(format: "  eval alignment %.3f ± %.3f", e.scores["alignment"]!.mean, e.scores["alignment"]!.standardError)
+        }
+        return text + String(format: "  %.1f s", s.seconds)
+    }
+}
+
+/// Wall-clock seconds of an epoch's phases.
+final class EpochClock {
+    let start = Date()
+    private(set) var seconds: [String: Double] = [:]
+
+    func time<T>(_ phase: String, _ body: () throws -> T) rethrows -> T {
+        let begin = Date()
+        defer { seconds[phase, default: 0] += Date().timeIntervalSince(begin) }
+        return try body()
+    }
+
+    var total: Double { Date().timeIntervalSince(start) }
+}

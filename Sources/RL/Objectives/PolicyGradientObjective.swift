@@ -1,0 +1,70 @@
+import Diffusion
+import Engine
+
+/// DDPO (Black et al. 2023): the policy-gradient loss (`PolicyLoss`: PPO's clipped importance
+/// ratio, or REINFORCE) on the log-probabilities of the trajectories' own steps, weighted by the
+/// samples' advantages; optionally DPOK's β·KL to the reference at every trained step.
+final class PolicyGradientObjective: FineTuningObjective {
+    let config: FineTuningConfig
+    let loss: PolicyLoss
+
+    init(config: FineTuningConfig, loss: PolicyLoss) {
+        self.config = config
+        self.loss = loss
+    }
+
+    var metricNames: [String] { ["clip_fraction", "approx_kl", "ratio_mean", "effective_samples"] }
+
+    func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps timesteps: [Int], trainSteps: Int) throws {
+        if let step = FineTuningTrainer.trainableSteps(config).first(where: { !gate.contains(timesteps[$0]) }) {
+            throw FineTuningError("step \(step) (t = \(timesteps[step])) is trained but outside loraTimestepRange \(config.loraTimestepRange); "
+                                  + "narrow trainStepRange or widen loraTimestepRange")
+        }
+    }
+
+    /// Inner epochs of policy-gradient updates over the usable samples; each batch trains
+    /// `timestepFraction` of the trainable steps, chosen at random.
+    func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
+        let trajectories = samples.trajectories, advantages = samples.advantages
+        let policy = trainer.policy, reference = trainer.reference
+        let eligible = trainer.trainableSteps, trainedSteps = FineTuningTrainer.trainedStepsPerSample(config)
+        var clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, terms = 0
+        let oldLogProbs = trajectories.logProbs.map(\.values)
+        let statistics = try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
+            let captions = batch.map { trajectories.prompts[$0] }
+            let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+            var steps = eligible
+            steps.shuffle(using: &rng)
+            let scale = 1 / Double(trainedSteps * config.gradientAccumulation)
+            var batchLoss = 0.0
+            for s in steps.prefix(trainedSteps) {
+                let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
+                let result = try loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
+                                      advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
+                var total = result.loss
+                if config.kl.beta > 0 {
+                    let theirs = try withNoGrad {
+                        try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling).mean
+                    }
+                    total = try total + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * config.kl.beta
+                }
+                try (total * scale).backward()
+                batchLoss += total.item
+                clipFraction += result.clipFraction
+                approxKL += result.approxKL
+                ratio += result.meanRatio
+                terms += 1
+            }
+            // Every batch trains `trainedSteps` steps, so the mean over batches is the mean over terms.
+            return batchLoss / Double(trainedSteps)
+        }
+        let n = Double(max(terms, 1))
+        return statistics.metrics.merging(["clip_fraction": clipFraction / n, "approx_kl": approxKL / n, "ratio_mean": ratio / n,
+                                           "effective_samples": Double(samples.usable.count)]) { $1 }
+    }
+
+    func progressText(_ m: [String: Double]) -> String {
+        String(format: "loss %.4g  clip %.3f  approx-KL %.3g  |g| %.3g", m["loss"] ?? .nan, m["clip_fraction"] ?? .nan,
+               m["approx_kl"] ?? .nan, m["grad_norm"] ?? .nan)
+    }
+}

@@ -1,0 +1,187 @@
+import Diffusion
+import Engine
+import Foundation
+import World
+
+/// Settings of filtered self-training (`"objective": "selfTraining"`).
+public struct SelfTrainingSettings: Codable, Equatable, Sendable {
+    /// How an epoch's samples are kept: "topK" (the `k` best of each prompt group, RAFT),
+    /// "threshold" (every sample at or above `threshold`, ReST's filter) or "weights" (every
+    /// sample at or above `threshold`, weighted ∝ exp(r / `temperature`), reward-weighted
+    /// likelihood).
+    public var selection = SelfTrainingSelection.topK
+    public var k = 1
+    /// No sample with a lower reward is kept, whatever the selection (0: with gold alignment, an
+    /// image that is wrong is never trained on).
+    public var threshold = 0.0
+    /// τ of the "weights" selection.
+    public var temperature = 0.25
+    /// Selected samples kept across epochs, oldest dropped first (ReST's growing dataset); 0
+    /// trains on the current epoch's selection only.
+    public var bufferSize = 0
+    /// Share of each training batch's rows that are pretraining data (the world's training split,
+    /// rendered and encoded by the frozen VAE), so the model keeps what it knew; in [0, 1).
+    public var anchorShare = 0.5
+    /// Share of trained captions replaced by "" (as in pretraining), so the unconditional branch
+    /// that classifier-free guidance needs keeps learning too.
+    public var captionDropout = 0.1
+    /// The training timesteps [first, end) the denoising loss draws from; empty: all. Layout,
+    /// count and relations are decided at high noise.
+    public var timestepRange: [Int] = []
+
+    public init() {}
+}
+
+/// The ways filtered self-training keeps samples.
+public enum SelfTrainingSelection: String, Codable, Sendable {
+    case topK, threshold, weights
+}
+
+/// Which samples filtered self-training keeps and with what weight (mean 1 over the kept ones):
+/// among samples whose reward is at least `threshold`, the `k` best of each group (ties to the
+/// earlier sample) with weight 1, all of them with weight 1, or all of them weighted
+/// n·softmax(r / τ). Returns (sample index, weight) in sample order.
+public func selfTrainingSelection(rewards: [Double], groups: [Int], settings: SelfTrainingSettings) -> [(index: Int, weight: Double)] {
+    precondition(rewards.count == groups.count, "\(rewards.count) rewards for \(groups.count) group labels")
+    let eligible = rewards.indices.filter { rewards[$0].isFinite && rewards[$0] >= settings.threshold }
+    switch settings.selection {
+    case .threshold:
+        return eligible.map { ($0, 1) }
+    case .weights:
+        let weights = advantageWeights(advantages: eligible.map { rewards[$0] }, temperature: settings.temperature)
+        return Array(zip(eligible, weights)).map { ($0.0, $0.1) }
+    case .topK:
+        var byGroup: [Int: [Int]] = [:]
+        for i in eligible { byGroup[groups[i], default: []].append(i) }
+        var kept: [Int] = []
+        for members in byGroup.values {
+            // Among equal rewards the earlier sample wins.
+            kept += members.sorted { rewards[$0] != rewards[$1] ? rewards[$0] > rewards[$1] : $0 < $1 }.prefix(settings.k)
+        }
+        return kept.sorted().map { ($0, 1) }
+    }
+}
+
+/// Filtered self-training (RAFT, Dong et al. 2023; ReST, Gulcehre et al. 2023; reward-weighted
+/// likelihood with a pretraining term, Lee et al. 2023). Each epoch keeps the samples the reward
+/// selects (`selfTrainingSelection`), adds them to a buffer of at most `bufferSize` (or replaces
+/// it), and fits the model to them with its pretraining loss — the conditional ε-prediction error
+/// on the sampler's own final latents, with caption dropout — mixed with pretraining data:
+///
+///     L = Σ_{i ∈ kept} w_i ‖ε̂_θ(x_t^i, t, c_i) − ε‖² + Σ_{j ∈ anchor} ‖ε̂_θ(x_t^j, t, c_j) − ε‖²,
+///
+/// over all rows of a batch, divided by their count (and by `gradientAccumulation`).
+/// Unlike advantage-weighted regression it trains the conditional branch, as pretraining did,
+/// so guidance acts on the new model as it did on the base.
+final class SelfTrainingObjective: FineTuningObjective {
+    let config: FineTuningConfig
+    var settings: SelfTrainingSettings { config.selfTraining }
+    /// The kept samples: final latent [1, C, h, w], prompt-pool index, weight.
+    private(set) var buffer: [(latent: Tensor, prompt: Int, weight: Double)] = []
+    let world = WorldGenerator(seed: 0)
+
+    init(config: FineTuningConfig) { self.config = config }
+
+    var metricNames: [String] { ["selected", "selected_reward", "buffer_size", "within_prompt_diversity"] }
+    var usesAdvantages: Bool { false }
+
+    func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
+        try requireTimesteps(settings.timestepRange, named: "selfTraining.timestepRange", inside: gate,
+                             gatePair: config.loraTimestepRange, trainSteps: trainSteps)
+    }
+
+    func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
+        let trajectories = samples.trajectories
+        guard let finalLatents = trajectories.latents.last else { return UpdateStatistics().metrics }
+        let usable = samples.usable
+        let chosen = selfTrainingSelection(rewards: usable.map { samples.rewards[$0] }, groups: usable.map { samples.groups[$0] },
+                                           settings: settings).map { (index: usable[$0.index], weight: $0.weight) }
+        let rows = try chosen.map { try finalLatents.indexSelect(axis: 0, [$0.index]) }
+        let fresh = zip(chosen, rows).map { (latent: $1, prompt: samples.promptIndices[$0.index], weight: $0.weight) }
+        if settings.bufferSize > 0 {
+            buffer = Array((buffer + fresh).suffix(settings.bufferSize))
+        } else {
+            buffer = fresh
+        }
+        var metrics = ["selected": Double(chosen.count),
+                       "selected_reward": chosen.isEmpty ? .nan : chosen.map { samples.rewards[$0.index] }.reduce(0, +) / Double(chosen.count),
+                       "buffer_size": Double(buffer.count),
+                       "within_prompt_diversity": withinGroupDistance(finalLatents, groups: samples.groups, members: usable)]
+        guard !buffer.isEmpty else { return metrics.merging(UpdateStatistics().metrics) { $1 } }
+        let statistics = try trainer.trainInBatches(Array(buffer.indices), rng: &rng) { batch, rng in
+            let loss = try self.loss(batch: batch, trainer: trainer, using: &rng)
+            try (loss * (1 / Double(config.gradientAccumulation))).backward()
+            return loss.item
+        }
+        metrics.merge(statistics.metrics) { $1 }
+        return metrics
+    }
+
+    /// The mean of the batch's weighted denoising errors and of its anchor rows' errors.
+    func loss(batch: [Int], trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> Tensor {
+        let policy = trainer.policy
+        var latents = try concat(batch.map { buffer[$0].latent }, axis: 0)
+        var captions = batch.map { trainer.promptPool[buffer[$0].prompt] }
+        var weights = batch.map { buffer[$0].weight }
+        let anchors = anchorCount(forBatchOf: batch.count)
+        if anchors > 0 {
+            let scenes = (0..<anchors).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
+            let renderer = Renderer(size: policy.config.imageSize)
+            let encoded = try withNoGrad {
+                try policy.vae.encode(ImageTensors.tensor(scenes.map(renderer.render))).mean * policy.vae.scaleFactor.item
+            }
+            latents = try concat([latents, encoded], axis: 0)
+            captions += scenes.map(\.caption)
+            weights += [Double](repeating: 1, count: anchors)
+        }
+        captions = captions.map { rng.uniform() < settings.captionDropout ? "" : $0 }
+        let total = try policy.weightedDenoisingLoss(x0: latents, captions: captions, weights: weights, guidance: 1,
+                                                     timesteps: FineTuningConfig.halfOpenRange(settings.timestepRange), using: &rng)
+        return total * (1 / Double(captions.count))
+    }
+
+    /// Anchor rows added to a batch of `n` selected rows so that they make up `anchorShare` of it.
+    func anchorCount(forBatchOf n: Int) -> Int {
+        Int((Double(n) * settings.anchorShare / (1 - settings.anchorShare)).rounded())
+    }
+
+    func progressText(_ metrics: [String: Double]) -> String {
+        progressFigures(metrics, [("kept", "selected", "%.0f"), ("kept reward", "selected_reward", "%.3f"), ("buffer", "buffer_size", "%.0f")])
+    }
+
+    // The buffer, so that a resumed run trains on what the uninterrupted one would.
+    func checkpointState() throws -> [String: Tensor] {
+        guard !buffer.isEmpty else { return [:] }
+        return ["latents": try concat(buffer.map(\.latent), axis: 0),
+                "prompts": try Tensor(buffer.map { Double($0.prompt) }, shape: [buffer.count], dtype: .float64),
+                "weights": try Tensor(buffer.map(\.weight), shape: [buffer.count], dtype: .float64)]
+    }
+
+    func restore(_ state: [String: Tensor]) throws {
+        guard !state.isEmpty else { buffer = []; return }
+        guard let latents = state["latents"], let prompts = state["prompts"], let weights = state["weights"],
+              latents.shape.first == prompts.count, prompts.count == weights.count else {
+            throw FineTuningError("the checkpoint's self-training buffer is incomplete")
+        }
+        buffer = try (0..<prompts.count).map { i in
+            (latent: try latents.indexSelect(axis: 0, [i]), prompt: Int(prompts.values[i]), weight: weights.values[i])
+        }
+    }
+}
+
+/// Mean root-mean-square distance between the final latents of two images of the same group
+/// (over all such pairs among `members`): how different a prompt's images still are, so that a
+/// collapse of diversity shows.
+func withinGroupDistance(_ latents: Tensor, groups: [Int], members: [Int]) -> Double {
+    let values = latents.values, size = latents.count / max(latents.shape.first ?? 1, 1)
+    var total = 0.0, pairs = 0
+    for (a, i) in members.enumerated() {
+        for j in members[(a + 1)...] where groups[i] == groups[j] {
+            var squares = 0.0
+            for d in 0..<size { let diff = values[i * size + d] - values[j * size + d]; squares += diff * diff }
+            total += (squares / Double(size)).squareRoot()
+            pairs += 1
+        }
+    }
+    return pairs > 0 ? total / Double(pairs) : .nan
+}

@@ -1,0 +1,66 @@
+import Diffusion
+import Engine
+import Foundation
+import Layers
+import RunLog
+
+extension FineTuningTrainer {
+    /// What a checkpoint holds besides tensors.
+    struct TrainerState: Codable {
+        var epoch: Int
+        var tracker: PerPromptStatTracker
+        var config: FineTuningConfig
+    }
+
+    /// Writes `checkpoints/epoch-NNNN` (trainable weights, optimizer, reward statistics, the
+    /// objective's state) atomically, records it in the log, and removes older checkpoints.
+    func writeCheckpoint() throws {
+        let name = String(format: "epoch-%04d", epoch)
+        let objectiveState = try objective.checkpointState()
+        let final = try folder.writeCheckpoint(name) { temporary in
+            try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
+                                  to: temporary.appendingPathComponent("trainable.safetensors"))
+            try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+            if !objectiveState.isEmpty { try Safetensors.write(objectiveState, to: temporary.appendingPathComponent("objective.safetensors")) }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(TrainerState(epoch: epoch, tracker: tracker, config: config)).write(to: temporary.appendingPathComponent("state.json"))
+        }
+        try log.checkpoint(epoch: epoch, path: "checkpoints/\(name)/trainable.safetensors",
+                           sha256: SHA256.hex(fileAt: final.appendingPathComponent("trainable.safetensors")))
+        try log.flush()
+    }
+
+    /// Puts back the weights, optimizer and objective state of `checkpoint` and returns its state
+    /// (epoch, reward statistics); refuses a checkpoint of another config.
+    static func restore(from checkpoint: URL, config: FineTuningConfig, parameters: [(name: String, tensor: Tensor)], optimizer: AdamW,
+                        objective: any FineTuningObjective) throws -> TrainerState {
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+        guard state.config == config else {
+            throw FineTuningError("the config differs from the one \(checkpoint.deletingLastPathComponent().deletingLastPathComponent().path) "
+                                  + "was started with; resume with the same config")
+        }
+        let weights = try Safetensors.read(checkpoint.appendingPathComponent("trainable.safetensors")).tensors
+        let byName = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) })
+        guard Set(weights.keys) == Set(byName.keys) else { throw FineTuningError("checkpoint \(checkpoint.path) holds other tensors than the model trains") }
+        for (name, tensor) in weights { byName[name]!.assign(tensor) }
+        try optimizer.loadState(Safetensors.read(checkpoint.appendingPathComponent("optimizer.safetensors")).tensors)
+        let objectiveFile = checkpoint.appendingPathComponent("objective.safetensors")
+        try objective.restore(FileManager.default.fileExists(atPath: objectiveFile.path) ? Safetensors.read(objectiveFile).tensors : [:])
+        return state
+    }
+
+    /// Writes the fine-tuned model to `model/` (LoRA merged; a timestep-gated adapter stays apart,
+    /// in `unet_lora.safetensors`) and records the files' digests.
+    func saveModel() throws {
+        if policy.config.unetAdapter == nil { try mergeAndRemoveLoRA(from: policy.unet) }
+        try policy.save(to: output.appendingPathComponent("model"))
+        var files = ["unet.safetensors"]
+        if policy.config.unetAdapter != nil { files.append("unet_lora.safetensors") }
+        for file in files {
+            try log.checkpoint(epoch: epoch, path: "model/\(file)", sha256: SHA256.hex(fileAt: output.appendingPathComponent("model/\(file)")))
+        }
+        try log.event(epoch: epoch, kind: "done", "wrote the fine-tuned model to model/")
+        try log.flush()
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// How a trainer opens its run folder.
+public enum RunStart: Sendable, Equatable {
+    /// A new run; refused where the folder already holds one.
+    case new
+    /// A new run replacing the one in the folder (`--force`): its log and checkpoints go.
+    case overwrite
+    /// The continuation of the run in the folder from its newest checkpoint (`--resume`).
+    case resume
+}
+
+/// The folder every trainer writes a run to: the log `run.h5`, resumable checkpoints under
+/// `checkpoints/NAME` (written atomically and rotated), and the run's results beside them. One type
+/// so that pretraining, fine-tuning and reward training start, refuse, overwrite and resume alike.
+public struct RunFolder: Sendable {
+    public let url: URL
+    public let start: RunStart
+
+    public var logURL: URL { url.appendingPathComponent("run.h5") }
+    public var checkpointsURL: URL { url.appendingPathComponent("checkpoints") }
+
+    /// Opens `url` for `start`: `.new` refuses a folder that already holds a run, `.resume` one
+    /// without a checkpoint, and `.overwrite` removes the old run's checkpoints (the log writer
+    /// replaces `run.h5`). Creates the folder for a new run.
+    public init(_ url: URL, start: RunStart) throws {
+        self.url = url
+        self.start = start
+        let manager = FileManager.default
+        switch start {
+        case .new:
+            if manager.fileExists(atPath: logURL.path) {
+                throw RunFolderError("\(url.path) already holds a run; pass --resume to continue it or --force to start over")
+            }
+        case .overwrite:
+            try? manager.removeItem(at: checkpointsURL)
+        case .resume:
+            guard manager.fileExists(atPath: logURL.path), latestCheckpoint != nil else {
+                throw RunFolderError("\(url.path) has no checkpoint to resume from")
+            }
+        }
+        try manager.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    /// The newest complete checkpoint (names sort in order: `epoch-0007`, `step-000500`), if any.
+    public var latestCheckpoint: URL? {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: checkpointsURL.path) else { return nil }
+        return names.filter { !$0.hasPrefix(".") && !$0.hasSuffix(".partial") }.sorted().last.map { checkpointsURL.appendingPathComponent($0) }
+    }
+
+    /// Writes checkpoint `name` atomically (`body` fills a temporary folder, renamed when complete),
+    /// then removes all but the newest `keep` checkpoints. Returns the checkpoint's folder.
+    @discardableResult
+    public func writeCheckpoint(_ name: String, keep: Int = 1, _ body: (URL) throws -> Void) throws -> URL {
+        let folder = checkpointsURL.appendingPathComponent(name)
+        try writeFolderAtomically(folder, body)
+        let names = try FileManager.default.contentsOfDirectory(atPath: checkpointsURL.path)
+            .filter { !$0.hasPrefix(".") && !$0.hasSuffix(".partial") }.sorted()
+        for old in names.dropLast(max(keep, 1)) where old != name {
+            try? FileManager.default.removeItem(at: checkpointsURL.appendingPathComponent(old))
+        }
+        return folder
+    }
+}
+
+/// Writes a folder so that it is never seen half-written: `body` fills a temporary sibling
+/// `NAME.partial`, which then replaces `folder` by rename. A crash leaves the previous folder or
+/// a `.partial` one (which readers skip), not a partial `folder`.
+public func writeFolderAtomically(_ folder: URL, _ body: (URL) throws -> Void) throws {
+    let manager = FileManager.default
+    let temporary = folder.deletingLastPathComponent().appendingPathComponent(folder.lastPathComponent + ".partial")
+    try? manager.removeItem(at: temporary)
+    try manager.createDirectory(at: temporary, withIntermediateDirectories: true)
+    try body(temporary)
+    try? manager.removeItem(at: folder)
+    try manager.moveItem(at: temporary, to: folder)
+}
+
+/// A run folder that cannot be opened as asked, in one line.
+public struct RunFolderError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

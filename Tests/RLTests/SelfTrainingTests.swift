@@ -1,0 +1,155 @@
+import Foundation
+import XCTest
+import Diffusion
+import Engine
+import Rewards
+import RunLog
+@testable import RL
+
+/// Filtered self-training: the selection by hand, the anchor's share, an update that fits the
+/// kept sample, the buffer across a resume; and the trainer's skip of a non-finite gradient.
+final class SelfTrainingTests: XCTestCase {
+    func settings(_ selection: SelfTrainingSelection, k: Int = 1, threshold: Double = 0, temperature: Double = 0.25) -> SelfTrainingSettings {
+        var s = SelfTrainingSettings()
+        s.selection = selection
+        s.k = k
+        s.threshold = threshold
+        s.temperature = temperature
+        return s
+    }
+
+    /// Two groups of three: top-1 keeps each group's best (the earlier of a tie), top-2 the two
+    /// best; the threshold drops what is below it in every mode.
+    func testSelectionByHand() {
+        let rewards = [0.2, 0.9, 0.9, 1.5, -0.3, 0.4], groups = [0, 0, 0, 1, 1, 1]
+        func kept(_ s: SelfTrainingSettings) -> [Int] { selfTrainingSelection(rewards: rewards, groups: groups, settings: s).map(\.index) }
+        XCTAssertEqual(kept(settings(.topK, k: 1)), [1, 3])
+        XCTAssertEqual(kept(settings(.topK, k: 2)), [1, 2, 3, 5])
+        XCTAssertEqual(kept(settings(.topK, k: 5)), [0, 1, 2, 3, 5], "the −0.3 is below the threshold 0")
+        XCTAssertEqual(kept(settings(.topK, k: 1, threshold: 1)), [3], "group 0 has no sample at or above 1")
+        XCTAssertEqual(kept(settings(.threshold, threshold: 0.5)), [1, 2, 3])
+        XCTAssertTrue(selfTrainingSelection(rewards: rewards, groups: groups, settings: settings(.topK, k: 1)).allSatisfy { $0.weight == 1 })
+        // weights: n·exp(r/τ)/Σ exp(r/τ) over the kept, by hand for rewards 0.9, 0.9, 1.5 at τ = 0.5.
+        let weighted = selfTrainingSelection(rewards: rewards, groups: groups, settings: settings(.weights, threshold: 0.5, temperature: 0.5))
+        let e = [exp(1.8), exp(1.8), exp(3.0)], sum = e.reduce(0, +)
+        XCTAssertEqual(weighted.map(\.index), [1, 2, 3])
+        for (w, x) in zip(weighted.map(\.weight), e) { XCTAssertEqual(w, 3 * x / sum, accuracy: 1e-12) }
+    }
+
+    /// `anchorShare` of a batch's rows are pretraining data: a batch of 4 kept samples gets 4
+    /// anchors at 0.5, 1 at 0.2, none at 0.
+    func testAnchorShareOfABatch() throws {
+        var config = FineTuningTrainerTests.tinyConfig()
+        for (share, expected) in [(0.5, 4), (0.2, 1), (0.0, 0), (0.75, 12)] {
+            config.selfTraining.anchorShare = share
+            let objective = SelfTrainingObjective(config: config)
+            XCTAssertEqual(objective.anchorCount(forBatchOf: 4), expected, "share \(share)")
+            XCTAssertEqual(Double(expected) / Double(4 + expected), share, accuracy: 1e-12)
+        }
+        config.selfTraining.anchorShare = 1
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("anchorShare"), "\($0)") }
+    }
+
+    func tinySelfTrainingConfig() -> FineTuningConfig {
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.objective = "selfTraining"
+        config.selfTraining.anchorShare = 0
+        config.selfTraining.captionDropout = 0
+        config.evaluation.prompts = 0
+        config.weightDecay = 0
+        return config
+    }
+
+    /// Training on the one kept sample lowers its conditional denoising loss (guidance 1, the
+    /// noise and timesteps fixed) more than the other samples'.
+    func testAnUpdateFitsTheKeptSample() throws {
+        var config = tinySelfTrainingConfig()
+        config.selfTraining.k = 1
+        config.trainBatch = 4
+        config.innerEpochs = 8
+        config.learningRate = 3e-3
+        config.rewards = RewardComposition(weights: ["fixed": 1])
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID())"),
+                                            commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+        var rng = trainer.epochRNG(0)
+        let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+        func perSampleLoss() throws -> [Double] { try trainer.perSampleDenoisingLoss(trajectories, guidance: 1) }
+        let before = try perSampleLoss()
+        // One group of four; sample 0 has the best reward, so top-1 keeps it alone.
+        let figures = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0.5, 0.2, 0.1], groups: [0, 0, 0, 0], rng: &rng)
+        let after = try perSampleLoss()
+        XCTAssertEqual(figures["selected"], 1)
+        XCTAssertEqual(figures["selected_reward"], 1)
+        XCTAssertTrue(figures["loss"]!.isFinite && figures["grad_norm"]! > 0, "\(figures)")
+        let change = zip(after, before).map { $0 / $1 - 1 }
+        XCTAssertLessThan(change[0], 0, "relative change of the kept sample's loss: \(change)")
+        XCTAssertLessThan(change[0], change[1...].min()!, "relative changes \(change)")
+    }
+
+    /// With a buffer that grows across epochs, stopping after epoch 2 and resuming gives the same
+    /// weights byte for byte as a run never interrupted (the buffer is in the checkpoint), and
+    /// anchors and caption dropout draw from the epoch's stream like everything else.
+    func testResumedRunWithABufferEqualsUninterruptedRun() throws {
+        var config = tinySelfTrainingConfig()
+        config.selfTraining.bufferSize = 6
+        config.selfTraining.anchorShare = 0.5
+        config.selfTraining.captionDropout = 0.2
+        config.selfTraining.threshold = -1e9
+        let whole = FileManager.default.temporaryDirectory.appendingPathComponent("st-whole-\(UUID())")
+        let pieces = FileManager.default.temporaryDirectory.appendingPathComponent("st-pieces-\(UUID())")
+        var sizes: [Double] = []
+        try FineTuningTrainer(config: config, output: whole, commandLine: "test").run(epochDone: { sizes.append($0.training["buffer_size"]!) })
+        XCTAssertEqual(sizes, [2, 4, 6], "one kept sample per prompt group of each epoch, up to the buffer's size")
+        try FineTuningTrainer(config: config, output: pieces, commandLine: "test").run(stopAfter: 2)
+        let resumed = try FineTuningTrainer(config: config, output: pieces, commandLine: "test", resume: true)
+        XCTAssertEqual((resumed.objective as! SelfTrainingObjective).buffer.count, 4)
+        try resumed.run()
+        try resumed.close()
+        XCTAssertEqual(try Data(contentsOf: whole.appendingPathComponent("model/unet.safetensors")),
+                       try Data(contentsOf: pieces.appendingPathComponent("model/unet.safetensors")))
+        let reader = try RunLogReader(url: pieces.appendingPathComponent("run.h5"))
+        XCTAssertEqual(try reader.metric("buffer_size"), [2, 4, 6])
+        XCTAssertEqual(try reader.metric("selected").count, 3)
+    }
+
+    /// A non-finite gradient norm skips the optimizer step, leaves the weights as they were, and
+    /// is logged and counted; the next finite one steps again.
+    func testANonFiniteGradientSkipsTheUpdateAndIsLogged() throws {
+        var config = tinySelfTrainingConfig()
+        config.epochs = 1
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("nan-grad-\(UUID())")
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test")
+        let before = trainer.parameters.map(\.tensor.values)
+        for (k, p) in trainer.parameters.enumerated() {
+            p.tensor.grad = Tensor(repeating: k == 0 ? .nan : 0.1, shape: p.tensor.shape, dtype: p.tensor.dtype)
+        }
+        XCTAssertNil(try trainer.applyAccumulatedGradients())
+        XCTAssertEqual(trainer.parameters.map(\.tensor.values), before)
+        XCTAssertTrue(trainer.parameters.allSatisfy { $0.tensor.grad == nil }, "the gradients are cleared")
+        XCTAssertEqual(trainer.skippedUpdates, 1)
+        for p in trainer.parameters { p.tensor.grad = Tensor(repeating: 0.1, shape: p.tensor.shape, dtype: p.tensor.dtype) }
+        XCTAssertNotNil(try trainer.applyAccumulatedGradients())
+        XCTAssertNotEqual(trainer.parameters.map(\.tensor.values), before)
+        try trainer.run()
+        try trainer.close()
+        let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
+        XCTAssertTrue(try reader.events().contains { $0.kind == "skipped" && $0.message.contains("non-finite gradient norm") })
+        XCTAssertEqual(try reader.metric("skipped_updates"), [1])
+    }
+
+    /// More prompt groups than prompts: prompts repeat, but each group stays its own, so group
+    /// advantages and pairs never mix two groups' images.
+    func testPromptGroupsDoNotMergeWhenThePoolIsSmall() throws {
+        var config = FineTuningTrainerTests.tinyConfig()
+        config.promptPool = 1
+        config.promptsPerEpoch = 3
+        config.evaluation.prompts = 0
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("groups-\(UUID())"),
+                                            commandLine: "test")
+        XCTAssertEqual(trainer.promptPool.count, 1)
+        var rng = trainer.epochRNG(0)
+        let (groups, promptIndices, _) = try trainer.sampleEpoch(using: &rng)
+        XCTAssertEqual(groups, [0, 0, 1, 1, 2, 2])
+        XCTAssertEqual(promptIndices, [0, 0, 0, 0, 0, 0])
+    }
+}
