@@ -7,13 +7,16 @@ import World
 /// `diffusion-rl eval`: the gold judge's scores of a model.
 enum EvalCommand {
     static let help = """
-    usage: diffusion-rl eval --model DIR [--prompts validation|heldout] [--n-prompts 64] [--images-per-prompt 4]
-                             [--steps 20] [--eta 1] [--guidance 5] [--seed 0] [--threads 2] [--json]
+    usage: diffusion-rl eval --model DIR [--compare DIR2] [--prompts validation|heldout] [--n-prompts 64]
+                             [--images-per-prompt 4] [--steps 20] [--eta 1] [--guidance 5] [--seed 0]
+                             [--threads 2] [--json]
 
     Generates images for fixed prompts of a split (validation, or held-out compositions) and
-    prints the gold judge's scores per attribute with standard errors: alignment and its parts,
-    color and shape on single-object prompts, count on multi-object prompts, relation, hazard
-    rate, fidelity.
+    prints the gold judge's scores per attribute with standard errors clustered by prompt:
+    alignment and its parts, color and shape on single-object prompts, count on multi-object
+    prompts, relation, hazard rate, fidelity. With --compare, both models draw the same prompts
+    with the same seeds, and each score is printed for both with DIR2 − DIR, paired image by
+    image, its clustered standard error and the difference in standard errors.
     """
 
     static let vaeHelp = """
@@ -41,7 +44,7 @@ enum EvalCommand {
 
     static func run(_ arguments: [String]) throws {
         let args = try Arguments(arguments, optionNames: ["model", "prompts", "n-prompts", "images-per-prompt", "steps", "eta",
-                                                          "guidance", "seed", "threads"], flagNames: ["json", "help"])
+                                                          "guidance", "seed", "threads", "compare"], flagNames: ["json", "help"])
         if args.flag("help") { print(help); return }
         guard let modelPath = args.string("model") else { throw CommandError("eval needs --model DIR", usage: true) }
         let splitName = args.string("prompts") ?? "validation"
@@ -54,29 +57,73 @@ enum EvalCommand {
         settings.seed = UInt64(try args.int("seed", default: 0))
         if let eta = args.string("eta") { guard let v = Double(eta) else { throw CommandError("--eta expects a number", usage: true) }; settings.eta = v }
         if let g = args.string("guidance") { guard let v = Double(g) else { throw CommandError("--guidance expects a number", usage: true) }; settings.guidance = v }
-        let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
-        let report = try GoldEvaluation.run(model: model, split: split, promptCount: try args.int("n-prompts", default: 64),
-                                            imagesPerPrompt: try args.int("images-per-prompt", default: 4), settings: settings,
-                                            progress: { done, total in
-            FileHandle.standardError.write(Data("  \(done)/\(total) images judged\n".utf8))
-        })
+        let promptCount = try args.int("n-prompts", default: 64), imagesPerPrompt = try args.int("images-per-prompt", default: 4)
+        func evaluate(_ path: String) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
+            let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
+            let report = try GoldEvaluation.run(model: model, split: split, promptCount: promptCount, imagesPerPrompt: imagesPerPrompt,
+                                                settings: settings, progress: { done, total in
+                let label = args.string("compare") == nil ? "" : "\(path): "
+                FileHandle.standardError.write(Data("  \(label)\(done)/\(total) images judged\n".utf8))
+            })
+            return (model, report)
+        }
+        let (model, report) = try evaluate(modelPath)
+        if let otherPath = args.string("compare") {
+            let (_, other) = try evaluate(otherPath)
+            try compare(report, other, names: (modelPath, otherPath), json: args.flag("json"))
+            return
+        }
         if args.flag("json") {
             try printJSON(report)
             return
         }
         print("gold judge on \(report.prompts) \(report.split) prompts × \(report.imagesPerPrompt) images "
-              + "(\(settings.steps) steps, η = \(settings.eta), guidance \(settings.guidance)), \(Int(report.seconds)) s")
+              + "(\(settings.steps) steps, η = \(settings.eta), guidance \(settings.guidance)), \(Int(report.seconds)) s; errors clustered by prompt")
         if let adapter = model.config.unetAdapter { print("model carries a gated UNet adapter: \(adapter.summary)") }
         func line(_ name: String, _ e: GoldEvaluation.Estimate) {
             print(name.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: "%6.3f ± %.3f  (n = %d)", e.mean, e.standardError, e.count))
         }
-        for name in ["alignment", "alignment_partial", "presence", "color", "shape", "count", "size", "position", "relation", "fidelity", "overall"] {
-            if let e = report.scores[name] { line(name, e) }
-        }
+        for name in scoreNames { if let e = report.scores[name] { line(name, e) } }
         line("color, single-object", report.singleObjectColor)
         line("shape, single-object", report.singleObjectShape)
         line("count, 2–3 objects", report.multiObjectCount)
         line("relation, relation prompts", report.relation)
         line("hazard rate", report.hazardRate)
+    }
+
+    static let scoreNames = ["alignment", "alignment_partial", "presence", "color", "shape", "count", "size", "position", "relation",
+                             "fidelity", "safety", "overall"]
+
+    /// What `eval --compare --json` prints.
+    struct Comparison: Encodable {
+        var models: [String]
+        var prompts: Int
+        var imagesPerPrompt: Int
+        var split: String
+        var settings: SamplingSettings
+        /// Per score: the first model's estimate, the second's, and the paired second − first.
+        var scores: [String: [String: GoldEvaluation.Estimate]]
+    }
+
+    /// Prints both models' scores and the paired differences.
+    static func compare(_ a: GoldEvaluation.Report, _ b: GoldEvaluation.Report, names: (String, String), json: Bool) throws {
+        let difference = try a.difference(b)
+        if json {
+            var scores: [String: [String: GoldEvaluation.Estimate]] = [:]
+            for (name, d) in difference { scores[name] = ["first": a.scores[name]!, "second": b.scores[name]!, "difference": d] }
+            try printJSON(Comparison(models: [names.0, names.1], prompts: a.prompts, imagesPerPrompt: a.imagesPerPrompt, split: a.split,
+                                     settings: a.settings, scores: scores))
+            return
+        }
+        print("gold judge on \(a.prompts) \(a.split) prompts × \(a.imagesPerPrompt) images, the same seeds for both "
+              + "(\(a.settings.steps) steps, η = \(a.settings.eta), guidance \(a.settings.guidance)); errors clustered by prompt")
+        print("A = \(names.0)\nB = \(names.1)")
+        print("score".padding(toLength: 20, withPad: " ", startingAt: 0) + "           A                B           B − A (paired)     SEs")
+        for name in scoreNames {
+            guard let d = difference[name], let x = a.scores[name], let y = b.scores[name] else { continue }
+            print(name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                  + String(format: "%6.3f ± %.3f   %6.3f ± %.3f   %+7.3f ± %.3f   %+5.1f", x.mean, x.standardError, y.mean, y.standardError,
+                           d.mean, d.standardError, d.standardError > 0 ? d.mean / d.standardError : 0))
+        }
     }
 }

@@ -5,21 +5,49 @@ import Images
 import World
 
 /// Scores a model with the world's gold judge: images for fixed prompts of a split, judged per
-/// attribute, reported as means with standard errors.
+/// attribute, reported as means with standard errors clustered by prompt.
 public enum GoldEvaluation {
-    /// A mean over images and its standard error (standard deviation / √n).
-    public struct Estimate: Codable, Sendable {
+    /// A mean over images and its standard error, clustered by prompt: the images of one prompt
+    /// are correlated (a prompt the model cannot draw fails every time), so they are not n
+    /// independent draws. With residuals e_i = x_i − x̄ summed per prompt g into S_g, over G
+    /// prompts and n images (the cluster-robust variance of a mean, with the G/(G − 1) small-sample
+    /// factor):
+    ///
+    ///     SE² = G / (G − 1) · Σ_g S_g² / n²
+    ///
+    /// With equal images per prompt this is the standard error of the G per-prompt means; with
+    /// one image per prompt, the usual s/√n.
+    public struct Estimate: Codable, Sendable, Equatable {
         public var mean: Double
         public var standardError: Double
         public var count: Int
+        /// The number of prompts the images came from.
+        public var clusters: Int
 
-        init(_ values: [Double]) {
+        /// The mean of `values` and its standard error clustered by `clusters` (sample i's prompt);
+        /// every value its own cluster when `clusters` is nil.
+        public init(_ values: [Double], clusters: [Int]? = nil) {
+            precondition(clusters == nil || clusters!.count == values.count, "\(values.count) values for \(clusters!.count) cluster labels")
             count = values.count
             let average = values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count)
             mean = average
-            let variance = values.count > 1 ? values.map { ($0 - average) * ($0 - average) }.reduce(0, +) / Double(values.count - 1) : 0
-            standardError = values.isEmpty ? .nan : (variance / Double(values.count)).squareRoot()
+            let labels = clusters ?? Array(values.indices)
+            var sums: [Int: Double] = [:]
+            for (value, label) in zip(values, labels) { sums[label, default: 0] += value - average }
+            self.clusters = sums.count
+            let g = Double(sums.count), n = Double(values.count)
+            standardError = values.isEmpty ? .nan
+                : sums.count > 1 ? (g / (g - 1) * sums.values.reduce(0) { $0 + $1 * $1 } / (n * n)).squareRoot() : 0
         }
+    }
+
+    /// Model a minus model b on the same images' prompts and seeds: the mean per-image difference
+    /// with its standard error clustered by prompt. Pairing removes what the two share (the
+    /// prompt's difficulty, the noise's layout); clustering keeps a prompt's images from counting
+    /// as independent evidence.
+    public static func pairedDifference(_ a: [Double], _ b: [Double], clusters: [Int]) -> Estimate {
+        precondition(a.count == b.count, "\(a.count) scores paired with \(b.count)")
+        return Estimate(zip(a, b).map { $0 - $1 }, clusters: clusters)
     }
 
     public struct Report: Codable, Sendable {
@@ -38,6 +66,30 @@ public enum GoldEvaluation {
         public var multiObjectCount: Estimate
         public var relation: Estimate
         public var seconds: Double
+        /// Each image's prompt (an index into the split's fixed prompts), in generation order.
+        public var imagePrompts: [Int]
+        /// Every judge score of every image, in generation order: what a paired comparison of two
+        /// models on the same prompts and seeds needs.
+        public var imageScores: [String: [Double]]
+
+        /// `other` minus this report, score by score, paired image by image and clustered by
+        /// prompt; fails unless both judged the same prompts with the same sampling settings.
+        public func difference(_ other: Report) throws -> [String: Estimate] {
+            guard other.split == split, other.imagePrompts == imagePrompts, other.settings == settings else {
+                throw EvaluationError("the two evaluations used different prompts or sampling settings; a paired comparison needs the same")
+            }
+            var result: [String: Estimate] = [:]
+            for (name, mine) in imageScores {
+                if let theirs = other.imageScores[name] { result[name] = pairedDifference(theirs, mine, clusters: imagePrompts) }
+            }
+            return result
+        }
+    }
+
+    /// An evaluation that cannot be made as asked, in one line.
+    public struct EvaluationError: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ description: String) { self.description = description }
     }
 
     /// The fixed evaluation prompts of a split (the same for every model and run).
@@ -55,6 +107,7 @@ public enum GoldEvaluation {
         let prompts = self.prompts(split: split, count: promptCount, worldSeed: worldSeed)
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
         let judge = GoldJudge()
+        let promptOfJob = prompts.indices.flatMap { [Int](repeating: $0, count: imagesPerPrompt) }
         var judged: [(Prompt, JudgeScores)] = []
         var offset = 0
         while offset < jobs.count {
@@ -67,19 +120,24 @@ public enum GoldEvaluation {
             offset += slice.count
             progress(offset, jobs.count)
         }
-        var scores: [String: Estimate] = [:]
+        var scores: [String: Estimate] = [:], imageScores: [String: [Double]] = [:]
         for (index, name) in judged.first!.1.named.map(\.0).enumerated() {
-            scores[name] = Estimate(judged.map { $0.1.named[index].1 })
+            imageScores[name] = judged.map { $0.1.named[index].1 }
+            scores[name] = Estimate(imageScores[name]!, clusters: promptOfJob)
+        }
+        func estimate(_ keep: (Prompt) -> Bool, _ value: (JudgeScores) -> Double) -> Estimate {
+            let chosen = judged.indices.filter { keep(judged[$0].0) }
+            return Estimate(chosen.map { value(judged[$0].1) }, clusters: chosen.map { promptOfJob[$0] })
         }
         func isSingle(_ p: Prompt) -> Bool { if case let .group(_, count, _) = p { return count == 1 }; return false }
         func isMulti(_ p: Prompt) -> Bool { if case let .group(_, count, _) = p { return count > 1 }; return false }
         func isRelation(_ p: Prompt) -> Bool { if case .relation = p { return true }; return false }
         return Report(split: split.rawValue, prompts: promptCount, imagesPerPrompt: imagesPerPrompt, settings: settings, scores: scores,
-                      hazardRate: Estimate(judged.map { 1 - $0.1.safety }),
-                      singleObjectColor: Estimate(judged.filter { isSingle($0.0) }.map(\.1.color)),
-                      singleObjectShape: Estimate(judged.filter { isSingle($0.0) }.map(\.1.shape)),
-                      multiObjectCount: Estimate(judged.filter { isMulti($0.0) }.map(\.1.count)),
-                      relation: Estimate(judged.filter { isRelation($0.0) }.map(\.1.relation)),
-                      seconds: Date().timeIntervalSince(start))
+                      hazardRate: estimate({ _ in true }, { 1 - $0.safety }),
+                      singleObjectColor: estimate(isSingle, \.color),
+                      singleObjectShape: estimate(isSingle, \.shape),
+                      multiObjectCount: estimate(isMulti, \.count),
+                      relation: estimate(isRelation, \.relation),
+                      seconds: Date().timeIntervalSince(start), imagePrompts: promptOfJob, imageScores: imageScores)
     }
 }

@@ -313,6 +313,16 @@ final class CLITests: XCTestCase {
         // Two prompts may hold no multi-object one: that estimate's mean is null, not an error.
         XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(evaluated.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(evaluated.stderr.split(separator: "\n"), ["  4/4 images judged"])
+        // `eval --compare` of a model with itself: the same seeds, so every paired difference is exactly 0.
+        let compared = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--compare",
+                                folder.appendingPathComponent("diffusion").path, "--n-prompts", "2", "--images-per-prompt", "2",
+                                "--steps", "2", "--threads", "1", "--json"])
+        XCTAssertEqual(compared.status, 0, compared.stderr)
+        let comparison = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(compared.stdout.utf8)) as? [String: Any])
+        let alignment = try XCTUnwrap((comparison["scores"] as? [String: Any])?["alignment"] as? [String: [String: Any]])
+        XCTAssertEqual(alignment["difference"]?["mean"] as? Double, 0)
+        XCTAssertEqual(alignment["difference"]?["standardError"] as? Double, 0)
+        XCTAssertEqual(alignment["first"]?["clusters"] as? Int, 2)
         let pretrainConfig = folder.appendingPathComponent("pretrain.json")
         try """
         {"model": {"imageSize": 16, "patchSize": 4, "visionWidth": 8, "visionLayers": 1, "visionHeads": 2, "width": 16, "layers": 1,
