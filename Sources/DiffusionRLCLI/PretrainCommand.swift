@@ -14,8 +14,9 @@ enum PretrainCommand {
     captions.jsonl), then the text encoder and UNet on the frozen VAE's latents, with progress
     lines. Writes DIR/run.h5 (HDF5 log with the resolved config) and DIR/model (config.json,
     tokenizer.json, safetensors). Every config key is optional; an unknown key is an error.
-    Every checkpointEvery steps a resumable checkpoint goes to DIR/checkpoint; --resume continues
-    a stopped or killed run from it (same config; the result equals an uninterrupted run's).
+    Every checkpointEvery steps a resumable checkpoint goes to DIR/checkpoints; --resume continues
+    a stopped or killed run from the newest (same config; the result equals an uninterrupted
+    run's); --force replaces an existing run.
     """
 
     static func run(_ arguments: [String]) throws {

@@ -35,7 +35,8 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
 /// file and writing the model folder.
 public final class Pretrainer {
     public let config: PretrainConfig
-    public let output: URL
+    public let folder: RunFolder
+    public var output: URL { folder.url }
     let data: TrainingData
     public private(set) var model: LatentDiffusionModel
     let log: RunLogWriter
@@ -43,6 +44,7 @@ public final class Pretrainer {
     let start = Date()
     /// Where a resumed run picks up.
     var resumeState: PretrainState?
+    var resumeCheckpoint: URL?
     /// For tests: stop (as if killed) before this step of this phase.
     var stopBefore: (phase: String, step: Int)?
 
@@ -55,34 +57,29 @@ public final class Pretrainer {
             throw DataError(description: "checkpointEvery (\(config.checkpointEvery)) must be a positive multiple of logEvery (\(config.logEvery))")
         }
         self.config = config
-        self.output = output
         Threads.set(config.threads)
         data = config.dataFolder.isEmpty
             ? WorldTrainingData(seed: config.seed, hazardRate: config.hazardRate, imageSize: config.model.imageSize)
             : try FolderTrainingData(folder: URL(fileURLWithPath: config.dataFolder), imageSize: config.model.imageSize)
         rng = RandomGenerator(seed: config.seed)
-        let logURL = output.appendingPathComponent("run.h5")
+        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
         if resume {
-            let folder = output.appendingPathComponent("checkpoint")
-            guard let stateData = try? Data(contentsOf: folder.appendingPathComponent("state.json")) else {
-                throw DataError(description: "\(output.path) has no checkpoint to resume from")
-            }
-            let state = try JSONDecoder().decode(PretrainState.self, from: stateData)
+            let checkpoint = folder.latestCheckpoint!
+            let state = try JSONDecoder().decode(PretrainState.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
             guard state.config == config else {
                 throw DataError(description: "the config differs from the one \(output.path) was started with; resume with the same config")
             }
-            model = try LatentDiffusionModel.load(from: folder.appendingPathComponent("model"))
+            model = try LatentDiffusionModel.load(from: checkpoint.appendingPathComponent("model"))
             rng = state.rng
             resumeState = state
-            log = try RunLogWriter(resuming: logURL, keepingEpochs: state.logEpochs)
+            resumeCheckpoint = checkpoint
+            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
             try log.event(epoch: log.epochs, kind: "resume", "resumed at \(state.phase) step \(state.step)")
         } else {
             model = try LatentDiffusionModel(config: config.model, tokenizer: Tokenizer(captions: data.vocabularyCaptions()), using: &rng)
-            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
-            log = try RunLogWriter(url: logURL, layout: RunLayout(metrics: Pretrainer.metrics), info: info, overwrite: overwrite)
-            if overwrite { try? FileManager.default.removeItem(at: output.appendingPathComponent("checkpoint")) }
+            log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: Pretrainer.metrics), info: info, overwrite: overwrite)
         }
     }
 
@@ -204,18 +201,20 @@ public final class Pretrainer {
 
     /// The step a resumed phase starts at (0 otherwise), with the optimizer's state restored.
     private func resumedStep(phase: String, optimizer: AdamW) throws -> Int {
-        guard let state = resumeState, state.phase == phase else { return 0 }
-        let url = output.appendingPathComponent("checkpoint").appendingPathComponent("optimizer.safetensors")
+        guard let state = resumeState, state.phase == phase, let checkpoint = resumeCheckpoint else { return 0 }
+        let url = checkpoint.appendingPathComponent("optimizer.safetensors")
         try optimizer.loadState(Safetensors.read(url).tensors)
         resumeState = nil
         return state.step
     }
 
     /// At every `checkpointEvery` steps (not at 0): the model, the optimizer, the random stream and
-    /// the log's epoch count, written atomically to `checkpoint/`.
+    /// the log's epoch count, written atomically to `checkpoints/step-NNNNNNN` (counting VAE steps
+    /// first, so names sort in training order); older checkpoints are removed.
     private func checkpointIfDue(step: Int, phase: String, optimizer: AdamW) throws {
         guard step > 0, step % config.checkpointEvery == 0 else { return }
-        try writeFolderAtomically(output.appendingPathComponent("checkpoint")) { temporary in
+        let overall = phase == "vae" ? step : config.vaeSteps + step
+        try folder.writeCheckpoint(String(format: "step-%07d", overall)) { temporary in
             try model.save(to: temporary.appendingPathComponent("model"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
             let state = PretrainState(phase: phase, step: step, rng: rng, logEpochs: log.epochs, config: config)
