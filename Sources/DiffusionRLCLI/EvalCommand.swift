@@ -7,12 +7,13 @@ import World
 /// `diffusion-rl eval`: the gold judge's scores of a model.
 enum EvalCommand {
     static let help = """
-    usage: diffusion-rl eval --model DIR [--compare DIR2] [--prompts validation|heldout] [--n-prompts 64]
+    usage: diffusion-rl eval --model DIR [--compare DIR2] [--prompts validation|heldout|FILE] [--n-prompts 64]
                              [--images-per-prompt 4] [--steps 20] [--eta 1] [--guidance 5] [--seed 0]
                              [--threads 2] [--json]
 
-    Generates images for fixed prompts of a split (validation, or held-out compositions) and
-    prints the gold judge's scores per attribute with standard errors clustered by prompt:
+    Generates images for fixed prompts of a split (validation, or held-out compositions), or
+    for the first --n-prompts distinct captions of a text file (one per line, e.g. the captions a
+    model was fine-tuned on), and prints the gold judge's scores per attribute with standard errors clustered by prompt:
     alignment and its parts, color and shape on single-object prompts, count on multi-object
     prompts, relation, hazard rate, fidelity. With --compare, both models draw the same prompts
     with the same seeds, and each score is printed for both with DIR2 − DIR, paired image by
@@ -47,20 +48,17 @@ enum EvalCommand {
                                                           "guidance", "seed", "threads", "compare"], flagNames: ["json", "help"])
         if args.flag("help") { print(help); return }
         guard let modelPath = args.string("model") else { throw CommandError("eval needs --model DIR", usage: true) }
-        let splitName = args.string("prompts") ?? "validation"
-        guard let split = Split(rawValue: splitName), split != .train else {
-            throw CommandError("--prompts must be validation or heldout, got '\(splitName)'", usage: true)
-        }
+        let promptCount = try args.int("n-prompts", default: 64), imagesPerPrompt = try args.int("images-per-prompt", default: 4)
+        let (prompts, label) = try evaluationPrompts(args.string("prompts") ?? "validation", count: promptCount)
         Threads.set(try args.int("threads", default: 2))
         var settings = SamplingSettings()
         settings.steps = try args.int("steps", default: 20)
         settings.seed = UInt64(try args.int("seed", default: 0))
         if let eta = args.string("eta") { guard let v = Double(eta) else { throw CommandError("--eta expects a number", usage: true) }; settings.eta = v }
         if let g = args.string("guidance") { guard let v = Double(g) else { throw CommandError("--guidance expects a number", usage: true) }; settings.guidance = v }
-        let promptCount = try args.int("n-prompts", default: 64), imagesPerPrompt = try args.int("images-per-prompt", default: 4)
         func evaluate(_ path: String) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
-            let report = try GoldEvaluation.run(model: model, split: split, promptCount: promptCount, imagesPerPrompt: imagesPerPrompt,
+            let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt,
                                                 settings: settings, progress: { done, total in
                 let label = args.string("compare") == nil ? "" : "\(path): "
                 FileHandle.standardError.write(Data("  \(label)\(done)/\(total) images judged\n".utf8))
@@ -89,6 +87,26 @@ enum EvalCommand {
         line("count, 2–3 objects", report.multiObjectCount)
         line("relation, relation prompts", report.relation)
         line("hazard rate", report.hazardRate)
+    }
+
+    /// The fixed prompts of a split (not train: those are what models learn from), or the first
+    /// `count` distinct captions of a text file, each parsed as a world prompt.
+    static func evaluationPrompts(_ source: String, count: Int) throws -> (prompts: [Prompt], label: String) {
+        if let split = Split(rawValue: source) {
+            guard split != .train else { throw CommandError("--prompts must be validation, heldout or a prompt file, got 'train'", usage: true) }
+            return (GoldEvaluation.prompts(split: split, count: count), source)
+        }
+        guard let text = try? String(contentsOf: URL(fileURLWithPath: source), encoding: .utf8) else {
+            throw CommandError("--prompts: '\(source)' is neither validation, heldout nor a readable prompt file")
+        }
+        var seen = Set<String>(), prompts: [Prompt] = []
+        for line in text.split(whereSeparator: \.isNewline) where prompts.count < count {
+            let caption = line.trimmingCharacters(in: .whitespaces)
+            guard !caption.isEmpty, seen.insert(caption).inserted else { continue }
+            do { prompts.append(try Prompt(parsing: caption)) } catch { throw CommandError("\(source): \(error)") }
+        }
+        guard !prompts.isEmpty else { throw CommandError("\(source) holds no prompts") }
+        return (prompts, URL(fileURLWithPath: source).lastPathComponent)
     }
 
     static let scoreNames = ["alignment", "alignment_partial", "presence", "color", "shape", "count", "size", "position", "relation",

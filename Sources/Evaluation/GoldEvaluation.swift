@@ -51,6 +51,7 @@ public enum GoldEvaluation {
     }
 
     public struct Report: Codable, Sendable {
+        /// The prompts' split, or the prompt file they came from.
         public var split: String
         public var prompts: Int
         public var imagesPerPrompt: Int
@@ -103,8 +104,19 @@ public enum GoldEvaluation {
                            settings: SamplingSettings, worldSeed: UInt64 = 1, batch: Int = 32,
                            progress: (Int, Int) -> Void = { _, _ in },
                            collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
+        try run(model: model, prompts: prompts(split: split, count: promptCount, worldSeed: worldSeed), label: split.rawValue,
+                imagesPerPrompt: imagesPerPrompt, settings: settings, batch: batch, progress: progress, collect: collect)
+    }
+
+    /// Evaluates `model` on the given prompts (`label` names them in the report: a split, a file),
+    /// `imagesPerPrompt` images each; image j of the whole run draws seed `settings.seed + j`
+    /// in batches, so two models evaluated alike see the same noise.
+    public static func run(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
+                           settings: SamplingSettings, batch: Int = 32, progress: (Int, Int) -> Void = { _, _ in },
+                           collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
+        guard !prompts.isEmpty, imagesPerPrompt >= 1 else { throw EvaluationError("an evaluation needs at least one prompt and one image per prompt") }
         let start = Date()
-        let prompts = self.prompts(split: split, count: promptCount, worldSeed: worldSeed)
+        let promptCount = prompts.count
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
         let judge = GoldJudge()
         let promptOfJob = prompts.indices.flatMap { [Int](repeating: $0, count: imagesPerPrompt) }
@@ -132,7 +144,7 @@ public enum GoldEvaluation {
         func isSingle(_ p: Prompt) -> Bool { if case let .group(_, count, _) = p { return count == 1 }; return false }
         func isMulti(_ p: Prompt) -> Bool { if case let .group(_, count, _) = p { return count > 1 }; return false }
         func isRelation(_ p: Prompt) -> Bool { if case .relation = p { return true }; return false }
-        return Report(split: split.rawValue, prompts: promptCount, imagesPerPrompt: imagesPerPrompt, settings: settings, scores: scores,
+        return Report(split: label, prompts: promptCount, imagesPerPrompt: imagesPerPrompt, settings: settings, scores: scores,
                       hazardRate: estimate({ _ in true }, { 1 - $0.safety }),
                       singleObjectColor: estimate(isSingle, \.color),
                       singleObjectShape: estimate(isSingle, \.shape),

@@ -27,6 +27,11 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// Steps between resumable checkpoints (a multiple of `logEvery`).
     public var checkpointEvery = 500
     public var threads = 2
+    /// A model folder to continue from instead of a fresh model: its VAE (with its latent scale),
+    /// tokenizer and architecture are kept and only the text encoder and UNet train, for
+    /// `diffusionSteps` more steps (continued pretraining; `vaeSteps` must be 0 and `model` is not
+    /// read). Empty: train from scratch.
+    public var initialModel = ""
 
     public init() {}
 }
@@ -53,6 +58,9 @@ public final class Pretrainer {
     /// Prepares a run in `output` (refusing an existing run unless `overwrite`), or with `resume`
     /// continues the run there from its last checkpoint (same config, same result).
     public init(config: PretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
+        guard config.initialModel.isEmpty || config.vaeSteps == 0 else {
+            throw DataError(description: "initialModel continues a trained model's diffusion part; set vaeSteps to 0")
+        }
         guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {
             throw DataError(description: "checkpointEvery (\(config.checkpointEvery)) must be a positive multiple of logEvery (\(config.logEvery))")
         }
@@ -76,7 +84,11 @@ public final class Pretrainer {
             log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
             try log.event(epoch: log.epochs, kind: "resume", "resumed at \(state.phase) step \(state.step)")
         } else {
-            model = try LatentDiffusionModel(config: config.model, tokenizer: Tokenizer(captions: data.vocabularyCaptions()), using: &rng)
+            if config.initialModel.isEmpty {
+                model = try LatentDiffusionModel(config: config.model, tokenizer: Tokenizer(captions: data.vocabularyCaptions()), using: &rng)
+            } else {
+                model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: config.initialModel))
+            }
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
             log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: Pretrainer.metrics), info: info, overwrite: overwrite)
@@ -86,7 +98,7 @@ public final class Pretrainer {
     /// Runs both phases; `progress` receives one line per logged interval.
     public func run(progress: (String) -> Void) throws {
         if let state = resumeState { progress("resuming at \(state.phase) step \(state.step)") }
-        if resumeState == nil || resumeState?.phase == "vae" {
+        if config.initialModel.isEmpty && (resumeState == nil || resumeState?.phase == "vae") {
             try trainVAE(progress: progress)
             try calibrateScale(progress: progress)
         }

@@ -100,6 +100,8 @@ public final class FineTuningTrainer {
                                    prompts: promptPool + evaluationPrompts.map(\.caption),
                                    imageSize: [policy.config.imageSize, policy.config.imageSize])
             log = try RunLogWriter(url: folder.logURL, layout: layout, info: info, overwrite: overwrite)
+            // The trained captions as a prompt file, for `eval --prompts DIR/prompts.txt`.
+            try (promptPool.joined(separator: "\n") + "\n").write(to: folder.url.appendingPathComponent("prompts.txt"), atomically: true, encoding: .utf8)
             try log.event(epoch: 0, kind: "info", "\(config.objective): \(parameters.count) trainable tensors, \(parameterCount) parameters "
                           + "(\(config.trainedParametersDescription))")
             if config.kl.every > 0 {

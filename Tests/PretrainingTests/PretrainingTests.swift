@@ -54,6 +54,25 @@ final class PretrainingTests: XCTestCase {
         XCTAssertTrue(reconstructions.meanSquaredError.isFinite)
         // A second run into the same folder is refused.
         XCTAssertThrowsError(try Pretrainer(config: config, output: output, commandLine: "test", overwrite: false))
+
+        // Continued pretraining from that model: the VAE, its scale and the tokenizer stay as they
+        // were, the UNet moves; a config that would also train the VAE is refused.
+        var more = config
+        more.initialModel = output.appendingPathComponent("model").path
+        more.seed = 1
+        more.diffusionSteps = 10
+        XCTAssertThrowsError(try Pretrainer(config: more, output: output.appendingPathComponent("more"), commandLine: "test", overwrite: false)) {
+            XCTAssertTrue("\($0)".contains("vaeSteps"), "\($0)")
+        }
+        more.vaeSteps = 0
+        var moreLines: [String] = []
+        try Pretrainer(config: more, output: output.appendingPathComponent("more"), commandLine: "test", overwrite: false).run { moreLines.append($0) }
+        XCTAssertFalse(moreLines.contains { $0.hasPrefix("vae step") }, "\(moreLines)")
+        let continued = try LatentDiffusionModel.load(from: output.appendingPathComponent("more/model"))
+        XCTAssertEqual(continued.vae.namedParameters().map(\.tensor.values), model.vae.namedParameters().map(\.tensor.values))
+        XCTAssertEqual(continued.vae.scaleFactor.item, model.vae.scaleFactor.item)
+        XCTAssertEqual(continued.tokenizer.count, model.tokenizer.count)
+        XCTAssertNotEqual(continued.unet.namedParameters().map(\.tensor.values), model.unet.namedParameters().map(\.tensor.values))
     }
 
     /// A run stopped mid-phase (VAE or diffusion) and resumed from its checkpoint ends with the
