@@ -98,6 +98,21 @@ public enum GoldEvaluation {
         WorldGenerator(seed: worldSeed).scenes(split, count: count).map(\.prompt)
     }
 
+    /// Captions of `split` that a model did not train on: the distinct captions of the split's
+    /// scenes (world seed `worldSeed`, in order), leaving out those in `excluding`; the first
+    /// `skip` of them are passed over and the next `count` returned. With the trained captions
+    /// excluded, skip 0 gives the tuning set and skip = its size the report set, disjoint by caption.
+    public static func unseenPrompts(split: Split, excluding: Set<String>, skip: Int = 0, count: Int, worldSeed: UInt64 = 1) -> [Prompt] {
+        let world = WorldGenerator(seed: worldSeed)
+        var seen = excluding, found: [Prompt] = [], index = 0
+        while found.count < skip + count && index < 1_000_000 {
+            let prompt = world.scene(split, index: index).prompt
+            if seen.insert(prompt.caption).inserted { found.append(prompt) }
+            index += 1
+        }
+        return Array(found.dropFirst(skip))
+    }
+
     /// Evaluates `model` on `promptCount` prompts of `split`, `imagesPerPrompt` images each;
     /// `collect` receives each batch of images with its prompts.
     public static func run(model: LatentDiffusionModel, split: Split, promptCount: Int, imagesPerPrompt: Int,

@@ -162,7 +162,7 @@ public final class FineTuningTrainer {
     }
 
     /// The distinct training prompts: drawn from a world split, or read from a text file.
-    static func trainingPrompts(_ config: FineTuningConfig) throws -> [String] {
+    public static func trainingPrompts(_ config: FineTuningConfig) throws -> [String] {
         if let split = Split(rawValue: config.prompts) {
             var rng = RandomGenerator(seed: config.seed &+ 0x5EED)
             let world = WorldGenerator(seed: config.seed)

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import Diffusion
 import Engine
+import Evaluation
 import Images
 import Rewards
 import RunLog
@@ -266,12 +267,12 @@ final class PolicyGradientDirectionTests: XCTestCase {
 }
 
 final class ExperimentConfigTests: XCTestCase {
-    /// The shipped experiment configs decode strictly, validate, and the alignment one is the demo's.
+    /// The shipped experiment configs decode strictly, validate, and `self-training/demo.json` is the demo's.
     func testShippedConfigsDecodeAndTheDemoMatchesTheAlignmentConfig() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
             .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
-            + ["gradient-noise", "ddpo-study", "awr", "dpo", "refl", "gated-lora", "sanity"].flatMap { folder in
+            + ["gradient-noise", "ddpo-study", "awr", "dpo", "refl", "gated-lora", "sanity", "self-training"].flatMap { folder in
                 try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments/\(folder)").path)
                     .filter { $0.hasSuffix(".json") }.map { "\(folder)/\($0)" }
             }
@@ -280,8 +281,24 @@ final class ExperimentConfigTests: XCTestCase {
             let config = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: FineTuningConfig())
             XCTAssertNoThrow(try config.validate(), name)
         }
-        let alignment = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/ddpo-alignment.json"), defaults: FineTuningConfig())
-        XCTAssertEqual(alignment, FineTuningConfig.demo)
+        let demo = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/self-training/demo.json"), defaults: FineTuningConfig())
+        XCTAssertEqual(demo, FineTuningConfig.demo)
+    }
+
+    /// The studies' prompt files are what the code computes: the demo's trained captions, and the
+    /// tuning and report sets (validation captions not trained on), disjoint by caption.
+    func testPromptSetsAreTheDemosAndDisjoint() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        func lines(_ name: String) throws -> [String] {
+            try String(contentsOf: root.appendingPathComponent("Experiments/prompts/\(name)"), encoding: .utf8).split(separator: "\n").map(String.init)
+        }
+        let trained = try FineTuningTrainer.trainingPrompts(FineTuningConfig.demo)
+        XCTAssertEqual(trained, try lines("train-256.txt"))
+        let tuning = GoldEvaluation.unseenPrompts(split: .validation, excluding: Set(trained), count: 128).map(\.caption)
+        let report = GoldEvaluation.unseenPrompts(split: .validation, excluding: Set(trained), skip: 128, count: 128).map(\.caption)
+        XCTAssertEqual(tuning, try lines("tuning-128.txt"))
+        XCTAssertEqual(report, try lines("report-128.txt"))
+        XCTAssertEqual(Set(trained + tuning + report).count, 256 + 128 + 128, "no caption in two sets, none twice")
     }
 }
 
