@@ -15,16 +15,17 @@ enum DiffusionRLCommand {
       world          the embedded world: sample, judge, export, judge-eval
       pretrain       train the VAE, text encoder and UNet (the base model) with an HDF5 log
       sample         generate a grid of images for a prompt from a model folder
-      finetune       DDPO fine-tuning from rewards, with KL drift and an HDF5 log (--resume)
-      eval           the gold judge's scores of a model on validation or held-out prompts
+      finetune       reward fine-tuning (DDPO, AWR, Diffusion-DPO, ReFL, self-training), with
+                     KL drift and an HDF5 log (--resume)
+      eval           the gold judge's scores of a model (--compare: two models, paired)
       eval-vae       whether the judge still reads the VAE's reconstructions
       convert        rewrite a model folder's weights as F16 or F32
       inspect        summarize a run log (HDF5); --follow watches a live run
       report         one self-contained HTML page of charts, samples and events for runs
       reward         the compact LLaVA-Reward: pretrain, make-data, train, eval, score
       debug          write-log: a synthetic run log, for trying readers and crash recovery
-      demo           the main job: DDPO on the gold alignment reward from the shipped base
-                     model, with a log, a report, and held-out alignment before and after
+      demo           the main job: self-training on the gold judge from the shipped base
+                     model, then every gold perspective before and after on unseen captions
 
     Every command takes --help. Options: --threads N sets OpenBLAS and engine threads.
     """

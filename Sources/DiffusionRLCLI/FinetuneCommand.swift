@@ -8,7 +8,7 @@ import RunLog
 /// `diffusion-rl finetune`: DDPO fine-tuning of a model folder from rewards.
 enum FinetuneCommand {
     static let help = """
-    usage: diffusion-rl finetune [--config FILE.json] --out DIR [--force | --resume] [--threads N] [--epochs N]
+    usage: diffusion-rl finetune [--config FILE.json] --out DIR [--force | --resume] [--threads N] [--epochs N] [--seed N]
 
     Fine-tunes the config's model (default Models/base) from rewards. Each epoch samples prompts ×
     images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
@@ -29,7 +29,7 @@ enum FinetuneCommand {
     "loraTimestepRange" limits it to some timesteps: then it stays apart, in
     unet_lora.safetensors). Every config key is optional; an unknown key is an error. --resume
     continues a stopped run from its last checkpoint (same config); --force replaces an
-    existing run.
+    existing run. --threads, --epochs and --seed override the config's.
 
     usage: diffusion-rl finetune [--config FILE.json] --gradient-noise N [--threads N] [--json]
 
@@ -40,7 +40,7 @@ enum FinetuneCommand {
     """
 
     static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["config", "out", "threads", "epochs", "gradient-noise"],
+        let args = try Arguments(arguments, optionNames: ["config", "out", "threads", "epochs", "seed", "gradient-noise"],
                                  flagNames: ["force", "resume", "help", "json"])
         if args.flag("help") { print(help); return }
         if args.string("gradient-noise") != nil { try gradientNoise(args); return }
@@ -52,6 +52,11 @@ enum FinetuneCommand {
         }
         if args.string("threads") != nil { config.threads = try args.int("threads", default: 2) }
         if args.string("epochs") != nil { config.epochs = try args.int("epochs", default: config.epochs) }
+        if args.string("seed") != nil {
+            let seed = try args.int("seed", default: 0)
+            guard seed >= 0 else { throw CommandError("--seed expects a whole number ≥ 0, got \(seed)", usage: true) }
+            config.seed = UInt64(seed)
+        }
         try run(config: config, output: URL(fileURLWithPath: out), force: args.flag("force"), resume: args.flag("resume"))
     }
 
