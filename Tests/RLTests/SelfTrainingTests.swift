@@ -4,6 +4,7 @@ import Diffusion
 import Engine
 import Rewards
 import RunLog
+import World
 @testable import RL
 
 /// Filtered self-training: the selection by hand, the anchor's share, an update that fits the
@@ -48,6 +49,21 @@ final class SelfTrainingTests: XCTestCase {
         }
         config.selfTraining.anchorShare = 1
         XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("anchorShare"), "\($0)") }
+    }
+
+    /// Anchor scenes never render a caption of the tuning or report sets, which unfiltered
+    /// training-split draws do.
+    func testAnchorsNeverRenderReservedCaptions() throws {
+        let objective = SelfTrainingObjective(config: FineTuningTrainerTests.tinyConfig())
+        let pool = ["a red circle", "two blue squares"]
+        var rng = RandomGenerator(seed: 3)
+        let scenes = objective.anchorScenes(400, pool: pool, using: &rng)
+        let reserved = try XCTUnwrap(objective.reservedCaptions)
+        XCTAssertEqual(reserved.count, 256)
+        XCTAssertTrue(scenes.allSatisfy { !reserved.contains($0.caption) })
+        var unfiltered = RandomGenerator(seed: 3)
+        let raw = (0..<400).map { _ in WorldGenerator(seed: 0).scene(.train, index: Int(unfiltered.next() % 100_000_000)) }
+        XCTAssertGreaterThan(raw.filter { reserved.contains($0.caption) }.count, 0, "the filter has something to remove")
     }
 
     func tinySelfTrainingConfig() -> FineTuningConfig {

@@ -1,5 +1,6 @@
 import Diffusion
 import Engine
+import Evaluation
 import Foundation
 import World
 
@@ -79,8 +80,25 @@ final class SelfTrainingObjective: FineTuningObjective {
     /// The kept samples: final latent [1, C, h, w], prompt-pool index, weight.
     private(set) var buffer: [(latent: Tensor, prompt: Int, weight: Double)] = []
     let world = WorldGenerator(seed: 0)
+    /// Captions the anchor never renders: the tuning and report sets of the run's prompt pool
+    /// (`GoldEvaluation.unseenPrompts`), so that scores on them stay free of anything fine-tuning
+    /// showed the model. Set from the trainer's pool at the first epoch.
+    private(set) var reservedCaptions: Set<String>?
 
     init(config: FineTuningConfig) { self.config = config }
+
+    /// `count` rendered training-split scenes whose captions are not reserved, drawn with `rng`.
+    func anchorScenes(_ count: Int, pool: [String], using rng: inout RandomGenerator) -> [Scene] {
+        if reservedCaptions == nil {
+            reservedCaptions = Set(GoldEvaluation.unseenPrompts(split: .validation, excluding: Set(pool), count: 256).map(\.caption))
+        }
+        var scenes: [Scene] = []
+        while scenes.count < count {
+            let scene = world.scene(.train, index: Int(rng.next() % 100_000_000))
+            if !reservedCaptions!.contains(scene.caption) { scenes.append(scene) }
+        }
+        return scenes
+    }
 
     var metricNames: [String] { ["selected", "selected_reward", "buffer_size", "within_prompt_diversity"] }
     var usesAdvantages: Bool { false }
@@ -125,7 +143,7 @@ final class SelfTrainingObjective: FineTuningObjective {
         var weights = batch.map { buffer[$0].weight }
         let anchors = anchorCount(forBatchOf: batch.count)
         if anchors > 0 {
-            let scenes = (0..<anchors).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
+            let scenes = anchorScenes(anchors, pool: trainer.promptPool, using: &rng)
             let renderer = Renderer(size: policy.config.imageSize)
             let encoded = try withNoGrad {
                 try policy.vae.encode(ImageTensors.tensor(scenes.map(renderer.render))).mean * policy.vae.scaleFactor.item
