@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
                     swiftSettings: kernelFlags),
-        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Diffusion", "World", "Images", "Engine", "Layers"], swiftSettings: kernelFlags),
+        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]

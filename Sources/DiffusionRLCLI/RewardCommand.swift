@@ -37,19 +37,23 @@ enum RewardCommand {
     }
 
     static let pretrainHelp = """
-    usage: diffusion-rl reward pretrain [--config FILE.json] --out DIR [--force] [--threads N]
+    usage: diffusion-rl reward pretrain [--config FILE.json] --out DIR [--force | --resume] [--threads N]
 
     Pretrains the reward model's multimodal decoder (ViT, projector, causal decoder) by captioning
     the world's training images. Writes DIR/run.h5 and DIR/decoder (config.json, tokenizer.json,
     decoder.safetensors). Config keys: model (RewardModelConfig), seed, steps, batch,
-    learningRate, warmupSteps, gradientClip, hazardRate, logEvery, threads, initialDecoder (a decoder
-    folder to continue from; its model and tokenizer replace `model`); unknown keys are errors.
+    learningRate, warmupSteps, gradientClip, hazardRate, logEvery, checkpointEvery, threads,
+    initialDecoder (a decoder folder to continue from; its model and tokenizer replace `model`);
+    unknown keys are errors. Every checkpointEvery steps a resumable checkpoint goes to
+    DIR/checkpoints; --resume continues a stopped or killed run from the newest (same config, same
+    result); --force replaces an existing run.
     """
 
     static func pretrain(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["config", "out", "threads"], flagNames: ["force", "help"])
+        let args = try Arguments(arguments, optionNames: ["config", "out", "threads"], flagNames: ["force", "resume", "help"])
         if args.flag("help") { print(pretrainHelp); return }
         guard let out = args.string("out") else { throw CommandError("reward pretrain needs --out DIR", usage: true) }
+        guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
         var config = CaptionPretrainConfig()
         if let path = args.string("config") {
             config = try ConfigLoader.load(CaptionPretrainConfig.self, from: URL(fileURLWithPath: path), defaults: config)
@@ -57,7 +61,8 @@ enum RewardCommand {
         config.threads = try args.int("threads", default: config.threads)
         StopSignal.install()
         let trainer = try CaptionPretrainer(config: config, output: URL(fileURLWithPath: out),
-                                            commandLine: CommandLine.arguments.joined(separator: " "), overwrite: args.flag("force"))
+                                            commandLine: CommandLine.arguments.joined(separator: " "), overwrite: args.flag("force"),
+                                            resume: args.flag("resume"))
         try trainer.run { print($0); fflush(stdout) }
         let world = WorldGenerator(seed: 1)
         let scenes = world.scenes(.validation, count: 4)

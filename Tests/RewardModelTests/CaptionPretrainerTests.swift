@@ -1,5 +1,6 @@
 import XCTest
 import Engine
+import RunLog
 @testable import RewardModel
 
 /// `reward pretrain` end to end on a tiny decoder: it writes a decoder folder, and a second run
@@ -57,5 +58,41 @@ final class CaptionPretrainerTests: XCTestCase {
                                               defaults: CaptionPretrainConfig())
         XCTAssertEqual(decoded.initialDecoder, "D")
         XCTAssertEqual(decoded.steps, 7)
+    }
+
+    /// Stopped before step 4 (as if killed after the checkpoint at step 4 was written) and resumed,
+    /// the decoder is byte for byte the uninterrupted run's; the log holds each interval once.
+    func testResumedRunEqualsUninterruptedRun() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("pretrain-resume-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var config = CaptionPretrainConfig()
+        config.model = .tiny
+        config.model.maxTextLength = 12
+        config.steps = 6
+        config.batch = 2
+        config.warmupSteps = 1
+        config.logEvery = 2
+        config.checkpointEvery = 2
+        config.threads = 1
+        _ = try pretrain(config, into: root.appendingPathComponent("whole"))
+        let pieces = root.appendingPathComponent("pieces")
+        do {
+            let first = try CaptionPretrainer(config: config, output: pieces, commandLine: "test", overwrite: false)
+            first.stopBefore = 5
+            XCTAssertThrowsError(try first.run { _ in })
+        }
+        XCTAssertThrowsError(try CaptionPretrainer(config: config, output: pieces, commandLine: "test", overwrite: false)) {
+            XCTAssertTrue("\($0)".contains("--resume"), "\($0)")
+        }
+        var other = config
+        other.learningRate = 1
+        XCTAssertThrowsError(try CaptionPretrainer(config: other, output: pieces, commandLine: "test", overwrite: false, resume: true))
+        let resumed = try CaptionPretrainer(config: config, output: pieces, commandLine: "test", overwrite: false, resume: true)
+        XCTAssertEqual(resumed.resumeStep, 4)
+        try resumed.run { _ in }
+        XCTAssertEqual(try Data(contentsOf: root.appendingPathComponent("whole/decoder/decoder.safetensors")),
+                       try Data(contentsOf: pieces.appendingPathComponent("decoder/decoder.safetensors")))
+        let whole = try RunLogReader(url: root.appendingPathComponent("whole/run.h5")).metric("caption_loss")
+        XCTAssertEqual(try RunLogReader(url: pieces.appendingPathComponent("run.h5")).metric("caption_loss"), whole)
     }
 }

@@ -18,6 +18,8 @@ public struct CaptionPretrainConfig: Codable, Equatable, Sendable {
     /// Share of the world's training scenes drawn with the hazard mark.
     public var hazardRate = 0.05
     public var logEvery = 50
+    /// Steps between resumable checkpoints (a multiple of `logEvery`).
+    public var checkpointEvery = 500
     public var threads = 2
     /// A decoder folder (`reward pretrain` output) to continue from instead of a fresh decoder;
     /// its model config and tokenizer then replace `model`. Use another `seed` than the first run's,
@@ -30,39 +32,73 @@ public struct CaptionPretrainConfig: Codable, Equatable, Sendable {
 /// Pretrains the multimodal decoder (vision encoder, projector, decoder) by captioning the
 /// world's training images — next-token prediction of the caption after the image tokens — so its
 /// hidden states know images and text before any preference is seen. Logs to HDF5 and writes
-/// the decoder folder (`decoder/`).
+/// the decoder folder (`decoder/`). Every `checkpointEvery` steps a checkpoint (decoder, optimizer,
+/// random stream) goes to the run folder, and `resume` continues from it to the same result.
 public final class CaptionPretrainer {
     public let config: CaptionPretrainConfig
-    public let output: URL
+    public let folder: RunFolder
+    public var output: URL { folder.url }
     public let decoder: MultimodalDecoder
     public let tokenizer: Tokenizer
     let log: RunLogWriter
     let world: WorldGenerator
     let renderer: Renderer
     var rng: RandomGenerator
+    /// The step to start at and the optimizer state to restore, when resuming.
+    var resumeStep = 0
+    var resumeOptimizer: [String: Tensor] = [:]
+    /// For tests: stop (as if killed) before this step.
+    var stopBefore: Int?
+
+    /// What a checkpoint records besides the decoder and the optimizer.
+    struct State: Codable {
+        var step: Int
+        var rng: RandomGenerator
+        var logEpochs: Int
+        var config: CaptionPretrainConfig
+    }
 
     static let metrics = ["caption_loss", "learning_rate", "samples_per_second", "seconds"]
 
-    public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
+    public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
+        guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {
+            throw RunFolderError("checkpointEvery (\(config.checkpointEvery)) must be a positive multiple of logEvery (\(config.logEvery))")
+        }
         var config = config
-        self.output = output
         Threads.set(config.threads)
         world = WorldGenerator(seed: config.seed, hazardRate: config.hazardRate)
         rng = RandomGenerator(seed: config.seed)
-        if !config.initialDecoder.isEmpty {
-            (decoder, tokenizer) = try PretrainedDecoder.load(from: URL(fileURLWithPath: config.initialDecoder))
-            config.model = decoder.config
+        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        let given = config
+        if resume {
+            let checkpoint = folder.latestCheckpoint!
+            let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+            var resolved = given
+            if !given.initialDecoder.isEmpty { resolved.model = state.config.model }
+            guard state.config == resolved else {
+                throw RunFolderError("the config differs from the one \(output.path) was started with; resume with the same config")
+            }
+            (decoder, tokenizer) = try PretrainedDecoder.load(from: checkpoint.appendingPathComponent("decoder"))
+            config = state.config
+            rng = state.rng
+            resumeStep = state.step
+            resumeOptimizer = try Safetensors.read(checkpoint.appendingPathComponent("optimizer.safetensors")).tensors
+            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
+            try log.event(epoch: log.epochs, kind: "resume", "resumed at step \(state.step)")
         } else {
-            tokenizer = Tokenizer(captions: world.scenes(.train, count: 20_000).map(\.caption))
-            decoder = try MultimodalDecoder(config.model, vocabularySize: tokenizer.count, using: &rng)
+            if !config.initialDecoder.isEmpty {
+                (decoder, tokenizer) = try PretrainedDecoder.load(from: URL(fileURLWithPath: config.initialDecoder))
+                config.model = decoder.config
+            } else {
+                tokenizer = Tokenizer(captions: world.scenes(.train, count: 20_000).map(\.caption))
+                decoder = try MultimodalDecoder(config.model, vocabularySize: tokenizer.count, using: &rng)
+            }
+            var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
+            info.commandLine = commandLine
+            log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: Self.metrics), info: info, overwrite: overwrite)
         }
         self.config = config
         renderer = Renderer(size: config.model.imageSize)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
-        info.commandLine = commandLine
-        log = try RunLogWriter(url: output.appendingPathComponent("run.h5"), layout: RunLayout(metrics: Self.metrics),
-                               info: info, overwrite: overwrite)
     }
 
     /// Trains for `config.steps` steps; `progress` receives one line per logged interval.
@@ -71,11 +107,14 @@ public final class CaptionPretrainer {
         progress("reward pretrain: \(decoder.parameterCount) decoder parameters, vocabulary of \(tokenizer.count), "
                  + "\(config.model.imageTokens) image tokens")
         let optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: 0.01)
+        if !resumeOptimizer.isEmpty { try optimizer.loadState(resumeOptimizer) }
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.steps, minFactor: 0.1)
         let start = Date()
         var sum = 0.0, intervalStart = Date()
-        for step in 0..<config.steps {
-            try log.stopIfRequested("at step \(step)")
+        for step in resumeStep..<config.steps {
+            if step == stopBefore { throw RunFolderError("stopped before step \(step) (test)") }
+            try log.stopIfRequested("at step \(step)", hint: "resume with --resume")
+            if step > resumeStep && step % config.checkpointEvery == 0 { try writeCheckpoint(step: step, optimizer: optimizer) }
             optimizer.learningRate = config.learningRate * schedule.factor(at: step)
             let scenes = (0..<config.batch).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
             let encoded = scenes.map { tokenizer.encode($0.caption, length: config.model.maxTextLength) }
@@ -101,12 +140,25 @@ public final class CaptionPretrainer {
                 intervalStart = Date()
             }
         }
-        let folder = output.appendingPathComponent("decoder")
-        try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: folder)
+        let decoderFolder = output.appendingPathComponent("decoder")
+        try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: decoderFolder)
         try log.checkpoint(epoch: log.epochs, path: "decoder/decoder.safetensors",
-                           sha256: SHA256.hex(fileAt: folder.appendingPathComponent("decoder.safetensors")))
+                           sha256: SHA256.hex(fileAt: decoderFolder.appendingPathComponent("decoder.safetensors")))
         try log.close()
-        progress("wrote \(folder.path)")
+        progress("wrote \(decoderFolder.path)")
+    }
+
+    /// The decoder, the optimizer, the random stream and the log's length before `step`, written
+    /// atomically to `checkpoints/step-NNNNNNN`; older checkpoints are removed.
+    private func writeCheckpoint(step: Int, optimizer: AdamW) throws {
+        try folder.writeCheckpoint(String(format: "step-%07d", step)) { temporary in
+            try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: temporary.appendingPathComponent("decoder"))
+            try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+            try JSONEncoder().encode(State(step: step, rng: rng, logEpochs: log.epochs, config: config))
+                .write(to: temporary.appendingPathComponent("state.json"))
+        }
+        try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint at step \(step)")
+        try log.flush()
     }
 
     /// Greedy captions for images, for a quick look at what the decoder learned.
