@@ -157,13 +157,15 @@ enum RewardCommand {
     static let trainHelp = """
     usage: diffusion-rl reward train [--config FILE.json] --out DIR [--decoder DIR] [--data FILE.jsonl]
                                      [--perspectives alignment,fidelity,safety,overall] [--no-skip-ca] [--dual-encoder]
-                                     [--force] [--threads N]
+                                     [--force | --resume] [--threads N]
 
     Trains the reward model from a captioning-pretrained decoder on preference JSONL: one value
     head per perspective, Bradley–Terry on pairs and BCE on labeled images, LoRA on the decoder's
     attention and MLP projections, SkipCA unless --no-skip-ca. --dual-encoder trains the CLIP-style
     baseline instead (same vision encoder; image and text embeddings scored by a dot product).
-    Writes DIR/run.h5 and DIR/model.
+    Writes DIR/run.h5 and DIR/model; after every epoch a resumable checkpoint goes to
+    DIR/checkpoints, and --resume continues a stopped or killed run from the newest (same config,
+    same result).
     Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, architecture,
     captionLikelihoodPerspectives (their reward adds the decoder's log p(prompt | image)), loraRank,
     trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
@@ -172,9 +174,10 @@ enum RewardCommand {
 
     static func train(_ arguments: [String]) throws {
         let args = try Arguments(arguments, optionNames: ["config", "out", "decoder", "data", "perspectives", "threads"],
-                                 flagNames: ["no-skip-ca", "dual-encoder", "force", "help"])
+                                 flagNames: ["no-skip-ca", "dual-encoder", "force", "resume", "help"])
         if args.flag("help") { print(trainHelp); return }
         guard let out = args.string("out") else { throw CommandError("reward train needs --out DIR", usage: true) }
+        guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
         var config = PreferenceTrainConfig()
         if let path = args.string("config") {
             config = try ConfigLoader.load(PreferenceTrainConfig.self, from: URL(fileURLWithPath: path), defaults: config)
@@ -191,7 +194,7 @@ enum RewardCommand {
         }
         StopSignal.install()
         let trainer = try PreferenceTrainer(config: config, output: folder, commandLine: CommandLine.arguments.joined(separator: " "),
-                                            overwrite: args.flag("force"))
+                                            overwrite: args.flag("force"), resume: args.flag("resume"))
         try trainer.run { print($0); fflush(stdout) }
     }
 

@@ -1,7 +1,7 @@
 import Diffusion
 import Engine
 import Foundation
-import RewardModel
+@testable import RewardModel
 import RunLog
 import World
 import XCTest
@@ -366,6 +366,26 @@ final class CLITests: XCTestCase {
         let refused = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
                                data.appendingPathComponent("data.jsonl").path, "--out", reward.path])
         XCTAssertEqual(refused.status, 1)
+        // Stopped before its second epoch and resumed, preference training ends with the same model,
+        // byte for byte, as a run never interrupted.
+        var trainConfig = PreferenceTrainConfig()
+        trainConfig.decoder = mllm.appendingPathComponent("decoder").path
+        trainConfig.data = data.appendingPathComponent("noiseless.jsonl").path
+        trainConfig.epochs = 3
+        trainConfig.logEvery = 3
+        trainConfig.threads = 1
+        try PreferenceTrainer(config: trainConfig, output: folder.appendingPathComponent("r-whole"), commandLine: "test", overwrite: false).run { _ in }
+        do {
+            let first = try PreferenceTrainer(config: trainConfig, output: folder.appendingPathComponent("r-pieces"), commandLine: "test", overwrite: false)
+            first.stopBefore = 2
+            XCTAssertThrowsError(try first.run { _ in })
+        }
+        try PreferenceTrainer(config: trainConfig, output: folder.appendingPathComponent("r-pieces"), commandLine: "test", overwrite: false,
+                              resume: true).run { _ in }
+        XCTAssertEqual(try Data(contentsOf: folder.appendingPathComponent("r-whole/model/reward_model.safetensors")),
+                       try Data(contentsOf: folder.appendingPathComponent("r-pieces/model/reward_model.safetensors")))
+        XCTAssertEqual(try RunLogReader(url: folder.appendingPathComponent("r-pieces/run.h5")).metric("loss"),
+                       try RunLogReader(url: folder.appendingPathComponent("r-whole/run.h5")).metric("loss"))
         let unknown = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
                                data.appendingPathComponent("data.jsonl").path, "--out", folder.appendingPathComponent("r2").path,
                                "--perspectives", "alignment,beauty"])

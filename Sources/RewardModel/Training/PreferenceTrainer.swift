@@ -132,19 +132,37 @@ func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[I
 }
 
 /// Trains LLaVA-Reward's heads (and SkipCA, the projector, LoRA on the decoder) on preference
-/// records, logging to HDF5, and writes the reward model folder (`model/`).
+/// records, logging to HDF5, and writes the reward model folder (`model/`). After every epoch a
+/// checkpoint (trainable tensors, optimizer, random stream, the log interval's running sums) goes
+/// to the run folder, and `resume` continues from the newest to the same result.
 public final class PreferenceTrainer {
     public let config: PreferenceTrainConfig
-    public let output: URL
+    public let folder: RunFolder
+    public var output: URL { folder.url }
     public let reward: LearnedReward
     let records: [PreferenceRecord]
     let images: PreferenceImages
     let log: RunLogWriter
     var rng: RandomGenerator
+    /// The checkpoint a resumed run starts from.
+    var resumeCheckpoint: URL?
+    /// For tests: stop (as if killed) before this epoch.
+    var stopBefore: Int?
 
-    public init(config: PreferenceTrainConfig, output: URL, commandLine: String, overwrite: Bool) throws {
+    /// What a checkpoint records besides tensors.
+    struct State: Codable {
+        var epoch: Int
+        var step: Int
+        var rng: RandomGenerator
+        var sums: [String: Double]
+        var intervalSteps: Int
+        var intervalRecords: Int
+        var logEpochs: Int
+        var config: PreferenceTrainConfig
+    }
+
+    public init(config: PreferenceTrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
         self.config = config
-        self.output = output
         Threads.set(config.threads)
         rng = RandomGenerator(seed: config.seed)
         let dataURL = URL(fileURLWithPath: config.data)
@@ -157,12 +175,23 @@ public final class PreferenceTrainer {
                                                    perspectives: config.perspectives,
                                                    captionLikelihoodPerspectives: config.captionLikelihoodPerspectives, using: &rng)
         images = try PreferenceImages(records: records, folder: dataURL.deletingLastPathComponent(), imageSize: reward.config.imageSize)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
-        info.commandLine = commandLine
-        let metrics = ["loss", "learning_rate", "grad_norm", "records_per_second", "seconds"]
-            + config.perspectives.flatMap { ["loss_\($0)", "accuracy_\($0)"] }
-        log = try RunLogWriter(url: output.appendingPathComponent("run.h5"), layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
+        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        if resume {
+            let checkpoint = folder.latestCheckpoint!
+            let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+            guard state.config == config else {
+                throw RunFolderError("the config differs from the one \(output.path) was started with; resume with the same config")
+            }
+            resumeCheckpoint = checkpoint
+            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
+            try log.event(epoch: log.epochs, kind: "resume", "resumed after epoch \(state.epoch)")
+        } else {
+            var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
+            info.commandLine = commandLine
+            let metrics = ["loss", "learning_rate", "grad_norm", "records_per_second", "seconds"]
+                + config.perspectives.flatMap { ["loss_\($0)", "accuracy_\($0)"] }
+            log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
+        }
     }
 
     /// What trains: LoRA adapters (or the whole decoder), the projector, the vision tower if asked,
@@ -202,12 +231,30 @@ public final class PreferenceTrainer {
         let optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: 0.01)
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: totalSteps, minFactor: 0.1)
         let start = Date()
-        var intervalStart = Date(), sums: [String: Double] = [:], intervalSteps = 0, intervalRecords = 0, step = 0
-        for epoch in 0..<config.epochs {
+        var intervalStart = Date(), sums: [String: Double] = [:], intervalSteps = 0, intervalRecords = 0, step = 0, firstEpoch = 0
+        if let checkpoint = resumeCheckpoint {
+            let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+            let saved = try Safetensors.read(checkpoint.appendingPathComponent("trainable.safetensors")).tensors
+            guard Set(saved.keys) == Set(parameters.map(\.name)) else {
+                throw RunFolderError("checkpoint \(checkpoint.path) holds other tensors than the model trains")
+            }
+            for p in parameters { p.tensor.assign(saved[p.name]!) }
+            try optimizer.loadState(Safetensors.read(checkpoint.appendingPathComponent("optimizer.safetensors")).tensors)
+            (rng, sums, intervalSteps, intervalRecords, step, firstEpoch) = (state.rng, state.sums, state.intervalSteps, state.intervalRecords,
+                                                                            state.step, state.epoch)
+            progress("resuming after epoch \(state.epoch)")
+        }
+        for epoch in firstEpoch..<config.epochs {
+            if epoch == stopBefore { throw RunFolderError("stopped before epoch \(epoch) (test)") }
+            if epoch > firstEpoch {
+                let state = State(epoch: epoch, step: step, rng: rng, sums: sums, intervalSteps: intervalSteps, intervalRecords: intervalRecords,
+                                  logEpochs: log.epochs, config: config)
+                try writeCheckpoint(state, parameters: parameters, optimizer: optimizer)
+            }
             var order = Array(groups.indices)
             order.shuffle(using: &rng)
             for first in stride(from: 0, to: order.count, by: config.promptsPerBatch) {
-                try log.stopIfRequested("at step \(step)")
+                try log.stopIfRequested("at step \(step)", hint: "resume with --resume")
                 let batch = order[first..<Swift.min(first + config.promptsPerBatch, order.count)].flatMap { groups[$0] }
                 optimizer.learningRate = config.learningRate * schedule.factor(at: step)
                 reward.model.zeroGrad()
@@ -248,11 +295,24 @@ public final class PreferenceTrainer {
             }
         }
         try mergeAndRemoveLoRA(from: reward.model)
-        let folder = output.appendingPathComponent("model")
-        try reward.save(to: folder)
+        let modelFolder = output.appendingPathComponent("model")
+        try reward.save(to: modelFolder)
         try log.checkpoint(epoch: log.epochs, path: "model/reward_model.safetensors",
-                           sha256: SHA256.hex(fileAt: folder.appendingPathComponent("reward_model.safetensors")))
+                           sha256: SHA256.hex(fileAt: modelFolder.appendingPathComponent("reward_model.safetensors")))
         try log.close()
-        progress("wrote \(folder.path)")
+        progress("wrote \(modelFolder.path)")
+    }
+
+    /// The trainable tensors, the optimizer and `state`, written atomically to
+    /// `checkpoints/epoch-NNNN` before epoch `state.epoch`; older checkpoints are removed.
+    private func writeCheckpoint(_ state: State, parameters: [(name: String, tensor: Tensor)], optimizer: AdamW) throws {
+        try folder.writeCheckpoint(String(format: "epoch-%04d", state.epoch)) { temporary in
+            try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
+                                  to: temporary.appendingPathComponent("trainable.safetensors"))
+            try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
+            try JSONEncoder().encode(state).write(to: temporary.appendingPathComponent("state.json"))
+        }
+        try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint before epoch \(state.epoch)")
+        try log.flush()
     }
 }
