@@ -8,16 +8,16 @@ import RunLog
 import World
 
 /// `diffusion-rl demo`: the main job on the embedded world — fine-tuning the shipped base model
-/// on the gold judge with the objective that moves it best, then the base and the fine-tuned
+/// on the gold judge's fidelity with the objective that moves it, then the base and the fine-tuned
 /// model compared on captions neither trained on, paired and clustered by prompt.
 enum DemoCommand {
     static let help = """
     usage: diffusion-rl demo [--model Models/base] [--out Logs/demo] [--epochs N] [--threads N]
 
-    Fine-tunes the shipped base model with filtered self-training on the world's gold judge
-    (each epoch: 32 training captions × 8 images sampled at guidance 1, the two best correct
-    images of each caption kept, the model fitted to them with its pretraining loss and half
-    pretraining data; about ten minutes on 2 cores). Then draws the same seeds from the base and
+    Fine-tunes the shipped base model with filtered self-training on the world's gold fidelity,
+    the perspective self-training moves (each epoch: 32 training captions × 8 images sampled at
+    guidance 1, the two cleanest images of each caption kept, the model fitted to them with its
+    pretraining loss and half pretraining data; about eight minutes on 2 cores). Then draws the same seeds from the base and
     the fine-tuned model on 128 report captions × 4 images (validation captions the run did not
     train on) and prints every gold perspective before and after, with the paired difference and
     its standard error clustered by prompt. Writes OUT/run.h5, OUT/model, OUT/report.html,

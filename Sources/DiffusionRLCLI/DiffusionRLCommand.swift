@@ -24,7 +24,7 @@ enum DiffusionRLCommand {
       report         one self-contained HTML page of charts, samples and events for runs
       reward         the compact LLaVA-Reward: pretrain, make-data, train, eval, score
       debug          write-log: a synthetic run log, for trying readers and crash recovery
-      demo           the main job: self-training on the gold judge from the shipped base
+      demo           the main job: self-training on gold fidelity from the shipped base
                      model, then every gold perspective before and after on unseen captions
 
     Every command takes --help. Options: --threads N sets OpenBLAS and engine threads.

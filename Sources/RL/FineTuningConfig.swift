@@ -202,13 +202,14 @@ public struct FineTuningError: Error, CustomStringConvertible, Equatable {
 }
 
 extension FineTuningConfig {
-    /// What `make demo` runs: filtered self-training on the gold judge, sized for about ten
-    /// minutes on 2 cores. Each epoch samples 32 of 256 training captions × 8 images at guidance 1
-    /// (the conditional model itself: fitting guided samples with the conditional loss compounds
-    /// the guidance), keeps the two best images of each caption that are fully correct (reward =
-    /// alignment + 0.2 · fidelity ≥ 1), adds them to a buffer of the last 1,024 kept, and fits
-    /// the whole UNet to the buffer with its pretraining loss, half of each batch pretraining data.
-    /// The demo evaluates afterwards, on captions it did not train on.
+    /// What `make demo` runs: filtered self-training on the gold judge's fidelity — the
+    /// perspective it moves on unseen captions (docs/fine-tuning.md, three seeds) — sized for
+    /// about eight minutes on 2 cores. Each epoch samples 32 of 256 training captions × 8 images
+    /// at guidance 1 (the conditional model itself: fitting guided samples with the conditional
+    /// loss compounds the guidance), keeps the two cleanest images of each caption, adds them to a
+    /// buffer of the last 1,024 kept, and fits the whole UNet to the buffer with its pretraining
+    /// loss, half of each batch pretraining data. The demo evaluates afterwards, on captions it
+    /// did not train on.
     public static var demo: FineTuningConfig {
         var config = FineTuningConfig()
         config.epochs = 24
@@ -219,7 +220,7 @@ extension FineTuningConfig {
         config.objective = "selfTraining"
         config.selfTraining.selection = .topK
         config.selfTraining.k = 2
-        config.selfTraining.threshold = 1
+        config.selfTraining.threshold = 0
         config.selfTraining.bufferSize = 1024
         config.selfTraining.anchorShare = 0.5
         config.selfTraining.captionDropout = 0.1
@@ -228,7 +229,7 @@ extension FineTuningConfig {
         config.learningRate = 5e-5
         config.weightDecay = 0
         config.loraRank = 0
-        config.rewards = RewardComposition(weights: ["alignment": 1, "fidelity": 0.2])
+        config.rewards = RewardComposition(weights: ["fidelity": 1])
         config.kl.every = 4
         config.evaluation.prompts = 0
         return config
