@@ -71,7 +71,7 @@ public final class FineTuningTrainer {
         composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
         self.rewardFunctions = rewardFunctions
         objective = try FineTuningObjectives.make(config)
-        if config.objective == "refl" { _ = try differentiableSources(config.rewards, functions: rewardFunctions) }
+        try objective.prepare(rewardFunctions: rewardFunctions, composition: config.rewards)
         promptPool = try FineTuningTrainer.trainingPrompts(config)
         let modelFolder = URL(fileURLWithPath: config.model)
         policy = try LatentDiffusionModel.load(from: modelFolder)

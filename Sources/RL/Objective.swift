@@ -1,5 +1,6 @@
 import Diffusion
 import Engine
+import Rewards
 
 /// One sampling epoch as an objective trains on it: the trajectories, which prompt each sample
 /// belongs to, which samples are usable (every reward finite), their rewards and — for objectives
@@ -36,6 +37,9 @@ protocol FineTuningObjective: AnyObject {
     /// With a timestep-gated LoRA, every timestep the objective trains must be one the adapter
     /// acts on, or its gradient would be zero: refuses, naming the setting, when one is not.
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws
+    /// Checks, when the trainer starts, that the reward functions can serve the objective (ReFL
+    /// needs differentiable ones), and keeps what it resolves from them.
+    func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws
     /// Updates the trainer's parameters from one epoch's samples; returns `loss`, `grad_norm` and
     /// the declared metrics (NaN for one it has no value for this epoch).
     func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double]
@@ -48,6 +52,7 @@ protocol FineTuningObjective: AnyObject {
 }
 
 extension FineTuningObjective {
+    func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {}
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {}
     func checkpointState() throws -> [String: Tensor] { [:] }
     func restore(_ state: [String: Tensor]) throws {

@@ -63,8 +63,7 @@ final class PolicyGradientObjective: FineTuningObjective {
                                            "effective_samples": Double(samples.usable.count)]) { $1 }
     }
 
-    func progressText(_ m: [String: Double]) -> String {
-        String(format: "loss %.4g  clip %.3f  approx-KL %.3g  |g| %.3g", m["loss"] ?? .nan, m["clip_fraction"] ?? .nan,
-               m["approx_kl"] ?? .nan, m["grad_norm"] ?? .nan)
+    func progressText(_ metrics: [String: Double]) -> String {
+        progressFigures(metrics, [("clip", "clip_fraction", "%.3f"), ("approx-KL", "approx_kl", "%.3g")])
     }
 }

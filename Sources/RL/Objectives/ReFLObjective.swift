@@ -45,7 +45,7 @@ func differentiableSources(_ composition: RewardComposition, functions: [any Rew
 /// `loss` backpropagated into the UNet. Needs differentiable perspectives only.
 final class ReFLObjective: FineTuningObjective {
     let config: FineTuningConfig
-    /// Resolved on the first epoch from the trainer's reward functions.
+    /// Resolved from the trainer's reward functions when it starts.
     var sources: [DifferentiableSource] = []
 
     init(config: FineTuningConfig) { self.config = config }
@@ -53,8 +53,11 @@ final class ReFLObjective: FineTuningObjective {
     var metricNames: [String] { [] }
     var usesAdvantages: Bool { false }
 
+    func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {
+        sources = try differentiableSources(composition, functions: rewardFunctions)
+    }
+
     func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
-        if sources.isEmpty { sources = try differentiableSources(config.rewards, functions: trainer.rewardFunctions) }
         let config = config
         return try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
             let loss = try self.loss(samples.trajectories, batch: batch, sources: self.sources, policy: trainer.policy)
