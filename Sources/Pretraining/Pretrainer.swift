@@ -73,10 +73,7 @@ public final class Pretrainer {
         folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
         if resume {
             let checkpoint = folder.latestCheckpoint!
-            let state = try JSONDecoder().decode(PretrainState.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
-            guard state.config == config else {
-                throw DataError(description: "the config differs from the one \(output.path) was started with; resume with the same config")
-            }
+            let state = try folder.readState(PretrainState.self, from: checkpoint, expecting: config)
             model = try LatentDiffusionModel.load(from: checkpoint.appendingPathComponent("model"))
             rng = state.rng
             resumeState = state
@@ -230,7 +227,7 @@ public final class Pretrainer {
             try model.save(to: temporary.appendingPathComponent("model"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
             let state = PretrainState(phase: phase, step: step, rng: rng, logEpochs: log.epochs, config: config)
-            try JSONEncoder().encode(state).write(to: temporary.appendingPathComponent("state.json"))
+            try folder.writeState(state, into: temporary)
         }
         try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint at \(phase) step \(step)")
         try log.flush()
@@ -250,7 +247,7 @@ public final class Pretrainer {
 }
 
 /// What a resumable pretraining checkpoint records besides the weights and optimizer.
-struct PretrainState: Codable {
+struct PretrainState: CheckpointState {
     var phase: String
     var step: Int
     var rng: RandomGenerator

@@ -85,7 +85,7 @@ public final class FineTuningTrainer {
         folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
         if resume {
             let checkpoint = folder.latestCheckpoint!
-            let state = try FineTuningTrainer.restore(from: checkpoint, config: config, parameters: parameters, optimizer: optimizer,
+            let state = try FineTuningTrainer.restore(from: checkpoint, in: folder, config: config, parameters: parameters, optimizer: optimizer,
                                                       objective: objective)
             tracker = state.tracker
             epoch = state.epoch

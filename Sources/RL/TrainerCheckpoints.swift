@@ -6,7 +6,7 @@ import RunLog
 
 extension FineTuningTrainer {
     /// What a checkpoint holds besides tensors.
-    struct TrainerState: Codable {
+    struct TrainerState: CheckpointState {
         var epoch: Int
         var tracker: PerPromptStatTracker
         var config: FineTuningConfig
@@ -22,9 +22,7 @@ extension FineTuningTrainer {
                                   to: temporary.appendingPathComponent("trainable.safetensors"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
             if !objectiveState.isEmpty { try Safetensors.write(objectiveState, to: temporary.appendingPathComponent("objective.safetensors")) }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            try encoder.encode(TrainerState(epoch: epoch, tracker: tracker, config: config)).write(to: temporary.appendingPathComponent("state.json"))
+            try folder.writeState(TrainerState(epoch: epoch, tracker: tracker, config: config), into: temporary)
         }
         try log.checkpoint(epoch: epoch, path: "checkpoints/\(name)/trainable.safetensors",
                            sha256: SHA256.hex(fileAt: final.appendingPathComponent("trainable.safetensors")))
@@ -33,13 +31,9 @@ extension FineTuningTrainer {
 
     /// Puts back the weights, optimizer and objective state of `checkpoint` and returns its state
     /// (epoch, reward statistics); refuses a checkpoint of another config.
-    static func restore(from checkpoint: URL, config: FineTuningConfig, parameters: [(name: String, tensor: Tensor)], optimizer: AdamW,
-                        objective: any FineTuningObjective) throws -> TrainerState {
-        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
-        guard state.config == config else {
-            throw FineTuningError("the config differs from the one \(checkpoint.deletingLastPathComponent().deletingLastPathComponent().path) "
-                                  + "was started with; resume with the same config")
-        }
+    static func restore(from checkpoint: URL, in folder: RunFolder, config: FineTuningConfig, parameters: [(name: String, tensor: Tensor)],
+                        optimizer: AdamW, objective: any FineTuningObjective) throws -> TrainerState {
+        let state = try folder.readState(TrainerState.self, from: checkpoint, expecting: config)
         let weights = try Safetensors.read(checkpoint.appendingPathComponent("trainable.safetensors")).tensors
         let byName = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) })
         guard Set(weights.keys) == Set(byName.keys) else { throw FineTuningError("checkpoint \(checkpoint.path) holds other tensors than the model trains") }

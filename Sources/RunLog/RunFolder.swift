@@ -81,3 +81,28 @@ public struct RunFolderError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+/// What a trainer's checkpoint records in `state.json` besides its tensors. It always holds the
+/// config the run was started with, so that a resume with another config is refused.
+public protocol CheckpointState: Codable {
+    associatedtype Config: Equatable
+    var config: Config { get }
+}
+
+extension RunFolder {
+    /// Writes `state` as `state.json` into a checkpoint folder being written.
+    public func writeState<State: CheckpointState>(_ state: State, into checkpoint: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(state).write(to: checkpoint.appendingPathComponent("state.json"))
+    }
+
+    /// The `state.json` of `checkpoint`; refuses one written by a run with a config other than `config`.
+    public func readState<State: CheckpointState>(_ type: State.Type, from checkpoint: URL, expecting config: State.Config) throws -> State {
+        let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+        guard state.config == config else {
+            throw RunFolderError("the config differs from the one \(url.path) was started with; resume with the same config")
+        }
+        return state
+    }
+}

@@ -51,7 +51,7 @@ public final class CaptionPretrainer {
     var stopBefore: Int?
 
     /// What a checkpoint records besides the decoder and the optimizer.
-    struct State: Codable {
+    struct State: CheckpointState {
         var step: Int
         var rng: RandomGenerator
         var logEpochs: Int
@@ -72,13 +72,12 @@ public final class CaptionPretrainer {
         let given = config
         if resume {
             let checkpoint = folder.latestCheckpoint!
-            let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+            let loaded = try PretrainedDecoder.load(from: checkpoint.appendingPathComponent("decoder"))
+            (decoder, tokenizer) = loaded
+            // A continued decoder's model config replaced `model` when the run started.
             var resolved = given
-            if !given.initialDecoder.isEmpty { resolved.model = state.config.model }
-            guard state.config == resolved else {
-                throw RunFolderError("the config differs from the one \(output.path) was started with; resume with the same config")
-            }
-            (decoder, tokenizer) = try PretrainedDecoder.load(from: checkpoint.appendingPathComponent("decoder"))
+            if !given.initialDecoder.isEmpty { resolved.model = loaded.0.config }
+            let state = try folder.readState(State.self, from: checkpoint, expecting: resolved)
             config = state.config
             rng = state.rng
             resumeStep = state.step
@@ -154,8 +153,7 @@ public final class CaptionPretrainer {
         try folder.writeCheckpoint(String(format: "step-%07d", step)) { temporary in
             try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: temporary.appendingPathComponent("decoder"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
-            try JSONEncoder().encode(State(step: step, rng: rng, logEpochs: log.epochs, config: config))
-                .write(to: temporary.appendingPathComponent("state.json"))
+            try folder.writeState(State(step: step, rng: rng, logEpochs: log.epochs, config: config), into: temporary)
         }
         try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint at step \(step)")
         try log.flush()

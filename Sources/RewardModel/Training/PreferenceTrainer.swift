@@ -144,13 +144,13 @@ public final class PreferenceTrainer {
     let images: PreferenceImages
     let log: RunLogWriter
     var rng: RandomGenerator
-    /// The checkpoint a resumed run starts from.
-    var resumeCheckpoint: URL?
+    /// The checkpoint a resumed run starts from, and its state.
+    var resumeCheckpoint: (folder: URL, state: State)?
     /// For tests: stop (as if killed) before this epoch.
     var stopBefore: Int?
 
     /// What a checkpoint records besides tensors.
-    struct State: Codable {
+    struct State: CheckpointState {
         var epoch: Int
         var step: Int
         var rng: RandomGenerator
@@ -178,11 +178,8 @@ public final class PreferenceTrainer {
         folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
         if resume {
             let checkpoint = folder.latestCheckpoint!
-            let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
-            guard state.config == config else {
-                throw RunFolderError("the config differs from the one \(output.path) was started with; resume with the same config")
-            }
-            resumeCheckpoint = checkpoint
+            let state = try folder.readState(State.self, from: checkpoint, expecting: config)
+            resumeCheckpoint = (checkpoint, state)
             log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
             try log.event(epoch: log.epochs, kind: "resume", "resumed after epoch \(state.epoch)")
         } else {
@@ -232,8 +229,7 @@ public final class PreferenceTrainer {
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: totalSteps, minFactor: 0.1)
         let start = Date()
         var intervalStart = Date(), sums: [String: Double] = [:], intervalSteps = 0, intervalRecords = 0, step = 0, firstEpoch = 0
-        if let checkpoint = resumeCheckpoint {
-            let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+        if let (checkpoint, state) = resumeCheckpoint {
             let saved = try Safetensors.read(checkpoint.appendingPathComponent("trainable.safetensors")).tensors
             guard Set(saved.keys) == Set(parameters.map(\.name)) else {
                 throw RunFolderError("checkpoint \(checkpoint.path) holds other tensors than the model trains")
@@ -310,7 +306,7 @@ public final class PreferenceTrainer {
             try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
                                   to: temporary.appendingPathComponent("trainable.safetensors"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
-            try JSONEncoder().encode(state).write(to: temporary.appendingPathComponent("state.json"))
+            try folder.writeState(state, into: temporary)
         }
         try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint before epoch \(state.epoch)")
         try log.flush()
