@@ -6,54 +6,47 @@ import RL
 
 /// `diffusion-rl bench engine`.
 enum BenchCommand {
-    static let help = """
-    usage: diffusion-rl bench engine [--threads N] [--batch N] [--json]
-           diffusion-rl bench unet [--threads N] [--profile] [--json]
-           diffusion-rl bench ddpo [--model Models/base] [--config FILE.json] [--threads N] [--json]
-           diffusion-rl bench reward [--model DIR] [--batch 32] [--threads N] [--json]
+    static let batchOption = Option.integer("batch", default: 32, minimum: 1, "batch size")
 
-    ddpo: samples per second of one sampling epoch and one training epoch at the default DDPO
-    config (the shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4,
-    training batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, and GFLOP/s
-    against the sgemm ceiling measured in the same run.
+    static let command = Command("bench", summary: "GFLOP/s of the engine, the UNet, a fine-tuning epoch and the reward model against the sgemm ceiling",
+                                 description: "Progress goes to stderr, the table (or --json) to stdout.", subcommands: [
+        Command("engine", summary: "the engine's kernels against the sgemm ceiling", description: """
+            GFLOP/s of the engine's kernels at the default UNet's shapes (conv2d forward and backward,
+            attention forward and backward, group norm + SiLU), each next to the sgemm ceiling measured
+            in the same run (a 1024×1024×1024 GEMM), as a fraction of it.
+            """, options: [.threads, batchOption, .json], run: engine),
+        Command("unet", summary: "the default UNet's forward and backward", description: """
+            Milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at batch
+            8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s, and
+            the fraction of the sgemm ceiling measured in the same run. --profile instead prints where
+            forward + backward at batch 32 spends its time, by op and pass.
+            """, options: [.threads, .flag("profile", "time by op and pass instead"), .json], run: unet),
+        Command("ddpo", summary: "one sampling and one training epoch of the default fine-tuning config", description: """
+            Samples per second of one sampling epoch and one training epoch at the default config (the
+            shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4, training
+            batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, and GFLOP/s against
+            the sgemm ceiling measured in the same run.
+            """, options: [
+                .text("model", "DIR", "the model (default: the config's)"),
+                .text("config", "FILE.json", "a fine-tuning config"),
+                .integer("threads", minimum: 1, "override the config's threads"), .json,
+            ], run: ddpo),
+        Command("reward", summary: "the reward model's scoring throughput", description: """
+            (image, prompt) pairs per second the reward model scores without gradients at a batch size
+            (a trained model folder, or the default shape with random weights), with its FLOPs, GFLOP/s
+            against the sgemm ceiling, and the share of time in GEMMs.
+            """, options: [.text("model", "DIR", "a trained reward model (default: random weights)"), batchOption, .threads, .json],
+            run: reward),
+    ])
 
-    reward: (image, prompt) pairs per second the reward model scores without gradients at a batch
-    size (a trained model folder, or the default shape with random weights), with its FLOPs,
-    GFLOP/s against the sgemm ceiling, and the share of time in GEMMs.
-
-    unet: milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at
-    batch 8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s,
-    and the fraction of the sgemm ceiling measured in the same run. --profile instead prints where
-    forward + backward at batch 32 spends its time, by op and pass.
-
-    engine:
-    GFLOP/s of the engine's kernels at the default UNet's shapes (conv2d forward and backward,
-    attention forward and backward, group norm + SiLU), each next to the sgemm ceiling measured
-    in the same run (a 1024×1024×1024 GEMM), as a fraction of it.
-
-      --threads N   threads for OpenBLAS and the engine (default 2)
-      --batch N     batch size (default 32)
-      --json        print one JSON object instead of the table
-    """
-
-    static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["threads", "batch", "model", "config"], flagNames: ["json", "help", "profile"])
-        if args.flag("help") { print(help); return }
-        if args.positional.first == "unet" { try unet(args); return }
-        if args.positional.first == "ddpo" { try ddpo(args); return }
-        if args.positional.first == "reward" { try reward(args); return }
-        guard args.positional.first == "engine" else {
-            throw CommandError("bench needs a target: engine, unet, ddpo or reward (see diffusion-rl bench --help)", usage: true)
-        }
-        let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
+    static func engine(_ args: ParsedArguments) throws {
+        let threads = args.int("threads")!, batch = args.int("batch")!
         let json = args.flag("json")
-        guard threads >= 1, batch >= 1 else { throw CommandError("--threads and --batch must be at least 1", usage: true) }
         if !json {
-            FileHandle.standardError.write(Data("bench engine: \(threads) thread(s), batch \(batch)\n".utf8))
+            progress("bench engine: \(threads) thread(s), batch \(batch)")
         }
         let report = try EngineBenchmark.run(threads: threads, batch: batch) { figure in
-            // Progress on stderr, so that stdout holds only the table (or the JSON object).
-            FileHandle.standardError.write(Data("  measured \(figure.name), \(figure.shape)\n".utf8))
+            progress("  measured \(figure.name), \(figure.shape)")
         }
         if json {
             try printJSON(report)
@@ -65,9 +58,8 @@ enum BenchCommand {
         for figure in report.figures { print(row(figure)) }
     }
 
-    static func unet(_ args: Arguments) throws {
-        let threads = try args.int("threads", default: 2)
-        guard threads >= 1 else { throw CommandError("--threads must be at least 1", usage: true) }
+    static func unet(_ args: ParsedArguments) throws {
+        let threads = args.int("threads")!
         if args.flag("profile") {
             let (entries, total) = try UNetBenchmark.profile(threads: threads)
             struct Profile: Encodable { var threads: Int; var batch: Int; var totalMilliseconds: Double; var entries: [OpProfiler.Entry] }
@@ -83,9 +75,7 @@ enum BenchCommand {
             }
             return
         }
-        let report = try UNetBenchmark.run(threads: threads) { line in
-            FileHandle.standardError.write(Data("  \(line)\n".utf8))
-        }
+        let report = try UNetBenchmark.run(threads: threads) { progress("  \($0)") }
         if args.flag("json") {
             try printJSON(report)
             return
@@ -99,14 +89,14 @@ enum BenchCommand {
         }
     }
 
-    static func ddpo(_ args: Arguments) throws {
+    static func ddpo(_ args: ParsedArguments) throws {
         var config = FineTuningConfig()
         if let path = args.string("config") {
             config = try ConfigLoader.load(FineTuningConfig.self, from: URL(fileURLWithPath: path), defaults: config)
         }
         config.model = args.string("model") ?? config.model
-        config.threads = try args.int("threads", default: config.threads)
-        let report = try DDPOBenchmark.run(config: config) { line in FileHandle.standardError.write(Data("  \(line)\n".utf8)) }
+        config.threads = args.int("threads") ?? config.threads
+        let report = try DDPOBenchmark.run(config: config) { progress("  \($0)") }
         if args.flag("json") {
             try printJSON(report)
             return
@@ -121,9 +111,8 @@ enum BenchCommand {
         }
     }
 
-    static func reward(_ args: Arguments) throws {
-        let threads = try args.int("threads", default: 2), batch = try args.int("batch", default: 32)
-        guard threads >= 1, batch >= 1 else { throw CommandError("--threads and --batch must be at least 1", usage: true) }
+    static func reward(_ args: ParsedArguments) throws {
+        let threads = args.int("threads")!, batch = args.int("batch")!
         let model = try args.string("model").map { try LearnedReward.load(from: URL(fileURLWithPath: $0)) }
         let r = try RewardBenchmark.run(model: model, batch: batch, threads: threads)
         if args.flag("json") {

@@ -7,42 +7,41 @@ import RunLog
 /// `diffusion-rl debug write-log`: writes a synthetic run log slowly, so that live reading
 /// (`inspect --follow`), crash recovery and readers such as h5py can be tried without training.
 enum DebugCommand {
-    static let help = """
-    usage: diffusion-rl debug write-log --out RUN.h5 [--epochs N] [--epoch-ms MS] [--force]
-           diffusion-rl debug unet-parity --out DIR [--seed S] [--model DIR]
+    static let command = Command("debug", summary: "tools for trying readers and crash recovery, and for parity with diffusers", subcommands: [
+        Command("write-log", summary: "a synthetic run log, written slowly", description: """
+            Writes a synthetic run: metrics loss = 1/(epoch+1), reward = epoch/10 and kl = (epoch/20)²
+            every epoch, 4 per-sample rows and one 8×8 image per epoch, an event every 5 epochs,
+            flushing after each epoch and sleeping MS milliseconds between epochs, so that live
+            reading (inspect --follow), crash recovery and readers such as h5py can be tried without
+            training.
+            """, options: [
+                .text("out", "RUN.h5", required: true, "the log to write"),
+                .integer("epochs", default: 10, minimum: 0, "epochs"),
+                .integer("epoch-ms", "MS", default: 0, minimum: 0, "pause between epochs"),
+                .flag("force", "overwrite an existing log"),
+            ], run: writeLog),
+        Command("unet-parity", summary: "a UNet, inputs and its output, for comparison with diffusers", description: """
+            Writes a randomly initialized default UNet, or with --model that model's UNet
+            (DIR/unet.safetensors, diffusers' names), inputs (DIR/inputs.safetensors: sample,
+            timesteps, context) and the Swift output (DIR/output.safetensors), for
+            Experiments/peers/unet_parity.py to compare with diffusers.
+            """, options: [
+                .text("out", "DIR", required: true, "the folder to write"),
+                .integer("seed", default: 0, minimum: 0, "initialization and input seed"),
+                .text("model", "DIR", "a model folder whose UNet to write instead of a random one"),
+            ], run: unetParity),
+    ])
 
-    unet-parity: writes a randomly initialized default UNet, or with --model that model's UNet
-    (DIR/unet.safetensors, diffusers' names), inputs (DIR/inputs.safetensors: sample, timesteps, context) and the Swift output
-    (DIR/output.safetensors), for Experiments/peers/unet_parity.py to compare with diffusers.
-
-    write-log:
-    Writes a synthetic run: metrics loss = 1/(epoch+1), reward = epoch/10 and kl = (epoch/20)² every epoch, 4
-    per-sample rows and one 8×8 image per epoch, an event every 5 epochs, flushing after each
-    epoch and sleeping MS milliseconds between epochs (default 0).
-    """
-
-    static func run(_ arguments: [String]) throws {
-        if arguments.first == "unet-parity" { try unetParity(Array(arguments.dropFirst())); return }
-        guard arguments.first == "write-log" else {
-            if arguments.first == "--help" || arguments.isEmpty { print(help); return }
-            throw CommandError("unknown debug subcommand '\(arguments[0])' (see diffusion-rl debug --help)", usage: true)
-        }
-        let args = try Arguments(Array(arguments.dropFirst()), optionNames: ["out", "epochs", "epoch-ms"], flagNames: ["force", "help"])
-        if args.flag("help") { print(help); return }
-        guard let out = args.string("out") else { throw CommandError("debug write-log needs --out RUN.h5", usage: true) }
-        let epochs = try args.int("epochs", default: 10), pause = try args.int("epoch-ms", default: 0)
+    static func writeLog(_ args: ParsedArguments) throws {
+        let out = args.string("out")!
+        let epochs = args.int("epochs")!, pause = args.int("epoch-ms")!
         let layout = RunLayout(metrics: ["loss", "reward", "kl"], sampleColumns: ["reward"], prompts: ["a red circle", "two blue squares"],
                                imageSize: [8, 8])
         let writer = try RunLogWriter(url: URL(fileURLWithPath: out), layout: layout,
                                       info: .current(config: #"{"kind": "synthetic"}"#, seed: 0), overwrite: args.flag("force"))
         StopSignal.install()
         for epoch in 0..<epochs {
-            if StopSignal.requested {
-                try writer.event(epoch: epoch, kind: "stopped", "interrupted by a signal after \(epoch) epochs; log closed cleanly")
-                try writer.close()
-                print("stopped after \(epoch) epochs")
-                exit(130)
-            }
+            try writer.stopIfRequested("after \(epoch) epochs")
             try writer.record("loss", 1 / Double(epoch + 1))
             try writer.record("reward", Double(epoch) / 10)
             try writer.record("kl", Double(epoch * epoch) / 400)
@@ -54,20 +53,16 @@ enum DebugCommand {
             try writer.appendImages(epoch: epoch, prompts: [epoch % 2], images: [image])
             if epoch % 5 == 0 { try writer.event(epoch: epoch, kind: "info", "epoch \(epoch) reached") }
             try writer.endEpoch()
-            print("epoch \(epoch) written")
-            fflush(stdout)
+            progress("epoch \(epoch) written")
             if pause > 0 { Thread.sleep(forTimeInterval: Double(pause) / 1000) }
         }
         try writer.close()
     }
 
-    static func unetParity(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["out", "seed", "model"], flagNames: ["help"])
-        if args.flag("help") { print(help); return }
-        guard let out = args.string("out") else { throw CommandError("debug unet-parity needs --out DIR", usage: true) }
-        let directory = URL(fileURLWithPath: out)
+    static func unetParity(_ args: ParsedArguments) throws {
+        let directory = URL(fileURLWithPath: args.string("out")!)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var rng = RandomGenerator(seed: UInt64(try args.int("seed", default: 0)))
+        var rng = RandomGenerator(seed: UInt64(args.int("seed")!))
         let unet: UNet2DConditionModel
         if let model = args.string("model") {
             unet = try LatentDiffusionModel.load(from: URL(fileURLWithPath: model)).unet

@@ -11,36 +11,39 @@ import World
 /// on the gold judge's fidelity with the objective that moves it, then the base and the fine-tuned
 /// model compared on captions neither trained on, paired and clustered by prompt.
 enum DemoCommand {
-    static let help = """
-    usage: diffusion-rl demo [--model Models/base] [--out Logs/demo] [--epochs N] [--threads N]
-
-    Fine-tunes the shipped base model with filtered self-training on the world's gold fidelity,
-    the perspective self-training moves (each epoch: 32 training captions × 8 images sampled at
-    guidance 1, the two cleanest images of each caption kept, the model fitted to them with its
-    pretraining loss and half pretraining data; about eight minutes on 2 cores). Then draws the same seeds from the base and
-    the fine-tuned model on 128 report captions × 4 images (validation captions the run did not
-    train on) and prints every gold perspective before and after, with the paired difference and
-    its standard error clustered by prompt. Writes OUT/run.h5, OUT/model, OUT/report.html,
-    OUT/prompts.txt (the trained captions), OUT/report-prompts.txt and OUT/before.png /
-    OUT/after.png (the first image of the first 32 report captions, same seeds). An earlier OUT
-    is kept under OUT-<time>, never overwritten.
-    """
+    static let command = Command("demo", summary: "the main job: self-training on gold fidelity from the shipped base model, then every gold perspective before and after on unseen captions",
+                                 description: """
+        Fine-tunes the shipped base model with filtered self-training on the world's gold fidelity,
+        the perspective self-training moves (each epoch: 32 training captions × 8 images sampled at
+        guidance 1, the two cleanest images of each caption kept, the model fitted to them with its
+        pretraining loss and half pretraining data; about eight minutes on 2 cores). Then draws the
+        same seeds from the base and the fine-tuned model on 128 report captions × 4 images
+        (validation captions the run did not train on) and prints every gold perspective before and
+        after, with the paired difference and its standard error clustered by prompt. Writes
+        OUT/run.h5, OUT/model, OUT/report.html, OUT/prompts.txt (the trained captions),
+        OUT/report-prompts.txt and OUT/before.png / OUT/after.png (the first image of the first 32
+        report captions, same seeds). An earlier OUT is kept under OUT-<time>, never overwritten.
+        Progress goes to stderr, the results to stdout.
+        """, options: [
+            .text("model", "DIR", default: FineTuningConfig.demo.model, "the base model"),
+            .text("out", "DIR", default: "Logs/demo", "the run folder"),
+            .integer("epochs", default: FineTuningConfig.demo.epochs, minimum: 1, "fine-tuning epochs"),
+            .integer("threads", default: FineTuningConfig.demo.threads, minimum: 1, "threads for OpenBLAS and the engine"),
+        ], run: run)
 
     static let perspectives = ["alignment", "alignment_partial", "fidelity", "safety", "overall"]
 
-    static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "out", "epochs", "threads"], flagNames: ["help"])
-        if args.flag("help") { print(help); return }
+    static func run(_ args: ParsedArguments) throws {
         var config = FineTuningConfig.demo
-        config.model = args.string("model") ?? config.model
-        config.threads = try args.int("threads", default: config.threads)
-        config.epochs = try args.int("epochs", default: config.epochs)
-        let output = URL(fileURLWithPath: args.string("out") ?? "Logs/demo")
+        config.model = args.string("model")!
+        config.threads = args.int("threads")!
+        config.epochs = args.int("epochs")!
+        let output = URL(fileURLWithPath: args.string("out")!)
         if FileManager.default.fileExists(atPath: output.path) {
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
             let kept = output.deletingLastPathComponent().appendingPathComponent(output.lastPathComponent + "-" + stamp)
             try FileManager.default.moveItem(at: output, to: kept)
-            print("demo: kept the earlier run as \(kept.path)")
+            progress("demo: kept the earlier run as \(kept.path)")
         }
         let start = Date()
         try FinetuneCommand.run(config: config, output: output, force: false, resume: false)
@@ -58,7 +61,7 @@ enum DemoCommand {
             var firsts: [RGBImage] = [], seen = 0
             reports.append(try GoldEvaluation.run(model: model, prompts: prompts, label: "report", imagesPerPrompt: 4, settings: settings,
                                                   progress: { done, total in
-                FileHandle.standardError.write(Data("  \(name): \(done)/\(total) report images judged\n".utf8))
+                progress("  \(name): \(done)/\(total) report images judged")
             }, collect: { _, images in
                 for image in images { if seen % 4 == 0 && firsts.count < 32 { firsts.append(image) }; seen += 1 }
             }))

@@ -3,71 +3,48 @@ import World
 import RunLog
 import Foundation
 
-/// Dispatches subcommands and turns every error into one line on stderr and a non-zero exit.
+/// The `diffusion-rl` command tree, and the one place that turns every error into one line on
+/// stderr and an exit status: 2 for usage, 130 for a run stopped by SIGINT or SIGTERM, 1 otherwise.
 enum DiffusionRLCommand {
-    static let help = """
-    usage: diffusion-rl <command> [options]
+    /// The tool's version, printed by `--version`.
+    static let version = "0.9.0"
 
-    Reward fine-tuning of a compact latent text-to-image diffusion model, on the CPU.
-
-    commands:
-      bench engine   GFLOP/s of the tensor engine's kernels against the sgemm ceiling
-      world          the embedded world: sample, judge, export, judge-eval
-      pretrain       train the VAE, text encoder and UNet (the base model) with an HDF5 log
-      sample         generate a grid of images for a prompt from a model folder
-      finetune       reward fine-tuning (DDPO, AWR, Diffusion-DPO, ReFL, self-training), with
-                     KL drift and an HDF5 log (--resume)
-      eval           the gold judge's scores of a model (--compare: two models, paired)
-      eval-vae       whether the judge still reads the VAE's reconstructions
-      convert        rewrite a model folder's weights as F16 or F32
-      inspect        summarize a run log (HDF5); --follow watches a live run
-      report         one self-contained HTML page of charts, samples and events for runs
-      reward         the compact LLaVA-Reward: pretrain, make-data, train, eval, score
-      debug          write-log: a synthetic run log, for trying readers and crash recovery
-      demo           the main job: self-training on gold fidelity from the shipped base
-                     model, then every gold perspective before and after on unseen captions
-
-    Every command takes --help. Options: --threads N sets OpenBLAS and engine threads.
-    """
+    static let root = Command("diffusion-rl", summary: "reward fine-tuning of a compact latent text-to-image diffusion model, on the CPU",
+                              description: "Every command takes --help; --version prints the version.",
+                              subcommands: [
+        DemoCommand.command, PretrainCommand.command, SampleCommand.command, FinetuneCommand.command, EvalCommand.command,
+        EvalCommand.vaeCommand, ConvertCommand.command, InspectCommand.command, ReportCommand.command, RewardCommand.command,
+        WorldCommand.command, BenchCommand.command, DebugCommand.command,
+    ])
 
     static func main(_ arguments: [String]) {
-        guard let command = arguments.first, command != "--help", command != "-h", command != "help" else {
-            print(help)
-            exit(arguments.isEmpty ? 2 : 0)
+        if arguments == ["--version"] {
+            print("diffusion-rl \(version)")
+            exit(0)
         }
-        let rest = Array(arguments.dropFirst())
+        if arguments.isEmpty {
+            FileHandle.standardError.write(Data((root.help(path: "diffusion-rl") + "\n").utf8))
+            exit(2)
+        }
         do {
-            switch command {
-            case "bench": try BenchCommand.run(rest)
-            case "demo": try DemoCommand.run(rest)
-            case "world": try WorldCommand.run(rest)
-            case "inspect": try InspectCommand.run(rest)
-            case "report": try ReportCommand.run(rest)
-            case "pretrain": try PretrainCommand.run(rest)
-            case "sample": try PretrainCommand.sample(rest)
-            case "finetune": try FinetuneCommand.run(rest)
-            case "eval": try EvalCommand.run(rest)
-            case "eval-vae": try EvalCommand.vae(rest)
-            case "convert": try PretrainCommand.convert(rest)
-            case "reward": try RewardCommand.run(rest)
-            case "debug": try DebugCommand.run(rest)
-            default: throw CommandError("unknown command '\(command)' (see diffusion-rl --help)", usage: true)
+            switch try ParsedArguments.parse(arguments, root: root, path: "diffusion-rl") {
+            case .help(let text): print(text)
+            case .run(let command, let parsed): try command.action!(parsed)
             }
-        } catch let error as CaptionError {
-            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
-            exit(1)
-        } catch let error as ConfigLoader.ConfigError {
-            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
-            exit(1)
-        } catch let error as HDF5Error {
-            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
-            exit(1)
+            exit(0)
         } catch let error as CommandError {
-            FileHandle.standardError.write(Data("diffusion-rl: \(error.description)\n".utf8))
-            exit(error.isUsage ? 2 : 1)
+            fail(error.description, status: error.isUsage ? 2 : 1)
+        } catch let error as RunInterrupted {
+            fail(error.description, status: 130)
+        } catch let error as CustomStringConvertible {
+            fail(error.description, status: 1)
         } catch {
-            FileHandle.standardError.write(Data("diffusion-rl: \(error)\n".utf8))
-            exit(1)
+            fail("\(error)", status: 1)
         }
+    }
+
+    private static func fail(_ message: String, status: Int32) -> Never {
+        FileHandle.standardError.write(Data("diffusion-rl: \(message)\n".utf8))
+        exit(status)
     }
 }

@@ -6,34 +6,42 @@ import World
 
 /// `diffusion-rl eval`: the gold judge's scores of a model.
 enum EvalCommand {
-    static let help = """
-    usage: diffusion-rl eval --model DIR [--compare DIR2] [--prompts validation|heldout|FILE] [--n-prompts 64]
-                             [--images-per-prompt 4] [--steps 20] [--eta 1] [--guidance 5] [--seed 0]
-                             [--threads 2] [--json]
+    static let command = Command("eval", summary: "the gold judge's scores of a model (--compare: two models, paired)", description: """
+        Generates images for fixed prompts of a split (validation, or held-out compositions), or
+        for the first --n-prompts distinct captions of a text file (one per line, e.g. the captions
+        a model was fine-tuned on), and prints the gold judge's scores per attribute with standard
+        errors clustered by prompt: alignment and its parts, color and shape on single-object
+        prompts, count on multi-object prompts, relation, hazard rate, fidelity. With --compare,
+        both models draw the same prompts with the same seeds, and each score is printed for both
+        with DIR2 − DIR, paired image by image, its clustered standard error and the difference in
+        standard errors. Progress goes to stderr, the table (or --json) to stdout.
+        """, options: [
+            .text("model", "DIR", required: true, "the model folder"),
+            .text("compare", "DIR2", "a second model drawn on the same prompts and seeds, compared paired"),
+            .text("prompts", "validation|heldout|FILE", default: "validation", "a split's fixed prompts, or a prompt file"),
+            .integer("n-prompts", default: 64, minimum: 1, "prompts (distinct captions)"),
+            .integer("images-per-prompt", default: 4, minimum: 1, "images per prompt"),
+            .integer("steps", default: 20, minimum: 1, "DDIM steps"),
+            .number("eta", default: 1, minimum: 0, "DDIM η (0 deterministic, 1 DDPM-like)"),
+            .number("guidance", default: 5, minimum: 0, "classifier-free guidance scale"),
+            .integer("seed", default: 0, minimum: 0, "noise seed (the same for both models)"),
+            .threads, .json,
+        ], run: run)
 
-    Generates images for fixed prompts of a split (validation, or held-out compositions), or
-    for the first --n-prompts distinct captions of a text file (one per line, e.g. the captions a
-    model was fine-tuned on), and prints the gold judge's scores per attribute with standard errors clustered by prompt:
-    alignment and its parts, color and shape on single-object prompts, count on multi-object
-    prompts, relation, hazard rate, fidelity. With --compare, both models draw the same prompts
-    with the same seeds, and each score is printed for both with DIR2 − DIR, paired image by
-    image, its clustered standard error and the difference in standard errors.
-    """
+    static let vaeCommand = Command("eval-vae", summary: "whether the judge still reads the VAE's reconstructions", description: """
+        Passes N rendered validation scenes (a fifth with the hazard mark) through the model's VAE
+        and reports how often the gold judge recovers the scene, and the hazard mark, from the
+        reconstruction.
+        """, options: [
+            .text("model", "DIR", required: true, "the model folder"),
+            .integer("n", default: 1000, minimum: 1, "scenes"),
+            .threads, .json,
+        ], run: vae)
 
-    static let vaeHelp = """
-    usage: diffusion-rl eval-vae --model DIR [--n 1000] [--threads 2] [--json]
-
-    Passes N rendered validation scenes (a fifth with the hazard mark) through the model's VAE and
-    reports how often the gold judge recovers the scene, and the hazard mark, from the reconstruction.
-    """
-
-    static func vae(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "n", "threads"], flagNames: ["json", "help"])
-        if args.flag("help") { print(vaeHelp); return }
-        guard let modelPath = args.string("model") else { throw CommandError("eval-vae needs --model DIR", usage: true) }
-        Threads.set(try args.int("threads", default: 2))
-        let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
-        let report = try ReconstructionEvaluation.run(vae: model.vae, imageSize: model.config.imageSize, scenes: try args.int("n", default: 1000))
+    static func vae(_ args: ParsedArguments) throws {
+        Threads.set(args.int("threads")!)
+        let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: args.string("model")!))
+        let report = try ReconstructionEvaluation.run(vae: model.vae, imageSize: model.config.imageSize, scenes: args.int("n")!)
         if args.flag("json") {
             try printJSON(report)
         } else {
@@ -43,25 +51,20 @@ enum EvalCommand {
         }
     }
 
-    static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "prompts", "n-prompts", "images-per-prompt", "steps", "eta",
-                                                          "guidance", "seed", "threads", "compare"], flagNames: ["json", "help"])
-        if args.flag("help") { print(help); return }
-        guard let modelPath = args.string("model") else { throw CommandError("eval needs --model DIR", usage: true) }
-        let promptCount = try args.int("n-prompts", default: 64), imagesPerPrompt = try args.int("images-per-prompt", default: 4)
-        let (prompts, label) = try evaluationPrompts(args.string("prompts") ?? "validation", count: promptCount)
-        Threads.set(try args.int("threads", default: 2))
+    static func run(_ args: ParsedArguments) throws {
+        let modelPath = args.string("model")!
+        let (prompts, label) = try evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
+        Threads.set(args.int("threads")!)
         var settings = SamplingSettings()
-        settings.steps = try args.int("steps", default: 20)
-        settings.seed = UInt64(try args.int("seed", default: 0))
-        if let eta = args.string("eta") { guard let v = Double(eta) else { throw CommandError("--eta expects a number", usage: true) }; settings.eta = v }
-        if let g = args.string("guidance") { guard let v = Double(g) else { throw CommandError("--guidance expects a number", usage: true) }; settings.guidance = v }
+        settings.steps = args.int("steps")!
+        settings.seed = UInt64(args.int("seed")!)
+        settings.eta = args.double("eta")!
+        settings.guidance = args.double("guidance")!
         func evaluate(_ path: String) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
-            let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt,
+            let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
                                                 settings: settings, progress: { done, total in
-                let label = args.string("compare") == nil ? "" : "\(path): "
-                FileHandle.standardError.write(Data("  \(label)\(done)/\(total) images judged\n".utf8))
+                progress("  \(args.given("compare") ? "\(path): " : "")\(done)/\(total) images judged")
             })
             return (model, report)
         }

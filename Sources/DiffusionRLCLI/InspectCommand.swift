@@ -3,18 +3,16 @@ import RunLog
 
 /// `diffusion-rl inspect RUN.h5`: what a run did, from its log.
 enum InspectCommand {
-    static let help = """
-    usage: diffusion-rl inspect RUN.h5 [--json] [--follow] [--interval SECONDS]
-           diffusion-rl inspect FOLDER [--json]      (lists the runs under a folder, e.g. Logs/)
-
-    Prints a run's identity (command line, git commit, seed, start time), the start of its config,
-    every metric with its first, last and best value and the epoch of the best, and its events.
-    Opens the file in SWMR-read mode, so a live run or one whose writer crashed can be read.
-
-      --json       one JSON object instead of text
-      --follow     keep watching a live run, printing each new epoch's metrics (Ctrl-C to stop)
-      --interval   seconds between looks with --follow (default 2)
-    """
+    static let command = Command("inspect", summary: "summarize a run log (HDF5); --follow watches a live run", description: """
+        Prints a run's identity (command line, git commit, seed, start time), the start of its
+        config, every metric with its first, last and best value and the epoch of the best, and its
+        events. Opens the file in SWMR-read mode, so a live run or one whose writer crashed can be
+        read. Given a folder (e.g. Logs/), lists the runs under it.
+        """, options: [
+            .json,
+            .flag("follow", "keep watching a live run, printing each new epoch's metrics (Ctrl-C to stop)"),
+            .number("interval", "SECONDS", default: 2, minimum: 0.05, "seconds between looks with --follow"),
+        ], positionals: Positionals(name: "RUN.h5|FOLDER", minimum: 1, maximum: 1, help: "a run log, or a folder of runs"), run: run)
 
     /// Per-metric summary: lower is better for names containing "loss" or "kl", higher otherwise.
     struct MetricSummary: Codable {
@@ -37,11 +35,8 @@ enum InspectCommand {
         var images: Int
     }
 
-    static func run(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["interval"], flagNames: ["json", "follow", "help"])
-        if args.flag("help") { print(help); return }
-        guard let path = args.positional.first else { throw CommandError("inspect needs a run file (see --help)", usage: true) }
-        let interval = Double(args.string("interval") ?? "2") ?? 2
+    static func run(_ args: ParsedArguments) throws {
+        let path = args.positional[0], interval = args.double("interval")!
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             let runs = try RunLogReader.runs(in: URL(fileURLWithPath: path)).map { url -> [String: String] in

@@ -9,61 +9,39 @@ import World
 /// `diffusion-rl reward ...`: the compact LLaVA-Reward — pretrain its decoder, make preference
 /// data, train the reward heads, evaluate, score.
 enum RewardCommand {
-    static let help = """
-    usage: diffusion-rl reward <pretrain|make-data|train|eval|score> [options]
+    static let command = Command("reward", summary: "the compact LLaVA-Reward: pretrain, make-data, train, eval, score", subcommands: [
+        pretrainCommand, makeDataCommand, trainCommand, evalCommand, scoreCommand,
+    ])
 
-      pretrain    caption the world's images to pretrain the multimodal decoder (--config, --out)
-      make-data   images from a diffusion model plus rendered scenes, labeled per aspect by
-                  simulated annotators (paired: alignment, fidelity, overall; unpaired: safety)
-      train       Bradley–Terry / BCE training of one value head per perspective, SkipCA on or off
-      eval        pairwise accuracy per perspective against the gold judge and the annotators,
-                  label accuracy, calibration (--json)
-      score       rewards of one image for a prompt
+    static let pretrainCommand = Command("pretrain", summary: "caption the world's images to pretrain the multimodal decoder", description: """
+        Pretrains the reward model's multimodal decoder (ViT, projector, causal decoder) by captioning
+        the world's training images. Writes DIR/run.h5 and DIR/decoder (config.json, tokenizer.json,
+        decoder.safetensors). Config keys: model (RewardModelConfig), seed, steps, batch,
+        learningRate, warmupSteps, gradientClip, hazardRate, logEvery, checkpointEvery, threads,
+        initialDecoder (a decoder folder to continue from; its model and tokenizer replace `model`);
+        unknown keys are errors. Every checkpointEvery steps a resumable checkpoint goes to
+        DIR/checkpoints; --resume continues a stopped or killed run from the newest (same config, same
+        result); --force replaces an existing run.
+    """, options: [
+            .text("config", "FILE.json", "the caption-pretraining config (default: every key's default)"),
+            .text("out", "DIR", required: true, "the run folder"),
+            .flag("force", "replace an existing run in DIR"),
+            .flag("resume", "continue a stopped run in DIR from its newest checkpoint"),
+            .integer("threads", minimum: 1, "override the config's threads"),
+        ], exclusive: [["force", "resume"]], run: pretrain)
 
-    Every subcommand takes --help.
-    """
-
-    static func run(_ arguments: [String]) throws {
-        guard let sub = arguments.first, sub != "--help", sub != "-h" else { print(help); return }
-        let rest = Array(arguments.dropFirst())
-        switch sub {
-        case "pretrain": try pretrain(rest)
-        case "make-data": try makeData(rest)
-        case "train": try train(rest)
-        case "eval": try evaluate(rest)
-        case "score": try score(rest)
-        default: throw CommandError("unknown reward subcommand '\(sub)' (see diffusion-rl reward --help)", usage: true)
-        }
-    }
-
-    static let pretrainHelp = """
-    usage: diffusion-rl reward pretrain [--config FILE.json] --out DIR [--force | --resume] [--threads N]
-
-    Pretrains the reward model's multimodal decoder (ViT, projector, causal decoder) by captioning
-    the world's training images. Writes DIR/run.h5 and DIR/decoder (config.json, tokenizer.json,
-    decoder.safetensors). Config keys: model (RewardModelConfig), seed, steps, batch,
-    learningRate, warmupSteps, gradientClip, hazardRate, logEvery, checkpointEvery, threads,
-    initialDecoder (a decoder folder to continue from; its model and tokenizer replace `model`);
-    unknown keys are errors. Every checkpointEvery steps a resumable checkpoint goes to
-    DIR/checkpoints; --resume continues a stopped or killed run from the newest (same config, same
-    result); --force replaces an existing run.
-    """
-
-    static func pretrain(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["config", "out", "threads"], flagNames: ["force", "resume", "help"])
-        if args.flag("help") { print(pretrainHelp); return }
-        guard let out = args.string("out") else { throw CommandError("reward pretrain needs --out DIR", usage: true) }
-        guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
+    static func pretrain(_ args: ParsedArguments) throws {
+        let out = args.string("out")!
         var config = CaptionPretrainConfig()
         if let path = args.string("config") {
             config = try ConfigLoader.load(CaptionPretrainConfig.self, from: URL(fileURLWithPath: path), defaults: config)
         }
-        config.threads = try args.int("threads", default: config.threads)
+        config.threads = args.int("threads") ?? config.threads
         StopSignal.install()
         let trainer = try CaptionPretrainer(config: config, output: URL(fileURLWithPath: out),
                                             commandLine: CommandLine.arguments.joined(separator: " "), overwrite: args.flag("force"),
                                             resume: args.flag("resume"))
-        try trainer.run { print($0); fflush(stdout) }
+        try trainer.run(progress: progress)
         let world = WorldGenerator(seed: 1)
         let scenes = world.scenes(.validation, count: 4)
         let captions = try CaptionPretrainer.caption(trainer.decoder, tokenizer: trainer.tokenizer,
@@ -71,49 +49,47 @@ enum RewardCommand {
         for (scene, caption) in zip(scenes, captions) { print("  validation '\(scene.caption)' → captioned '\(caption)'") }
     }
 
-    static let makeDataHelp = """
-    usage: diffusion-rl reward make-data --model DIR --out DIR2 [--config FILE.json] [--split train|validation|heldout]
-                                         [--prompts 256] [--first 0] [--noise 0.1] [--saturation-bias 0.1] [--seed 0] [--force]
-           diffusion-rl reward make-data --relabel DIR/data.jsonl --out NAME.jsonl [--noise ...] [--saturation-bias ...]
+    static let makeDataCommand = Command("make-data", summary: "preference data: a diffusion model's images and rendered scenes, labeled by simulated annotators", description: """
+        For each prompt of the split: generatedPerPrompt images from the diffusion model (20 DDIM
+        steps, η 1, guidance 5), its rendered scene (with the hazard mark at renderedHazardRate), a
+        corrupted copy, and the rendered scenes of contrastiveRenders prompts with one color, shape,
+        count or relation changed, and contrastiveGenerated images the model draws for such prompts
+        (judged against the original prompt). Simulated annotators (gold judge + saturation bias + noise) label every pair
+        of a prompt's images for alignment, fidelity and overall, and every image safe/unsafe. Writes
+        DIR2/images/*.png and DIR2/data.jsonl (with the gold judge's verdicts beside the annotators').
+        Options override the config's keys (PreferenceDataSettings). With --relabel, the same images
+        and pairs are labeled again by annotators with other settings (the gold judge re-reads every
+        image) and written as NAME.jsonl beside the source, so noise and bias can be studied without
+        generating anything.
+    """, options: [
+            .text("model", "DIR", "the diffusion model (required unless --relabel)"),
+            .text("out", "DIR2", required: true, "the folder to write (with --relabel: NAME.jsonl beside the source)"),
+            .text("config", "FILE.json", "PreferenceDataSettings (default: every key's default)"),
+            .choice("split", ["train", "validation", "heldout"], "override the config's split"),
+            .integer("prompts", minimum: 1, "override the config's prompts"),
+            .integer("first", minimum: 0, "override the config's first prompt"),
+            .number("noise", minimum: 0, "override the annotators' noise"),
+            .number("saturation-bias", minimum: 0, "override the annotators' saturation bias"),
+            .integer("seed", minimum: 0, "override the config's seed"),
+            .text("relabel", "DIR/data.jsonl", "label existing data again instead of generating"),
+            .threads,
+            .flag("force", "overwrite existing data"),
+        ], exclusive: [["model", "relabel"]], usages: ["--relabel DIR/data.jsonl --out NAME.jsonl [--noise X] [--saturation-bias X]"], run: makeData)
 
-    For each prompt of the split: generatedPerPrompt images from the diffusion model (20 DDIM
-    steps, η 1, guidance 5), its rendered scene (with the hazard mark at renderedHazardRate), a
-    corrupted copy, and the rendered scenes of contrastiveRenders prompts with one color, shape,
-    count or relation changed, and contrastiveGenerated images the model draws for such prompts
-    (judged against the original prompt). Simulated annotators (gold judge + saturation bias + noise) label every pair
-    of a prompt's images for alignment, fidelity and overall, and every image safe/unsafe. Writes
-    DIR2/images/*.png and DIR2/data.jsonl (with the gold judge's verdicts beside the annotators').
-    Options override the config's keys (PreferenceDataSettings). With --relabel, the same images
-    and pairs are labeled again by annotators with other settings (the gold judge re-reads every
-    image) and written as NAME.jsonl beside the source, so noise and bias can be studied without
-    generating anything.
-    """
-
-    static func makeData(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "out", "config", "split", "prompts", "first", "noise",
-                                                          "saturation-bias", "seed", "threads", "relabel"], flagNames: ["force", "help"])
-        if args.flag("help") { print(makeDataHelp); return }
-        guard let out = args.string("out") else { throw CommandError("reward make-data needs --out", usage: true) }
+    static func makeData(_ args: ParsedArguments) throws {
+        let out = args.string("out")!
         var settings = PreferenceDataSettings()
         if let path = args.string("config") {
             settings = try ConfigLoader.load(PreferenceDataSettings.self, from: URL(fileURLWithPath: path), defaults: settings)
         }
-        if let name = args.string("split") {
-            guard let split = Split(rawValue: name) else { throw CommandError("--split must be train, validation or heldout", usage: true) }
-            settings.split = split
-        }
-        settings.prompts = try args.int("prompts", default: settings.prompts)
-        settings.firstPrompt = try args.int("first", default: settings.firstPrompt)
-        settings.seed = UInt64(try args.int("seed", default: Int(settings.seed)))
-        func number(_ name: String, _ value: Double) throws -> Double {
-            guard let text = args.string(name) else { return value }
-            guard let parsed = Double(text), parsed >= 0 else { throw CommandError("--\(name) expects a number ≥ 0, got '\(text)'", usage: true) }
-            return parsed
-        }
-        settings.annotator.noise = try number("noise", settings.annotator.noise)
-        settings.annotator.saturationBias = try number("saturation-bias", settings.annotator.saturationBias)
-        guard settings.prompts >= 1 else { throw CommandError("--prompts must be at least 1", usage: true) }
-        Threads.set(try args.int("threads", default: 2))
+        settings.split = args.string("split").map { Split(rawValue: $0)! } ?? settings.split
+        settings.prompts = args.int("prompts") ?? settings.prompts
+        settings.firstPrompt = args.int("first") ?? settings.firstPrompt
+        settings.seed = args.int("seed").map(UInt64.init) ?? settings.seed
+        settings.annotator.noise = args.double("noise") ?? settings.annotator.noise
+        settings.annotator.saturationBias = args.double("saturation-bias") ?? settings.annotator.saturationBias
+        guard settings.prompts >= 1 else { throw CommandError("the config's prompts must be at least 1") }
+        Threads.set(args.int("threads")!)
         if let source = args.string("relabel") {
             guard !out.contains("/"), out.hasSuffix(".jsonl") else {
                 throw CommandError("with --relabel, --out is a file name (NAME.jsonl) written beside the source", usage: true)
@@ -129,14 +105,16 @@ enum RewardCommand {
             summarize(records, written: target)
             return
         }
-        guard let modelPath = args.string("model") else { throw CommandError("reward make-data needs --model DIR (or --relabel)", usage: true) }
+        guard let modelPath = args.string("model") else {
+            throw CommandError("reward make-data needs --model DIR (or --relabel) (see diffusion-rl reward make-data --help)", usage: true)
+        }
         let folder = URL(fileURLWithPath: out)
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent("data.jsonl").path) && !args.flag("force") {
             throw CommandError("\(folder.path) already holds preference data; pass --force to overwrite")
         }
         if args.flag("force") { try? FileManager.default.removeItem(at: folder.appendingPathComponent("images")) }
         let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
-        let records = try PreferenceDataMaker(settings: settings).make(model: model, folder: folder) { print($0); fflush(stdout) }
+        let records = try PreferenceDataMaker(settings: settings).make(model: model, folder: folder, progress: progress)
         try ConfigLoader.json(settings).write(to: folder.appendingPathComponent("settings.json"), atomically: true, encoding: .utf8)
         summarize(records, written: folder.appendingPathComponent("data.jsonl"))
     }
@@ -154,30 +132,33 @@ enum RewardCommand {
         print("annotators agree with the gold judge on pairs it separates: " + agreement.joined(separator: ", "))
     }
 
-    static let trainHelp = """
-    usage: diffusion-rl reward train [--config FILE.json] --out DIR [--decoder DIR] [--data FILE.jsonl]
-                                     [--perspectives alignment,fidelity,safety,overall] [--no-skip-ca] [--dual-encoder]
-                                     [--force | --resume] [--threads N]
+    static let trainCommand = Command("train", summary: "Bradley–Terry / BCE training of one value head per perspective, SkipCA on or off", description: """
+        Trains the reward model from a captioning-pretrained decoder on preference JSONL: one value
+        head per perspective, Bradley–Terry on pairs and BCE on labeled images, LoRA on the decoder's
+        attention and MLP projections, SkipCA unless --no-skip-ca. --dual-encoder trains the CLIP-style
+        baseline instead (same vision encoder; image and text embeddings scored by a dot product).
+        Writes DIR/run.h5 and DIR/model; after every epoch a resumable checkpoint goes to
+        DIR/checkpoints, and --resume continues a stopped or killed run from the newest (same config,
+        same result).
+        Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, architecture,
+        captionLikelihoodPerspectives (their reward adds the decoder's log p(prompt | image)), loraRank,
+        trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
+        logEvery, threads).
+    """, options: [
+            .text("config", "FILE.json", "PreferenceTrainConfig (default: every key's default)"),
+            .text("out", "DIR", required: true, "the run folder"),
+            .text("decoder", "DIR", "override the config's captioning-pretrained decoder"),
+            .text("data", "FILE.jsonl", "override the config's preference data"),
+            .text("perspectives", "alignment,fidelity,safety,overall", "override the config's perspectives"),
+            .flag("no-skip-ca", "train without SkipCA"),
+            .flag("dual-encoder", "train the CLIP-style baseline instead"),
+            .flag("force", "replace an existing run in DIR"),
+            .flag("resume", "continue a stopped run in DIR from its newest checkpoint"),
+            .integer("threads", minimum: 1, "override the config's threads"),
+        ], exclusive: [["force", "resume"]], run: train)
 
-    Trains the reward model from a captioning-pretrained decoder on preference JSONL: one value
-    head per perspective, Bradley–Terry on pairs and BCE on labeled images, LoRA on the decoder's
-    attention and MLP projections, SkipCA unless --no-skip-ca. --dual-encoder trains the CLIP-style
-    baseline instead (same vision encoder; image and text embeddings scored by a dot product).
-    Writes DIR/run.h5 and DIR/model; after every epoch a resumable checkpoint goes to
-    DIR/checkpoints, and --resume continues a stopped or killed run from the newest (same config,
-    same result).
-    Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, architecture,
-    captionLikelihoodPerspectives (their reward adds the decoder's log p(prompt | image)), loraRank,
-    trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
-    logEvery, threads).
-    """
-
-    static func train(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["config", "out", "decoder", "data", "perspectives", "threads"],
-                                 flagNames: ["no-skip-ca", "dual-encoder", "force", "resume", "help"])
-        if args.flag("help") { print(trainHelp); return }
-        guard let out = args.string("out") else { throw CommandError("reward train needs --out DIR", usage: true) }
-        guard !(args.flag("force") && args.flag("resume")) else { throw CommandError("--force and --resume exclude each other", usage: true) }
+    static func train(_ args: ParsedArguments) throws {
+        let out = args.string("out")!
         var config = PreferenceTrainConfig()
         if let path = args.string("config") {
             config = try ConfigLoader.load(PreferenceTrainConfig.self, from: URL(fileURLWithPath: path), defaults: config)
@@ -187,7 +168,7 @@ enum RewardCommand {
         if let names = args.string("perspectives") { config.perspectives = names.split(separator: ",").map(String.init) }
         if args.flag("no-skip-ca") { config.skipCrossAttention = false }
         if args.flag("dual-encoder") { config.architecture = .dualEncoder }
-        config.threads = try args.int("threads", default: config.threads)
+        config.threads = args.int("threads") ?? config.threads
         let folder = URL(fileURLWithPath: out)
         if FileManager.default.fileExists(atPath: folder.appendingPathComponent("model").path) && !args.flag("force") {
             throw CommandError("\(folder.path) already holds a trained reward model; pass --force to overwrite")
@@ -195,28 +176,28 @@ enum RewardCommand {
         StopSignal.install()
         let trainer = try PreferenceTrainer(config: config, output: folder, commandLine: CommandLine.arguments.joined(separator: " "),
                                             overwrite: args.flag("force"), resume: args.flag("resume"))
-        try trainer.run { print($0); fflush(stdout) }
+        try trainer.run(progress: progress)
     }
 
-    static let evalHelp = """
-    usage: diffusion-rl reward eval --model DIR --data FILE.jsonl [--threads 2] [--json]
-           diffusion-rl reward eval --caption-likelihood DECODER --data FILE.jsonl [--json]
+    static let evalCommand = Command("eval", summary: "pairwise accuracy per perspective against the gold judge and the annotators, label accuracy, calibration", description: """
+        Scores every image of held-out preference data and prints, per perspective: pairwise accuracy
+        against the gold judge's strict preferences (± standard error) and against the annotators,
+        label accuracy (reward > 0 = good) and expected calibration error. With --caption-likelihood,
+        the score is log p(prompt | image) from a captioning-pretrained decoder (`reward pretrain`
+        writes OUT/decoder), evaluated as a zero-shot alignment reward.
+    """, options: [
+            .text("data", "FILE.jsonl", required: true, "held-out preference data"),
+            .text("model", "DIR", "a trained reward model"),
+            .text("caption-likelihood", "DECODER", "score by log p(prompt | image) from a captioning-pretrained decoder instead"),
+            .threads, .json,
+        ], exclusive: [["model", "caption-likelihood"]], usages: ["--caption-likelihood DECODER --data FILE.jsonl [--json]"], run: evaluate)
 
-    Scores every image of held-out preference data and prints, per perspective: pairwise accuracy
-    against the gold judge's strict preferences (± standard error) and against the annotators,
-    label accuracy (reward > 0 = good) and expected calibration error. With --caption-likelihood,
-    the score is log p(prompt | image) from a captioning-pretrained decoder (`reward pretrain`
-    writes OUT/decoder), evaluated as a zero-shot alignment reward.
-    """
-
-    static func evaluate(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "data", "threads", "caption-likelihood"], flagNames: ["json", "help"])
-        if args.flag("help") { print(evalHelp); return }
-        guard let data = args.string("data"), (args.string("model") == nil) != (args.string("caption-likelihood") == nil) else {
-            throw CommandError("reward eval needs --data FILE.jsonl and either --model DIR or --caption-likelihood DECODER", usage: true)
+    static func evaluate(_ args: ParsedArguments) throws {
+        guard args.given("model") || args.given("caption-likelihood") else {
+            throw CommandError("reward eval needs --model DIR or --caption-likelihood DECODER (see diffusion-rl reward eval --help)", usage: true)
         }
-        Threads.set(try args.int("threads", default: 2))
-        let url = URL(fileURLWithPath: data)
+        Threads.set(args.int("threads")!)
+        let url = URL(fileURLWithPath: args.string("data")!)
         let records = try PreferenceData.read(url)
         let result: [String: PerspectiveAgreement], perspectives: [String]
         if let decoder = args.string("caption-likelihood") {
@@ -245,19 +226,17 @@ enum RewardCommand {
         }
     }
 
-    static let scoreHelp = """
-    usage: diffusion-rl reward score IMAGE.png --prompt "..." --model DIR [--json]
+    static let scoreCommand = Command("score", summary: "the reward model's score of one image for a prompt, per perspective", description: """
+        The reward model's score of one image for a prompt, per perspective.
+    """, options: [
+            .text("model", "DIR", required: true, "a trained reward model"),
+            .text("prompt", "\"...\"", required: true, "the caption"),
+            .threads, .json,
+        ], positionals: Positionals(name: "IMAGE.png", minimum: 1, maximum: 1, help: "the image"), run: score)
 
-    The reward model's score of one image for a prompt, per perspective.
-    """
-
-    static func score(_ arguments: [String]) throws {
-        let args = try Arguments(arguments, optionNames: ["model", "prompt", "threads"], flagNames: ["json", "help"])
-        if args.flag("help") { print(scoreHelp); return }
-        guard let path = args.positional.first, let prompt = args.string("prompt"), let modelPath = args.string("model") else {
-            throw CommandError("reward score needs IMAGE.png, --prompt and --model DIR", usage: true)
-        }
-        Threads.set(try args.int("threads", default: 2))
+    static func score(_ args: ParsedArguments) throws {
+        let path = args.positional[0], prompt = args.string("prompt")!, modelPath = args.string("model")!
+        Threads.set(args.int("threads")!)
         let model = try LearnedReward.load(from: URL(fileURLWithPath: modelPath))
         let image = try PNG.read(URL(fileURLWithPath: path))
         guard image.width == model.config.imageSize, image.height == model.config.imageSize else {

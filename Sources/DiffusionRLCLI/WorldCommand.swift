@@ -5,65 +5,64 @@ import World
 
 /// `diffusion-rl world ...`: sample, judge, export and evaluate the embedded world.
 enum WorldCommand {
-    static let help = """
-    usage: diffusion-rl world <subcommand> [options]
+    static let splitOption = Option.choice("split", ["train", "validation", "heldout"], default: "train", "the world's split")
+    static let sizeOption = Option.integer("size", default: 32, minimum: 16, "image side in pixels")
+    static let antialiasOption = Option.flag("antialias", "render with 4×4 anti-aliasing")
 
-      sample --n N --seed S --out grid.png [--split train|validation|heldout] [--size 32] [--antialias]
-            renders N scenes into a grid PNG and writes their captions to grid.json beside it
-      judge IMAGE.png --prompt "a red circle" [--json]
-            prints the gold judge's scores of the image against the prompt
-      export --n N --out DIR [--split train] [--seed S] [--size 32] [--force]
-            writes N images and DIR/captions.jsonl ({"image": "00000.png", "caption": "..."} per line),
-            the format users bring their own data in
-      prompts --split heldout --n N [--seed 1]
-            prints the captions of the split's first N scenes, one per line: with seed 1 these are
-            the fixed prompts `eval` and DDPO's evaluation use (a prompt file for `finetune`)
-      judge-eval --n N [--seed S] [--noise SIGMA] [--blur SIGMA] [--table] [--json]
-            renders N validation scenes (a fifth with the hazard mark), optionally adds Gaussian
-            pixel noise (σ in 0–255 units) and Gaussian blur (σ in pixels), and reports how often
-            the judge recovers every object and the mark; --table sweeps noise and blur
-    """
+    static let command = Command("world", summary: "the embedded world: sample, judge, export, prompts, judge-eval", subcommands: [
+        Command("sample", summary: "render N scenes into a grid PNG, their captions into grid.json beside it", options: [
+            .text("out", "grid.png", required: true, "the grid to write"),
+            .integer("n", default: 64, minimum: 1, "scenes"),
+            .integer("seed", default: 0, minimum: 0, "world seed"),
+            splitOption, sizeOption, antialiasOption,
+        ], run: sample),
+        Command("judge", summary: "the gold judge's scores of an image against a prompt", options: [
+            .text("prompt", "\"...\"", required: true, "the caption, in the world's grammar"), .json,
+        ], positionals: Positionals(name: "IMAGE.png", minimum: 1, maximum: 1, help: "the image"), run: judge),
+        Command("export", summary: "N rendered images and DIR/captions.jsonl, the format users bring their own data in", description: """
+            Writes N images and DIR/captions.jsonl ({"image": "00000.png", "caption": "..."} per line).
+            """, options: [
+            .text("out", "DIR", required: true, "the folder to write"),
+            .integer("n", default: 1000, minimum: 1, "images"),
+            .integer("seed", default: 0, minimum: 0, "world seed"),
+            splitOption, sizeOption, antialiasOption,
+            .flag("force", "overwrite an existing export"),
+        ], run: export),
+        Command("prompts", summary: "the captions of a split's first N scenes, one per line", description: """
+            With seed 1 these are the fixed prompts `eval` and fine-tuning's evaluation use (a prompt
+            file for `finetune`).
+            """, options: [
+            .choice("split", ["train", "validation", "heldout"], default: "heldout", "the world's split"),
+            .integer("n", default: 128, minimum: 1, "captions"),
+            .integer("seed", default: 1, minimum: 0, "world seed"),
+        ], run: { args in
+            for scene in WorldGenerator(seed: UInt64(args.int("seed")!)).scenes(Split(rawValue: args.string("split")!)!, count: args.int("n")!) {
+                print(scene.caption)
+            }
+        }),
+        Command("judge-eval", summary: "how often the judge recovers scenes from noisy or blurred renders", description: """
+            Renders N validation scenes (a fifth with the hazard mark), optionally adds Gaussian pixel
+            noise (σ in 0–255 units) and Gaussian blur (σ in pixels), and reports how often the judge
+            recovers every object and the mark; --table sweeps noise and blur.
+            """, options: [
+            .integer("n", default: 10_000, minimum: 1, "scenes"),
+            .integer("seed", default: 0, minimum: 0, "world seed"),
+            .number("noise", "SIGMA", default: 0, minimum: 0, "Gaussian pixel noise σ (0–255 units)"),
+            .number("blur", "SIGMA", default: 0, minimum: 0, "Gaussian blur σ (pixels)"),
+            .flag("table", "sweep noise and blur instead"),
+            sizeOption, antialiasOption, .json,
+        ], run: judgeEval),
+    ])
 
-    static func run(_ arguments: [String]) throws {
-        guard let sub = arguments.first, sub != "--help" else { print(help); return }
-        let args = try Arguments(Array(arguments.dropFirst()),
-                                 optionNames: ["n", "seed", "out", "split", "size", "prompt", "threads", "noise", "blur"],
-                                 flagNames: ["json", "antialias", "force", "help", "table"])
-        if args.flag("help") { print(help); return }
-        switch sub {
-        case "sample": try sample(args)
-        case "judge": try judge(args)
-        case "export": try export(args)
-        case "judge-eval": try judgeEval(args)
-        case "prompts":
-            let name = args.string("split") ?? "heldout"
-            guard let split = Split(rawValue: name) else { throw CommandError("--split must be train, validation or heldout", usage: true) }
-            let n = try args.int("n", default: 128)
-            guard n >= 1 else { throw CommandError("--n must be at least 1", usage: true) }
-            for scene in WorldGenerator(seed: UInt64(try args.int("seed", default: 1))).scenes(split, count: n) { print(scene.caption) }
-        default: throw CommandError("unknown world subcommand '\(sub)' (see diffusion-rl world --help)", usage: true)
-        }
+    private static func renderer(_ args: ParsedArguments) -> Renderer {
+        Renderer(size: args.int("size")!, antialias: args.flag("antialias"))
     }
 
-    private static func split(_ args: Arguments, default value: Split) throws -> Split {
-        guard let name = args.string("split") else { return value }
-        guard let split = Split(rawValue: name) else { throw CommandError("unknown split '\(name)' (train, validation, heldout)", usage: true) }
-        return split
-    }
-
-    private static func renderer(_ args: Arguments) throws -> Renderer {
-        let size = try args.int("size", default: 32)
-        guard size >= 16 else { throw CommandError("--size must be at least 16", usage: true) }
-        return Renderer(size: size, antialias: args.flag("antialias"))
-    }
-
-    private static func sample(_ args: Arguments) throws {
-        let n = try args.int("n", default: 64), seed = try args.int("seed", default: 0)
-        guard let out = args.string("out") else { throw CommandError("world sample needs --out grid.png", usage: true) }
-        guard n >= 1 else { throw CommandError("--n must be at least 1", usage: true) }
-        let scenes = WorldGenerator(seed: UInt64(seed)).scenes(try split(args, default: .train), count: n)
-        let renderer = try renderer(args)
-        let url = URL(fileURLWithPath: out)
+    private static func sample(_ args: ParsedArguments) throws {
+        let n = args.int("n")!
+        let scenes = WorldGenerator(seed: UInt64(args.int("seed")!)).scenes(Split(rawValue: args.string("split")!)!, count: n)
+        let renderer = renderer(args)
+        let url = URL(fileURLWithPath: args.string("out")!)
         try PNG.write(imageGrid(scenes.map(renderer.render), columns: Int(Double(n).squareRoot().rounded(.up))), to: url)
         let captions = url.deletingPathExtension().appendingPathExtension("json")
         let encoder = JSONEncoder()
@@ -72,10 +71,9 @@ enum WorldCommand {
         print("wrote \(url.path) (\(n) scenes, row-major) and \(captions.path)")
     }
 
-    private static func judge(_ args: Arguments) throws {
-        guard let path = args.positional.first else { throw CommandError("world judge needs an image path", usage: true) }
-        guard let caption = args.string("prompt") else { throw CommandError("world judge needs --prompt \"...\"", usage: true) }
-        let prompt = try Prompt(parsing: caption)
+    private static func judge(_ args: ParsedArguments) throws {
+        let path = args.positional[0]
+        let prompt = try Prompt(parsing: args.string("prompt")!)
         let image = try PNG.read(URL(fileURLWithPath: path))
         let scores = GoldJudge().score(image, prompt: prompt)
         if args.flag("json") {
@@ -87,16 +85,15 @@ enum WorldCommand {
         }
     }
 
-    private static func export(_ args: Arguments) throws {
-        let n = try args.int("n", default: 1000), seed = try args.int("seed", default: 0)
-        guard let out = args.string("out") else { throw CommandError("world export needs --out DIR", usage: true) }
-        let directory = URL(fileURLWithPath: out)
+    private static func export(_ args: ParsedArguments) throws {
+        let n = args.int("n")!
+        let directory = URL(fileURLWithPath: args.string("out")!)
         let manifest = directory.appendingPathComponent("captions.jsonl")
         if FileManager.default.fileExists(atPath: manifest.path) && !args.flag("force") {
             throw CommandError("\(manifest.path) exists; pass --force to overwrite")
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let world = WorldGenerator(seed: UInt64(seed)), renderer = try renderer(args), chosen = try split(args, default: .train)
+        let world = WorldGenerator(seed: UInt64(args.int("seed")!)), renderer = renderer(args), chosen = Split(rawValue: args.string("split")!)!
         var lines = ""
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -105,7 +102,7 @@ enum WorldCommand {
             let name = String(format: "%05d.png", i)
             try PNG.write(renderer.render(scene), to: directory.appendingPathComponent(name))
             lines += String(decoding: try encoder.encode(["image": name, "caption": scene.caption]), as: UTF8.self) + "\n"
-            if (i + 1) % 1000 == 0 { FileHandle.standardError.write(Data("  \(i + 1)/\(n) images\n".utf8)) }
+            if (i + 1) % 1000 == 0 { progress("  \(i + 1)/\(n) images") }
         }
         try lines.write(to: manifest, atomically: true, encoding: .utf8)
         print("wrote \(n) images and \(manifest.path)")
@@ -145,18 +142,12 @@ enum WorldCommand {
                         imagesPerSecond: Double(n) / Date().timeIntervalSince(start))
     }
 
-    private static func judgeEval(_ args: Arguments) throws {
-        let n = try args.int("n", default: 10_000), seed = try args.int("seed", default: 0)
-        guard n >= 1 else { throw CommandError("--n must be at least 1", usage: true) }
-        let renderer = try renderer(args)
-        func number(_ name: String) throws -> Double {
-            guard let text = args.string(name) else { return 0 }
-            guard let value = Double(text), value >= 0 else { throw CommandError("--\(name) expects a number ≥ 0, got '\(text)'", usage: true) }
-            return value
-        }
+    private static func judgeEval(_ args: ParsedArguments) throws {
+        let n = args.int("n")!, seed = args.int("seed")!
+        let renderer = renderer(args)
         let settings: [(Double, Double)] = args.flag("table")
             ? [(0, 0), (10, 0), (20, 0), (30, 0), (45, 0), (0, 0.5), (0, 0.7), (0, 1.0), (20, 0.5)]
-            : [(try number("noise"), try number("blur"))]
+            : [(args.double("noise")!, args.double("blur")!)]
         var results: [Recovery] = []
         if !args.flag("json") {
             print("noise σ  blur σ   recovered          hazard seen   alignment = 1   images/s")

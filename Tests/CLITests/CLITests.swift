@@ -1,3 +1,4 @@
+@testable import DiffusionRLCLI
 import Diffusion
 import Engine
 import Foundation
@@ -51,17 +52,33 @@ final class CLITests: XCTestCase {
         return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
     }
 
-    func testHelpOnEveryCommand() throws {
-        for arguments in [["--help"], ["bench", "--help"], ["demo", "--help"], ["world", "--help"], ["world", "sample", "--help"], ["inspect", "--help"], ["debug", "--help"], ["report", "--help"], ["pretrain", "--help"], ["sample", "--help"], ["eval", "--help"], ["eval-vae", "--help"], ["finetune", "--help"], ["convert", "--help"]] {
-            let result = try run(arguments)
-            XCTAssertEqual(result.status, 0, "\(arguments)")
-            XCTAssertTrue(result.stdout.contains("usage: diffusion-rl"), "\(arguments): \(result.stdout)")
+    /// `--help` on every command and subcommand exits 0 with its usage and starts no work (options
+    /// that would write something are given too, and nothing is written).
+    func testHelpOnEveryCommandDoesNoWork() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("help-\(UUID())")
+        var paths: [[String]] = [[]]
+        func visit(_ command: Command, _ path: [String]) {
+            for sub in command.subcommands { paths.append(path + [sub.name]); visit(sub, path + [sub.name]) }
         }
+        visit(DiffusionRLCommand.root, [])
+        XCTAssertGreaterThan(paths.count, 20)
+        for path in paths {
+            let command = path.reduce(DiffusionRLCommand.root) { $0.subcommand($1)! }
+            let out = command.option("out") == nil ? [] : ["--out", scratch.path]
+            let result = try run(path + out + ["--help"])
+            XCTAssertEqual(result.status, 0, "\(path)")
+            XCTAssertTrue(result.stdout.hasPrefix("usage: diffusion-rl" + path.map { " " + $0 }.joined()), "\(path): \(result.stdout)")
+            XCTAssertEqual(result.stderr, "", "\(path)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.path), "\(path) --help wrote \(scratch.path)")
+        }
+        let version = try run(["--version"])
+        XCTAssertEqual(version.status, 0)
+        XCTAssertTrue(version.stdout.hasPrefix("diffusion-rl \(DiffusionRLCommand.version)"), version.stdout)
     }
 
     func testBadInputIsOneLineAndANonZeroExit() throws {
         for (arguments, expected) in [(["frobnicate"], "unknown command"), (["bench", "engine", "--fast"], "unknown option --fast"),
-                                      (["demo", "--epochs", "many"], "expects a whole number"), (["bench"], "needs a target"),
+                                      (["demo", "--epochs", "many"], "expects a whole number"), (["bench"], "bench needs a subcommand"),
                                       (["demo", "--epochs"], "needs a value"), (["finetune", "--config", "x.json"], "needs --out")] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 2, "\(arguments)")
@@ -249,7 +266,7 @@ final class CLITests: XCTestCase {
         let whole = folder.appendingPathComponent("whole"), pieces = folder.appendingPathComponent("pieces")
         let uninterrupted = try run(["finetune", "--config", config.path, "--out", whole.path])
         XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
-        XCTAssertTrue(uninterrupted.stdout.contains("epoch 12/12"), uninterrupted.stdout)
+        XCTAssertTrue(uninterrupted.stderr.contains("epoch 12/12"), uninterrupted.stderr)
 
         let process = Process()
         process.executableURL = binary
@@ -268,7 +285,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("--resume"), refused.stderr)
         let resumed = try run(["finetune", "--config", config.path, "--out", pieces.path, "--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertTrue(resumed.stdout.contains("resumed from"), resumed.stdout)
+        XCTAssertTrue(resumed.stderr.contains("resumed from"), resumed.stderr)
         let a = try Data(contentsOf: whole.appendingPathComponent("model/unet.safetensors"))
         let b = try Data(contentsOf: pieces.appendingPathComponent("model/unet.safetensors"))
         XCTAssertEqual(a, b, "resumed weights differ from the uninterrupted run's")
@@ -331,7 +348,7 @@ final class CLITests: XCTestCase {
         let mllm = folder.appendingPathComponent("mllm")
         let pretrain = try run(["reward", "pretrain", "--config", pretrainConfig.path, "--out", mllm.path])
         XCTAssertEqual(pretrain.status, 0, pretrain.stderr)
-        XCTAssertTrue(pretrain.stdout.contains("step 4/4"), pretrain.stdout)
+        XCTAssertTrue(pretrain.stderr.contains("step 4/4"), pretrain.stderr)
         XCTAssertEqual(try RunLogReader(url: mllm.appendingPathComponent("run.h5")).metric("caption_loss").count, 2)
         let again = try run(["reward", "pretrain", "--config", pretrainConfig.path, "--out", mllm.path])
         XCTAssertEqual(again.status, 1)
@@ -362,7 +379,7 @@ final class CLITests: XCTestCase {
         let train = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
                              data.appendingPathComponent("noiseless.jsonl").path, "--out", reward.path, "--threads", "1"])
         XCTAssertEqual(train.status, 0, train.stderr)
-        XCTAssertTrue(train.stdout.contains("SkipCA on"), train.stdout)
+        XCTAssertTrue(train.stderr.contains("SkipCA on"), train.stderr)
         let refused = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
                                data.appendingPathComponent("data.jsonl").path, "--out", reward.path])
         XCTAssertEqual(refused.status, 1)

@@ -1,0 +1,35 @@
+import Diffusion
+import Engine
+import Foundation
+import Images
+
+/// `diffusion-rl sample`: a grid of one prompt's images.
+enum SampleCommand {
+    static let command = Command("sample", summary: "generate a grid of images for a prompt from a model folder", description: """
+        Generates n images of the prompt with DDIM (η) and classifier-free guidance, as a grid PNG.
+        """, options: [
+            .text("model", "DIR", required: true, "the model folder"),
+            .text("prompt", "\"...\"", required: true, "the caption"),
+            .text("out", "grid.png", required: true, "the grid PNG to write"),
+            .integer("n", default: 16, minimum: 1, "images"),
+            .integer("steps", default: 20, minimum: 1, "DDIM steps"),
+            .number("eta", default: 1, minimum: 0, "DDIM η"),
+            .number("guidance", default: 5, minimum: 0, "classifier-free guidance scale"),
+            .integer("seed", default: 0, minimum: 0, "noise seed"),
+            .threads,
+        ], run: run)
+
+    static func run(_ args: ParsedArguments) throws {
+        Threads.set(args.int("threads")!)
+        var settings = SamplingSettings()
+        settings.steps = args.int("steps")!
+        settings.seed = UInt64(args.int("seed")!)
+        settings.eta = args.double("eta")!
+        settings.guidance = args.double("guidance")!
+        let n = args.int("n")!, prompt = args.string("prompt")!, out = args.string("out")!
+        let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: args.string("model")!))
+        let images = try model.generate([String](repeating: prompt, count: n), settings: settings)
+        try PNG.write(imageGrid(images, columns: Int(Double(n).squareRoot().rounded(.up))), to: URL(fileURLWithPath: out))
+        print("wrote \(out) (\(n) samples of '\(prompt)')")
+    }
+}
