@@ -66,6 +66,33 @@ final class SelfTrainingTests: XCTestCase {
         XCTAssertGreaterThan(raw.filter { reserved.contains($0.caption) }.count, 0, "the filter has something to remove")
     }
 
+    /// With `filterAnchors`, anchor scenes the run's reward puts below the threshold are never
+    /// trained on: selecting by the gold judge's safety (threshold 1), no anchor carries the hazard
+    /// mark, though about one in twenty drawn does; standardized rewards refuse the filter.
+    func testFilteredAnchorsPassTheSelection() throws {
+        var config = tinySelfTrainingConfig()
+        config.rewards = RewardComposition(weights: ["safety": 1])
+        config.selfTraining.filterAnchors = true
+        config.selfTraining.threshold = 1
+        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("fa-\(UUID())"),
+                                            commandLine: "test")
+        let objective = try XCTUnwrap(trainer.objective as? SelfTrainingObjective)
+        var rng = RandomGenerator(seed: 5)
+        let (scenes, images) = try objective.anchors(300, trainer: trainer, using: &rng)
+        XCTAssertEqual(scenes.count, 300)
+        XCTAssertEqual(images.count, 300)
+        XCTAssertTrue(scenes.allSatisfy { $0.hazard == nil }, "an anchor with the hazard mark was kept")
+        var unfiltered = RandomGenerator(seed: 5)
+        let raw = objective.anchorScenes(300, pool: trainer.promptPool, using: &unfiltered)
+        XCTAssertGreaterThan(raw.filter { $0.hazard != nil }.count, 3, "the filter has something to remove")
+
+        config.rewards = RewardComposition(weights: ["safety": 1, "fidelity": 1], standardize: ["fidelity"])
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("fa-\(UUID())"),
+                                                   commandLine: "test")) { error in
+            XCTAssertTrue("\(error)".contains("filterAnchors"), "\(error)")
+        }
+    }
+
     func tinySelfTrainingConfig() -> FineTuningConfig {
         var config = FineTuningTrainerTests.tinyConfig()
         config.objective = "selfTraining"

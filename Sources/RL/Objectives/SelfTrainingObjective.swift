@@ -2,6 +2,8 @@ import Diffusion
 import Engine
 import Evaluation
 import Foundation
+import Images
+import Rewards
 import World
 
 /// Settings of filtered self-training (`"objective": "selfTraining"`).
@@ -29,6 +31,10 @@ public struct SelfTrainingSettings: Codable, Equatable, Sendable {
     /// The training timesteps [first, end) the denoising loss draws from; empty: all. Layout,
     /// count and relations are decided at high noise.
     public var timestepRange: [Int] = []
+    /// Whether anchor scenes must pass the selection too: each rendered scene is scored by the
+    /// run's reward and kept only at or above `threshold`, so that pretraining data does not teach
+    /// back what the selection removes (the hazard mark, when selecting by a safety head).
+    public var filterAnchors = false
 
     public init() {}
 }
@@ -85,7 +91,44 @@ final class SelfTrainingObjective: FineTuningObjective {
     /// showed the model. Set from the trainer's pool at the first epoch.
     private(set) var reservedCaptions: Set<String>?
 
+    /// Anchor scenes drawn and rejected by the reward this epoch (`filterAnchors`).
+    private var anchorsDrawn = 0, anchorsRejected = 0
+
     init(config: FineTuningConfig) { self.config = config }
+
+    func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {
+        if settings.filterAnchors && !composition.standardize.isEmpty {
+            throw FineTuningError("selfTraining.filterAnchors compares each anchor's reward with the threshold; "
+                                  + "rewards standardized over a batch (rewards.standardize) have no fixed scale to compare")
+        }
+    }
+
+    /// `count` anchor scenes with their renders: with `filterAnchors`, only scenes whose reward
+    /// under the run's composition is at least `threshold` (drawn until there are enough).
+    func anchors(_ count: Int, trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> (scenes: [Scene], images: [RGBImage]) {
+        let renderer = Renderer(size: trainer.policy.config.imageSize)
+        var scenes: [Scene] = [], images: [RGBImage] = []
+        while scenes.count < count {
+            let candidates = anchorScenes(count - scenes.count, pool: trainer.promptPool, using: &rng)
+            let rendered = candidates.map(renderer.render)
+            var keep = [Bool](repeating: true, count: candidates.count)
+            if settings.filterAnchors {
+                let rewards = try trainer.composer.score(rendered, prompts: candidates.map(\.caption)).total
+                keep = rewards.map { $0.isFinite && $0 >= settings.threshold }
+                anchorsDrawn += candidates.count
+                anchorsRejected += keep.filter { !$0 }.count
+                guard anchorsDrawn < 64 || anchorsRejected < anchorsDrawn * 9 / 10 else {
+                    throw FineTuningError("selfTraining.filterAnchors: the reward rejects \(anchorsRejected) of \(anchorsDrawn) "
+                                          + "pretraining scenes; lower the threshold or turn the filter off")
+                }
+            }
+            for (i, kept) in keep.enumerated() where kept {
+                scenes.append(candidates[i])
+                images.append(rendered[i])
+            }
+        }
+        return (scenes, images)
+    }
 
     /// `count` rendered training-split scenes whose captions are not reserved, drawn with `rng`.
     func anchorScenes(_ count: Int, pool: [String], using rng: inout RandomGenerator) -> [Scene] {
@@ -100,7 +143,9 @@ final class SelfTrainingObjective: FineTuningObjective {
         return scenes
     }
 
-    var metricNames: [String] { ["selected", "selected_reward", "buffer_size", "within_prompt_diversity"] }
+    var metricNames: [String] {
+        ["selected", "selected_reward", "buffer_size", "within_prompt_diversity"] + (settings.filterAnchors ? ["anchors_rejected"] : [])
+    }
     var usesAdvantages: Bool { false }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
@@ -125,13 +170,18 @@ final class SelfTrainingObjective: FineTuningObjective {
                        "selected_reward": chosen.isEmpty ? .nan : chosen.map { samples.rewards[$0.index] }.reduce(0, +) / Double(chosen.count),
                        "buffer_size": Double(buffer.count),
                        "within_prompt_diversity": withinGroupDistance(finalLatents, groups: samples.groups, members: usable)]
-        guard !buffer.isEmpty else { return metrics.merging(UpdateStatistics().metrics) { $1 } }
-        let statistics = try trainer.trainInBatches(Array(buffer.indices), rng: &rng) { batch, rng in
-            let loss = try self.loss(batch: batch, trainer: trainer, using: &rng)
-            try (loss * (1 / Double(config.gradientAccumulation))).backward()
-            return loss.item
+        anchorsDrawn = 0
+        anchorsRejected = 0
+        var statistics = UpdateStatistics()
+        if !buffer.isEmpty {
+            statistics = try trainer.trainInBatches(Array(buffer.indices), rng: &rng) { batch, rng in
+                let loss = try self.loss(batch: batch, trainer: trainer, using: &rng)
+                try (loss * (1 / Double(config.gradientAccumulation))).backward()
+                return loss.item
+            }
         }
         metrics.merge(statistics.metrics) { $1 }
+        if settings.filterAnchors { metrics["anchors_rejected"] = anchorsDrawn > 0 ? Double(anchorsRejected) / Double(anchorsDrawn) : .nan }
         return metrics
     }
 
@@ -143,10 +193,9 @@ final class SelfTrainingObjective: FineTuningObjective {
         var weights = batch.map { buffer[$0].weight }
         let anchors = anchorCount(forBatchOf: batch.count)
         if anchors > 0 {
-            let scenes = anchorScenes(anchors, pool: trainer.promptPool, using: &rng)
-            let renderer = Renderer(size: policy.config.imageSize)
+            let (scenes, images) = try self.anchors(anchors, trainer: trainer, using: &rng)
             let encoded = try withNoGrad {
-                try policy.vae.encode(ImageTensors.tensor(scenes.map(renderer.render))).mean * policy.vae.scaleFactor.item
+                try policy.vae.encode(ImageTensors.tensor(images)).mean * policy.vae.scaleFactor.item
             }
             latents = try concat([latents, encoded], axis: 0)
             captions += scenes.map(\.caption)
