@@ -12,7 +12,8 @@ enum FinetuneCommand {
         Fine-tunes the config's model (default Models/base) from rewards. Each epoch samples prompts ×
         images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
         composition (perspectives of the gold judge, compressibility, brightness, and with rewardModel
-        set a trained reward model's heads as proxy_<head>), and hands them to the config's
+        set a trained reward model's heads as proxy_<head> and their confidence-normalized versions,
+        TextNorm, as proxy_textnorm_<head>), and hands them to the config's
         "objective", which updates the UNet (LoRA on attention by default):
           ppo, reinforce       DDPO-IS / DDPO-SF on the trajectories' log-probabilities
           advantageWeighted    AWR/RWR: the guided denoising loss, weighted by exp(A/τ)
@@ -89,11 +90,14 @@ enum FinetuneCommand {
         }
     }
 
-    /// The built-in rewards (gold judge, compressibility, brightness), and with `rewardModel` set its heads as proxy_<head>.
+    /// The built-in rewards (gold judge, compressibility, brightness), and with `rewardModel` set its
+    /// heads as proxy_<head> and their TextNorm versions as proxy_textnorm_<head>.
     static func rewardFunctions(_ config: FineTuningConfig) throws -> [any RewardFunction] {
         var functions = builtInRewardFunctions
         if !config.rewardModel.isEmpty {
-            functions.insert(PrefixedReward(prefix: "proxy_", try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))), at: 0)
+            let learned = try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))
+            functions.insert(PrefixedReward(prefix: "proxy_", learned), at: 0)
+            functions.insert(PrefixedReward(prefix: "proxy_", try TextNormReward(learned, settings: config.textNorm)), at: 1)
         }
         return functions
     }

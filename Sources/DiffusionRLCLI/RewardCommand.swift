@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Images
 import RewardModel
+import Rewards
 import RunLog
 import World
 
@@ -22,7 +23,7 @@ enum RewardCommand {
         unknown keys are errors. Every checkpointEvery steps a resumable checkpoint goes to
         DIR/checkpoints; --resume continues a stopped or killed run from the newest (same config, same
         result); --force replaces an existing run.
-    """, options: [
+        """, options: [
             .text("config", "FILE.json", "the caption-pretraining config (default: every key's default)"),
             .text("out", "DIR", required: true, "the run folder"),
             .flag("force", "replace an existing run in DIR"),
@@ -61,7 +62,7 @@ enum RewardCommand {
         and pairs are labeled again by annotators with other settings (the gold judge re-reads every
         image) and written as NAME.jsonl beside the source, so noise and bias can be studied without
         generating anything.
-    """, options: [
+        """, options: [
             .text("model", "DIR", "the diffusion model (required unless --relabel)"),
             .text("out", "DIR2", required: true, "the folder to write (with --relabel: NAME.jsonl beside the source)"),
             .text("config", "FILE.json", "PreferenceDataSettings (default: every key's default)"),
@@ -144,7 +145,7 @@ enum RewardCommand {
         captionLikelihoodPerspectives (their reward adds the decoder's log p(prompt | image)), loraRank,
         trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
         logEvery, threads).
-    """, options: [
+        """, options: [
             .text("config", "FILE.json", "PreferenceTrainConfig (default: every key's default)"),
             .text("out", "DIR", required: true, "the run folder"),
             .text("decoder", "DIR", "override the config's captioning-pretrained decoder"),
@@ -185,12 +186,13 @@ enum RewardCommand {
         label accuracy (reward > 0 = good) and expected calibration error. With --caption-likelihood,
         the score is log p(prompt | image) from a captioning-pretrained decoder (`reward pretrain`
         writes OUT/decoder), evaluated as a zero-shot alignment reward.
-    """, options: [
+        """, options: [
             .text("data", "FILE.jsonl", required: true, "held-out preference data"),
             .text("model", "DIR", "a trained reward model"),
             .text("caption-likelihood", "DECODER", "score by log p(prompt | image) from a captioning-pretrained decoder instead"),
+            .number("textnorm", "TAU", minimum: 1e-6, "score the alignment and overall heads by TextNorm's r̃ at temperature TAU (8 contrastive prompts each)"),
             .threads, .json,
-        ], exclusive: [["model", "caption-likelihood"]], usages: ["--caption-likelihood DECODER --data FILE.jsonl [--json]"], run: evaluate)
+        ], exclusive: [["model", "caption-likelihood"], ["textnorm", "caption-likelihood"]], usages: ["--caption-likelihood DECODER --data FILE.jsonl [--json]"], run: evaluate)
 
     static func evaluate(_ args: ParsedArguments) throws {
         guard args.given("model") || args.given("caption-likelihood") else {
@@ -212,8 +214,23 @@ enum RewardCommand {
             }
         } else {
             let model = try LearnedReward.load(from: URL(fileURLWithPath: args.string("model")!))
-            perspectives = model.perspectives
-            result = try PairwiseEvaluation.run(model: model, records: records, folder: url.deletingLastPathComponent())
+            if let temperature = args.double("textnorm") {
+                // TextNorm's r̃ in place of each prompt-dependent head's raw reward, under the head's name.
+                var settings = TextNormSettings()
+                settings.temperature = temperature
+                settings.heads = settings.heads.filter(model.perspectives.contains)
+                let textNorm = try TextNormReward(model, settings: settings)
+                perspectives = settings.heads
+                result = try PairwiseEvaluation.run(perspectives: perspectives, imageSize: model.config.imageSize, batchSize: model.batchSize,
+                                                    records: records, folder: url.deletingLastPathComponent()) { images, prompts in
+                    let scores = try textNorm.differentiableScores(images, prompts: prompts, perspectives: textNorm.perspectives)
+                    let columns = textNorm.perspectives.map { scores[$0]!.values }
+                    return (0..<prompts.count).flatMap { row in columns.map { $0[row] } }
+                }
+            } else {
+                perspectives = model.perspectives
+                result = try PairwiseEvaluation.run(model: model, records: records, folder: url.deletingLastPathComponent())
+            }
         }
         if args.flag("json") { try printJSON(result); return }
         func show(_ value: Double?) -> String { value.map { String(format: "%.3f", $0) } ?? "  —  " }
@@ -228,7 +245,7 @@ enum RewardCommand {
 
     static let scoreCommand = Command("score", summary: "the reward model's score of one image for a prompt, per perspective", description: """
         The reward model's score of one image for a prompt, per perspective.
-    """, options: [
+        """, options: [
             .text("model", "DIR", required: true, "a trained reward model"),
             .text("prompt", "\"...\"", required: true, "the caption"),
             .threads, .json,

@@ -48,8 +48,11 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
     /// The model folder to fine-tune (also the frozen reference).
     public var model = "Models/base"
     /// A trained reward model folder (`reward train` writes DIR/model), or empty. Its heads join
-    /// the perspectives as `proxy_<head>` (`proxy_alignment`), beside the gold judge's.
+    /// the perspectives as `proxy_<head>` (`proxy_alignment`), beside the gold judge's, and the
+    /// confidence-normalized heads of `textNorm` as `proxy_textnorm_<head>`.
     public var rewardModel = ""
+    /// TextNorm's heads, contrastive prompts and τ, for the `proxy_textnorm_<head>` perspectives.
+    public var textNorm = TextNormSettings()
     public var seed: UInt64 = 0
     public var threads = 2
     public var epochs = 40

@@ -41,8 +41,15 @@ public final class LLaVAReward: Module {
     /// Rewards [B, P] (P = perspectives in config order) for images [B, 3, S, S] in [−1, 1] and
     /// token ids with validity (any padding; see `MultimodalDecoder`).
     public func callAsFunction(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
-        if let textHead { return try dualEncoderRewards(images, tokens: tokens, valid: valid, textHead: textHead) }
-        let states = try decoder(images, tokens: tokens, valid: valid)
+        try rewards(imageTokens: decoder.projectedImageTokens(images), tokens: tokens, valid: valid)
+    }
+
+    /// Rewards [B, P] for image tokens already projected ([B, N, width],
+    /// `MultimodalDecoder.projectedImageTokens`): the image side of several (image, prompt) pairs
+    /// of one image is then computed once.
+    public func rewards(imageTokens: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
+        if let textHead { return try dualEncoderRewards(imageTokens: imageTokens, tokens: tokens, valid: valid, textHead: textHead) }
+        let states = try decoder.decode(imageTokens: imageTokens, tokens: tokens, valid: valid)
         let (b, t, width) = (tokens.count, states.hidden.shape[1], config.width)
         let rows = states.endOfSequence.enumerated().map { $0.offset * t + $0.element }
         var h = try states.hidden.reshaped([b * t, width]).indexSelect(axis: 0, rows).reshaped([b, 1, width])
@@ -57,9 +64,9 @@ public final class LLaVAReward: Module {
 
     /// The dual encoder: r_p = ⟨U_p · mean(v), T_p · h_text[EOS]⟩ / √k, image and text meeting
     /// only in the dot product.
-    func dualEncoderRewards(_ images: Tensor, tokens: [[Int]], valid: [[Bool]], textHead: Linear) throws -> Tensor {
+    func dualEncoderRewards(imageTokens: Tensor, tokens: [[Int]], valid: [[Bool]], textHead: Linear) throws -> Tensor {
         let (b, p, k, width) = (tokens.count, config.perspectives.count, Self.dualEncoderWidth, config.width)
-        let image = try valueHead(decoder.projectedImageTokens(images).mean(axes: [1]))
+        let image = try valueHead(imageTokens.mean(axes: [1]))
         let states = try decoder(nil, tokens: tokens, valid: valid)
         let t = states.hidden.shape[1]
         let rows = states.endOfSequence.enumerated().map { $0.offset * t + $0.element }

@@ -67,12 +67,22 @@ public final class MultimodalDecoder: Module {
     /// Without images (nil) the text runs alone, at the positions it has after the image tokens
     /// (the dual-encoder baseline's text tower).
     public func callAsFunction(_ images: Tensor?, tokens: [[Int]], valid: [[Bool]]) throws -> MultimodalHiddenStates {
-        let n = images == nil ? 0 : config.imageTokens
-        let b = images?.shape.first ?? tokens.count
+        try decode(imageTokens: images.map(projectedImageTokens), tokens: tokens, valid: valid)
+    }
+
+    /// The same for image tokens already projected ([B, N, width], `projectedImageTokens`), so
+    /// that one image's tokens can be shared by several prompts (TextNorm's contrastive prompts).
+    public func decode(imageTokens: Tensor?, tokens: [[Int]], valid: [[Bool]]) throws -> MultimodalHiddenStates {
+        let n = imageTokens == nil ? 0 : config.imageTokens
+        let b = imageTokens?.shape.first ?? tokens.count
         let length = tokens.first?.count ?? 0
         try checkShape(tokens.count == b && valid.count == b && tokens.allSatisfy { $0.count == length }
                        && valid.allSatisfy { $0.count == length }, "MultimodalDecoder",
-                       "\(tokens.count)×\(length) tokens and \(valid.count) masks for images \(describe(images?.shape ?? []))")
+                       "\(tokens.count)×\(length) tokens and \(valid.count) masks for image tokens \(describe(imageTokens?.shape ?? []))")
+        if let imageTokens {
+            try checkShape(imageTokens.shape == [b, n, config.width], "MultimodalDecoder",
+                           "image tokens \(describe(imageTokens.shape)) for [\(b), \(n), \(config.width)]")
+        }
         var positions: [Int] = [], keyValid: [[Bool]] = [], endOfSequence: [Int] = []
         positions.reserveCapacity(b * (n + length))
         for row in 0..<b {
@@ -90,7 +100,6 @@ public final class MultimodalDecoder: Module {
             keyValid.append([Bool](repeating: true, count: n) + valid[row])
             endOfSequence.append(n + eos)
         }
-        let imageTokens = try images.map(projectedImageTokens)
         let text = try tokenEmbedding(tokens.flatMap { $0 }, shape: [b, length])
         var h = try (imageTokens.map { try concat([$0, text], axis: 1) } ?? text) + positionEmbedding(positions, shape: [b, n + length])
         let mask = AttentionMask(causal: true, keyValid: keyValid)
