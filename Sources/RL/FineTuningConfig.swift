@@ -121,6 +121,8 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
     public var loraTimestepRange: [Int] = []
     public var rewards = RewardComposition()
     public var kl = KLSettings()
+    /// The overoptimization guard (off unless it has actions).
+    public var `guard` = GuardSettings()
     public var evaluation = TrainingEvaluation()
     /// Every how many epochs a resumable checkpoint is written (and always after the last).
     public var checkpointEvery = 1
@@ -170,6 +172,11 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
         try requireRange(loraTimestepRange, "loraTimestepRange", end: nil)
         try require(loraTimestepRange.isEmpty || loraRank > 0, "loraTimestepRange gates a LoRA adapter, so loraRank must be > 0")
         try require(kl.beta >= 0 && kl.every >= 0 && kl.samples >= 0, "kl settings must be ≥ 0")
+        if let problem = OveroptimizationGuard.problem(with: self.guard, objectiveUsesBeta: ["ppo", "reinforce"].contains(objective)) {
+            throw FineTuningError(problem)
+        }
+        try require(!self.guard.has("adaptBeta") || kl.beta > 0, "guard: adaptBeta adapts kl.beta, which must start above 0")
+        try require(!self.guard.isActive || self.guard.klBudget == 0 || kl.every > 0, "guard: a KL budget needs the KL measured (kl.every ≥ 1)")
         try require(["heldout", "validation"].contains(evaluation.split), "evaluation.split must be heldout or validation")
         try require(evaluation.every >= 1 && evaluation.prompts >= 0 && evaluation.imagesPerPrompt >= 1,
                     "evaluation.every and evaluation.imagesPerPrompt must be at least 1")

@@ -56,6 +56,13 @@ public final class FineTuningTrainer {
     public private(set) var epoch = 0
     /// What resuming had to repair or restore, for the caller to print.
     public private(set) var notes: [String] = []
+    /// β of the β·KL penalty: `kl.beta`, adapted by the guard's controller.
+    var klBeta: Double
+    /// The overoptimization guard, its extra scorer, the weights of its best epoch, and whether it stopped the run.
+    var overoptimizationGuard: OveroptimizationGuard
+    let guardComposer: RewardComposer?
+    var guardBest: [String: Tensor]?
+    var stoppedByGuard = false
 
     static let goldColumns = ["alignment", "fidelity", "safety", "overall"]
     static let evaluationScores = ["alignment", "alignment_partial", "fidelity", "safety", "overall"]
@@ -70,6 +77,9 @@ public final class FineTuningTrainer {
         Threads.set(config.threads)
         composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
         self.rewardFunctions = rewardFunctions
+        klBeta = config.kl.beta
+        overoptimizationGuard = OveroptimizationGuard(settings: config.guard, beta: config.kl.beta)
+        guardComposer = try FineTuningTrainer.guardComposer(config, functions: rewardFunctions)
         objective = try FineTuningObjectives.make(config)
         try objective.prepare(rewardFunctions: rewardFunctions, composition: config.rewards)
         promptPool = try FineTuningTrainer.trainingPrompts(config)
@@ -89,6 +99,12 @@ public final class FineTuningTrainer {
                                                       objective: objective)
             tracker = state.tracker
             epoch = state.epoch
+            if let saved = state.guardState {
+                overoptimizationGuard = saved.guard
+                klBeta = saved.guard.beta
+                optimizer.learningRate = saved.learningRate
+                guardBest = saved.best
+            }
             log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.epoch)
             notes = log.resumeNotes + ["resumed from \(checkpoint.lastPathComponent) after epoch \(state.epoch)"]
             try log.event(epoch: epoch, kind: "resume", "resumed from \(checkpoint.lastPathComponent) (\(state.epoch) epochs done)")
@@ -110,6 +126,11 @@ public final class FineTuningTrainer {
             }
             if config.kl.beta > 0 {
                 try log.event(epoch: 0, kind: "info", "β·KL penalty on every trained step, β = \(config.kl.beta)")
+            }
+            if config.guard.isActive {
+                try log.event(epoch: 0, kind: "info", "overoptimization guard: \(config.guard.actions.joined(separator: ", "))"
+                              + (config.guard.klBudget > 0 ? "; KL budget \(config.guard.klBudget)" : "")
+                              + (config.guard.proxy.isEmpty ? "" : "; watching \(config.guard.proxy) and \(config.guard.textNorm)"))
             }
         }
     }
@@ -149,6 +170,7 @@ public final class FineTuningTrainer {
         names += goldColumns.map { "gold_\($0)" }
         names += ["kl_mean", "kl_max", "kl_sqrt"] + (0..<config.sampling.steps).map { String(format: "kl_step_%02d", $0) }
         names += ["loss", "grad_norm"] + objective.metricNames + ["learning_rate", "skipped_batches", "skipped_updates"]
+        if config.guard.isActive { names += guardMetrics }
         for prefix in ["base_eval", "eval"] {
             names += evaluationScores.map { "\(prefix)_\($0)" } + ["\(prefix)_alignment_se"]
         }
@@ -192,14 +214,17 @@ public final class FineTuningTrainer {
                     epochDone: (EpochSummary) -> Void = { _ in }) throws {
         if epoch == 0 { try evaluateBase(progress: progress) }
         let last = min(config.epochs, stopAfter ?? config.epochs)
-        while epoch < last {
+        while epoch < last && !stoppedByGuard {
             try log.stopIfRequested("before epoch \(epoch)", epoch: epoch, hint: "resume with --resume")
             let summary = try runEpoch()
             epochDone(summary)
             progress(line(summary))
-            if epoch % config.checkpointEvery == 0 || epoch == config.epochs { try writeCheckpoint() }
+            if epoch % config.checkpointEvery == 0 || epoch == config.epochs || stoppedByGuard { try writeCheckpoint() }
         }
-        if epoch == config.epochs { try saveModel() }
+        if epoch == config.epochs || stoppedByGuard {
+            try restoreGuardBest()
+            try saveModel()
+        }
     }
 
     /// Number of scalar parameters trained.
@@ -234,9 +259,13 @@ public final class FineTuningTrainer {
             guard config.kl.every > 0 && epoch % config.kl.every == 0 else { return nil }
             return try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
         }
+        if config.guard.isActive {
+            try applyGuard(try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl))
+        }
         let samples = EpochSamples(trajectories: trajectories, groups: groups, promptIndices: promptIndices, usable: usable, rewards: rewards.total, advantages: advantages)
         var training = try clock.time("training") { () -> [String: Double] in
-            guard !usable.isEmpty else { return ["loss": .nan, "grad_norm": .nan] }
+            // A guard that stops the run stops it before this epoch's update: its signals judged the weights as they are.
+            guard !usable.isEmpty, !stoppedByGuard else { return ["loss": .nan, "grad_norm": .nan] }
             return try objective.train(samples, trainer: self, rng: &rng)
         }
         training["skipped_updates"] = Double(skippedUpdates)

@@ -10,6 +10,17 @@ extension FineTuningTrainer {
         var epoch: Int
         var tracker: PerPromptStatTracker
         var config: FineTuningConfig
+        /// The guard's history and β and the learning rate it set (nil without a guard).
+        var guardState: GuardState?
+    }
+
+    /// What a checkpoint keeps of the guard; the best epoch's weights go to `guard_best.safetensors`.
+    struct GuardState: Codable {
+        var `guard`: OveroptimizationGuard
+        var learningRate: Double
+        var best: [String: Tensor]? = nil
+
+        enum CodingKeys: String, CodingKey { case `guard`, learningRate }
     }
 
     /// Writes `checkpoints/epoch-NNNN` (trainable weights, optimizer, reward statistics, the
@@ -22,7 +33,9 @@ extension FineTuningTrainer {
                                   to: temporary.appendingPathComponent("trainable.safetensors"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
             if !objectiveState.isEmpty { try Safetensors.write(objectiveState, to: temporary.appendingPathComponent("objective.safetensors")) }
-            try folder.writeState(TrainerState(epoch: epoch, tracker: tracker, config: config), into: temporary)
+            if let guardBest { try Safetensors.write(guardBest, to: temporary.appendingPathComponent("guard_best.safetensors")) }
+            let guardState = config.guard.isActive ? GuardState(guard: overoptimizationGuard, learningRate: optimizer.learningRate) : nil
+            try folder.writeState(TrainerState(epoch: epoch, tracker: tracker, config: config, guardState: guardState), into: temporary)
         }
         try log.checkpoint(epoch: epoch, path: "checkpoints/\(name)/trainable.safetensors",
                            sha256: SHA256.hex(fileAt: final.appendingPathComponent("trainable.safetensors")))
@@ -33,7 +46,9 @@ extension FineTuningTrainer {
     /// (epoch, reward statistics); refuses a checkpoint of another config.
     static func restore(from checkpoint: URL, in folder: RunFolder, config: FineTuningConfig, parameters: [(name: String, tensor: Tensor)],
                         optimizer: AdamW, objective: any FineTuningObjective) throws -> TrainerState {
-        let state = try folder.readState(TrainerState.self, from: checkpoint, expecting: config)
+        var state = try folder.readState(TrainerState.self, from: checkpoint, expecting: config)
+        let best = checkpoint.appendingPathComponent("guard_best.safetensors")
+        if FileManager.default.fileExists(atPath: best.path) { state.guardState?.best = try Safetensors.read(best).tensors }
         let weights = try Safetensors.read(checkpoint.appendingPathComponent("trainable.safetensors")).tensors
         let byName = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) })
         guard Set(weights.keys) == Set(byName.keys) else { throw FineTuningError("checkpoint \(checkpoint.path) holds other tensors than the model trains") }

@@ -42,11 +42,11 @@ final class PolicyGradientObjective: FineTuningObjective {
                 let result = try loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
                                       advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
                 var total = result.loss
-                if config.kl.beta > 0 {
+                if trainer.klBeta > 0 {
                     let theirs = try withNoGrad {
                         try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling).mean
                     }
-                    total = try total + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * config.kl.beta
+                    total = try total + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * trainer.klBeta
                 }
                 try (total * scale).backward()
                 batchLoss += total.item

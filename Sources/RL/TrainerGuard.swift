@@ -1,0 +1,68 @@
+import Engine
+import Foundation
+import Images
+import Rewards
+
+extension FineTuningTrainer {
+    /// The guard's per-epoch metrics (logged when it is on).
+    static let guardMetrics = ["guard_proxy", "guard_textnorm", "guard_beta"]
+
+    /// A composer for the guard's watched perspectives that the run's reward does not already
+    /// compute (nil when it computes them all, or nothing is watched).
+    static func guardComposer(_ config: FineTuningConfig, functions: [any RewardFunction]) throws -> RewardComposer? {
+        let watched = [config.guard.proxy, config.guard.textNorm].filter { !$0.isEmpty && !config.rewards.active.contains($0) }
+        guard config.guard.isActive, !watched.isEmpty else { return nil }
+        return try RewardComposer(composition: RewardComposition(weights: Dictionary(uniqueKeysWithValues: watched.map { ($0, 1) })),
+                                  functions: functions)
+    }
+
+    /// This epoch's signals, before any update: the KL measured on its samples (NaN when not
+    /// measured) and the watched perspectives' means over its usable samples.
+    func guardSignals(rewards: ComposedRewards, images: [RGBImage], prompts: [String], usable: [Int], kl: KLSummary?) throws -> GuardSignals {
+        var scores = rewards.perspectives
+        if let guardComposer, !usable.isEmpty {
+            let extra = try guardComposer.score(usable.map { images[$0] }, prompts: usable.map { prompts[$0] })
+            for (name, values) in extra.perspectives {
+                var full = [Double](repeating: .nan, count: images.count)
+                for (i, value) in zip(usable, values) { full[i] = value }
+                scores[name] = full
+            }
+        }
+        func mean(_ name: String) -> Double {
+            guard !name.isEmpty, let values = scores[name], !usable.isEmpty else { return .nan }
+            return usable.map { values[$0] }.reduce(0, +) / Double(usable.count)
+        }
+        return GuardSignals(epoch: epoch, kl: kl?.mean ?? .nan, proxy: mean(config.guard.proxy), textNorm: mean(config.guard.textNorm))
+    }
+
+    /// Lets the guard observe the signals and carries out its decisions, each an event in the log
+    /// with the values that caused it; keeps the weights of the guard's best epoch (before its
+    /// update, which is what its signals measured) for `restoreBest`.
+    func applyGuard(_ signals: GuardSignals) throws {
+        let (decisions, bestChanged) = overoptimizationGuard.observe(signals)
+        if bestChanged && config.guard.has("restoreBest") {
+            guardBest = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor.copy()) })
+        }
+        for decision in decisions {
+            switch decision {
+            case .warn: break
+            case .setBeta(let beta, _): klBeta = beta
+            case .scaleLearningRate(let factor, _): optimizer.learningRate *= factor
+            case .stop: stoppedByGuard = true
+            }
+            try log.event(epoch: epoch, kind: "guard", decision.message)
+        }
+        try log.record("guard_proxy", signals.proxy)
+        try log.record("guard_textnorm", signals.textNorm)
+        try log.record("guard_beta", klBeta)
+    }
+
+    /// With `restoreBest`: puts back the weights of the guard's best epoch, if it saw one.
+    func restoreGuardBest() throws {
+        guard config.guard.has("restoreBest"), let best = guardBest, let bestEpoch = overoptimizationGuard.bestEpoch else { return }
+        for (name, tensor) in parameters { tensor.assign(best[name]!) }
+        try log.event(epoch: epoch, kind: "guard", String(format: "restored the weights the run had at the start of epoch %d "
+                                                          + "(its best TextNorm signal within the KL budget, %.4g)", bestEpoch,
+                                                          overoptimizationGuard.bestValue))
+    }
+}
