@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
         .testTarget(name: "PretrainingTests", dependencies: ["Pretraining", "Evaluation", "Diffusion", "RunLog", "Engine", "World"],
                     swiftSettings: kernelFlags),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"], swiftSettings: kernelFlags),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Diffusion", "World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],

@@ -2,6 +2,7 @@ import Diffusion
 import Engine
 import Evaluation
 import Foundation
+import Rewards
 import World
 
 /// `diffusion-rl eval`: the gold judge's scores of a model.
@@ -14,7 +15,10 @@ enum EvalCommand {
         prompts, count on multi-object prompts, relation, hazard rate, fidelity. With --compare,
         both models draw the same prompts with the same seeds, and each score is printed for both
         with DIR2 − DIR, paired image by image, its clustered standard error and the difference in
-        standard errors. Progress goes to stderr, the table (or --json) to stdout.
+        standard errors. With --best-of N, each image is the best of N candidates by --select-by
+        (candidate 0 is the plain sample with the same seed, so `--model M --compare M --best-of 8`
+        measures what selection adds to M, paired). Progress goes to stderr, the table (or --json)
+        to stdout.
         """, options: [
             .text("model", "DIR", required: true, "the model folder"),
             .text("compare", "DIR2", "a second model drawn on the same prompts and seeds, compared paired"),
@@ -25,6 +29,10 @@ enum EvalCommand {
             .number("eta", default: 1, minimum: 0, "DDIM η (0 deterministic, 1 DDPM-like)"),
             .number("guidance", default: 5, minimum: 0, "classifier-free guidance scale"),
             .integer("seed", default: 0, minimum: 0, "noise seed (the same for both models)"),
+            .integer("best-of", default: 1, minimum: 1, "keep the best of N candidates per image (with --compare: for DIR2 only)"),
+            .text("select-by", "PERSPECTIVE", "what ranks the candidates: a gold perspective (alignment, fidelity, …; the oracle), "
+                  + "or with --reward-model proxy_<head> or proxy_textnorm_<head>"),
+            .text("reward-model", "DIR", "a trained reward model whose heads --select-by may name"),
             .threads, .json,
         ], run: run)
 
@@ -60,17 +68,18 @@ enum EvalCommand {
         settings.seed = UInt64(args.int("seed")!)
         settings.eta = args.double("eta")!
         settings.guidance = args.double("guidance")!
-        func evaluate(_ path: String) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
+        let selection = try bestOfSelection(args)
+        func evaluate(_ path: String, selected: Bool) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
             let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
-                                                settings: settings, progress: { done, total in
+                                                settings: settings, selection: selected ? selection : nil, progress: { done, total in
                 progress("  \(args.given("compare") ? "\(path): " : "")\(done)/\(total) images judged")
             })
             return (model, report)
         }
-        let (model, report) = try evaluate(modelPath)
+        let (model, report) = try evaluate(modelPath, selected: !args.given("compare"))
         if let otherPath = args.string("compare") {
-            let (_, other) = try evaluate(otherPath)
+            let (_, other) = try evaluate(otherPath, selected: true)
             try compare(report, other, names: (modelPath, otherPath), json: args.flag("json"))
             return
         }
@@ -78,7 +87,7 @@ enum EvalCommand {
             try printJSON(report)
             return
         }
-        print("gold judge on \(report.prompts) \(report.split) prompts × \(report.imagesPerPrompt) images "
+        print("gold judge on \(report.prompts) \(report.split) prompts × \(report.imagesPerPrompt) images\(selectionText(report)) "
               + "(\(settings.steps) steps, η = \(settings.eta), guidance \(settings.guidance)), \(Int(report.seconds)) s; errors clustered by prompt")
         if let adapter = model.config.unetAdapter { print("model carries a gated UNet adapter: \(adapter.summary)") }
         func line(_ name: String, _ e: GoldEvaluation.Estimate) {
@@ -90,6 +99,26 @@ enum EvalCommand {
         line("count, 2–3 objects", report.multiObjectCount)
         line("relation, relation prompts", report.relation)
         line("hazard rate", report.hazardRate)
+    }
+
+    /// ", each the best of N by X", or nothing for plain sampling.
+    static func selectionText(_ report: GoldEvaluation.Report) -> String {
+        report.bestOf > 1 ? ", each the best of \(report.bestOf) by \(report.selectedBy ?? "?")" : ""
+    }
+
+    /// `--best-of N --select-by PERSPECTIVE`: the selection, or nil for plain sampling.
+    static func bestOfSelection(_ args: ParsedArguments) throws -> GoldEvaluation.Selection? {
+        let n = args.int("best-of")!
+        guard n > 1 else {
+            if args.given("select-by") { throw CommandError("--select-by needs --best-of N with N ≥ 2", usage: true) }
+            return nil
+        }
+        guard let perspective = args.string("select-by") else { throw CommandError("--best-of needs --select-by PERSPECTIVE", usage: true) }
+        let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]),
+                                          functions: availableRewardFunctions(rewardModel: args.string("reward-model") ?? ""))
+        return GoldEvaluation.Selection(candidates: n, name: perspective) { images, prompts in
+            try composer.score(images, prompts: prompts).total
+        }
     }
 
     /// The fixed prompts of a split (not train: those are what models learn from), or the first
@@ -138,7 +167,7 @@ enum EvalCommand {
         }
         print("gold judge on \(a.prompts) \(a.split) prompts × \(a.imagesPerPrompt) images, the same seeds for both "
               + "(\(a.settings.steps) steps, η = \(a.settings.eta), guidance \(a.settings.guidance)); errors clustered by prompt")
-        print("A = \(names.0)\nB = \(names.1)")
+        print("A = \(names.0)\(selectionText(a))\nB = \(names.1)\(selectionText(b))")
         print("score".padding(toLength: 20, withPad: " ", startingAt: 0) + "           A                B           B − A (paired)     SEs")
         for name in scoreNames {
             guard let d = difference[name], let x = a.scores[name], let y = b.scores[name] else { continue }

@@ -90,16 +90,8 @@ enum FinetuneCommand {
         }
     }
 
-    /// The built-in rewards (gold judge, compressibility, brightness), and with `rewardModel` set its
-    /// heads as proxy_<head> and their TextNorm versions as proxy_textnorm_<head>.
     static func rewardFunctions(_ config: FineTuningConfig) throws -> [any RewardFunction] {
-        var functions = builtInRewardFunctions
-        if !config.rewardModel.isEmpty {
-            let learned = try LearnedReward.load(from: URL(fileURLWithPath: config.rewardModel))
-            functions.insert(PrefixedReward(prefix: "proxy_", learned), at: 0)
-            functions.insert(PrefixedReward(prefix: "proxy_", try TextNormReward(learned, settings: config.textNorm)), at: 1)
-        }
-        return functions
+        try availableRewardFunctions(rewardModel: config.rewardModel, textNorm: config.textNorm)
     }
 
     /// Runs (or resumes) a fine-tuning job with progress lines.

@@ -67,6 +67,10 @@ public enum GoldEvaluation {
         public var multiObjectCount: Estimate
         public var relation: Estimate
         public var seconds: Double
+        /// Best-of-N: how many candidates each kept image was chosen from (1: plain sampling) and
+        /// by what.
+        public var bestOf = 1
+        public var selectedBy: String? = nil
         /// Each image's prompt (an index into the split's fixed prompts), in generation order.
         public var imagePrompts: [Int]
         /// Every judge score of every image, in generation order: what a paired comparison of two
@@ -123,29 +127,66 @@ public enum GoldEvaluation {
                 imagesPerPrompt: imagesPerPrompt, settings: settings, batch: batch, progress: progress, collect: collect)
     }
 
+    /// Best-of-N selection: each kept image is the one `score` ranks first among `candidates`
+    /// samples of its prompt (ties to the earlier candidate). `name` says what scored them.
+    public struct Selection {
+        public var candidates: Int
+        public var name: String
+        public var score: ([RGBImage], [String]) throws -> [Double]
+
+        public init(candidates: Int, name: String, score: @escaping ([RGBImage], [String]) throws -> [Double]) {
+            self.candidates = candidates
+            self.name = name
+            self.score = score
+        }
+    }
+
     /// Evaluates `model` on the given prompts (`label` names them in the report: a split, a file),
     /// `imagesPerPrompt` images each; image j of the whole run draws seed `settings.seed + j`
-    /// in batches, so two models evaluated alike see the same noise.
+    /// in batches, so two models evaluated alike see the same noise. With `selection`, image j is
+    /// the best of N candidates, candidate c drawn with seed `settings.seed + c·J + j` (J images in
+    /// all): candidate 0 is the plain sample, so best-of-N and plain sampling compare paired, and
+    /// the candidates' noise is disjoint.
     public static func run(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
-                           settings: SamplingSettings, batch: Int = 32, progress: (Int, Int) -> Void = { _, _ in },
+                           settings: SamplingSettings, batch: Int = 32, selection: Selection? = nil,
+                           progress: (Int, Int) -> Void = { _, _ in },
                            collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
         guard !prompts.isEmpty, imagesPerPrompt >= 1 else { throw EvaluationError("an evaluation needs at least one prompt and one image per prompt") }
+        guard (selection?.candidates ?? 1) >= 1 else { throw EvaluationError("best-of-N needs N ≥ 1") }
         let start = Date()
         let promptCount = prompts.count
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
         let judge = GoldJudge()
         let promptOfJob = prompts.indices.flatMap { [Int](repeating: $0, count: imagesPerPrompt) }
+        let candidates = selection?.candidates ?? 1
+        var kept: [RGBImage] = [], keptScore = [Double](repeating: -.infinity, count: jobs.count)
+        for candidate in 0..<candidates {
+            var offset = 0
+            while offset < jobs.count {
+                let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
+                var batchSettings = settings
+                batchSettings.seed = settings.seed &+ UInt64(candidate * jobs.count + offset)
+                let images = try model.generate(slice.map(\.caption), settings: batchSettings)
+                if let selection {
+                    let scores = try selection.score(images, slice.map(\.caption))
+                    guard scores.count == images.count else { throw EvaluationError("\(selection.name) gave \(scores.count) scores for \(images.count) images") }
+                    // NaN never wins; among equal scores the earlier candidate stays.
+                    for (i, score) in scores.enumerated() where candidate == 0 || score > keptScore[offset + i] {
+                        if candidate == 0 { kept.append(images[i]) } else { kept[offset + i] = images[i] }
+                        if !score.isNaN { keptScore[offset + i] = score }
+                    }
+                } else {
+                    kept += images
+                }
+                offset += slice.count
+                progress(candidate * jobs.count + offset, candidates * jobs.count)
+            }
+        }
         var judged: [(Prompt, JudgeScores)] = []
-        var offset = 0
-        while offset < jobs.count {
-            let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
-            var batchSettings = settings
-            batchSettings.seed = settings.seed &+ UInt64(offset)
-            let images = try model.generate(slice.map(\.caption), settings: batchSettings)
-            for (prompt, image) in zip(slice, images) { judged.append((prompt, judge.score(image, prompt: prompt))) }
-            collect(slice, images)
-            offset += slice.count
-            progress(offset, jobs.count)
+        for (offset, prompt) in jobs.enumerated() { judged.append((prompt, judge.score(kept[offset], prompt: prompt))) }
+        for first in stride(from: 0, to: jobs.count, by: batch) {
+            let range = first..<min(first + batch, jobs.count)
+            collect(Array(jobs[range]), Array(kept[range]))
         }
         var scores: [String: Estimate] = [:], imageScores: [String: [Double]] = [:]
         for (index, name) in judged.first!.1.named.map(\.0).enumerated() {
@@ -165,6 +206,7 @@ public enum GoldEvaluation {
                       singleObjectShape: estimate(isSingle, \.shape),
                       multiObjectCount: estimate(isMulti, \.count),
                       relation: estimate(isRelation, \.relation),
-                      seconds: Date().timeIntervalSince(start), imagePrompts: promptOfJob, imageScores: imageScores)
+                      seconds: Date().timeIntervalSince(start), bestOf: candidates, selectedBy: selection?.name,
+                      imagePrompts: promptOfJob, imageScores: imageScores)
     }
 }
