@@ -14,7 +14,7 @@ enum InspectCommand {
             .number("interval", "SECONDS", default: 2, minimum: 0.05, "seconds between looks with --follow"),
         ], positionals: Positionals(name: "RUN.h5|FOLDER", minimum: 1, maximum: 1, help: "a run log, or a folder of runs"), run: run)
 
-    /// Per-metric summary: lower is better for names containing "loss" or "kl", higher otherwise.
+    /// Per-metric summary; the best value in the direction the run declared (none where it declared none).
     struct MetricSummary: Codable {
         var name: String
         var epochs: Int
@@ -75,12 +75,12 @@ enum InspectCommand {
     }
 
     static func summarize(_ reader: RunLogReader) throws -> Summary {
-        let metrics = try reader.metricNames.map { name -> MetricSummary in
-            let values = try reader.metric(name)
+        let metrics = try reader.metricSpecs.map { spec -> MetricSummary in
+            let values = try reader.metric(spec.name)
             let finite = values.enumerated().filter { $0.element.isFinite }
-            let lowerIsBetter = ["loss", "kl", "reconstruction", "_std", "hazard", "clip_fraction"].contains { name.contains($0) } || name.hasSuffix("_se") || name.hasSuffix("seconds")
-            let best = finite.min { lowerIsBetter ? $0.element < $1.element : $0.element > $1.element }
-            return MetricSummary(name: name, epochs: values.count, first: finite.first?.element, last: finite.last?.element,
+            // "Best" only where the run declared which way is better.
+            let best = spec.better == .neither ? nil : finite.min { spec.better == .lower ? $0.element < $1.element : $0.element > $1.element }
+            return MetricSummary(name: spec.name, epochs: values.count, first: finite.first?.element, last: finite.last?.element,
                                  best: best?.element, bestEpoch: best?.offset)
         }
         return Summary(file: reader.url.path, epochs: try reader.epochs(), attributes: reader.attributes, metrics: metrics,

@@ -53,7 +53,8 @@ public final class Pretrainer {
     /// For tests: stop (as if killed) before this step of this phase.
     var stopBefore: (phase: String, step: Int)?
 
-    static let metrics = ["vae_loss", "vae_reconstruction", "vae_kl", "diffusion_loss", "learning_rate", "samples_per_second", "seconds"]
+    static let metrics: [MetricSpec] = ["vae_loss", "vae_reconstruction", "vae_kl", "diffusion_loss"].map { MetricSpec($0, better: .lower, kind: .loss) }
+        + ["learning_rate", MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower)]
 
     /// Prepares a run in `output` (refusing an existing run unless `overwrite`), or with `resume`
     /// continues the run there from its last checkpoint (same config, same result).

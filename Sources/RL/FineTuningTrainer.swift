@@ -111,7 +111,7 @@ public final class FineTuningTrainer {
         } else {
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(bitPattern: config.seed))
             info.commandLine = commandLine
-            let layout = RunLayout(metrics: FineTuningTrainer.metricNames(config, objective: objective),
+            let layout = RunLayout(metrics: FineTuningTrainer.metricSpecs(config, objective: objective),
                                    sampleColumns: FineTuningTrainer.sampleColumnNames(config),
                                    prompts: promptPool + evaluationPrompts.map(\.caption),
                                    imageSize: [policy.config.imageSize, policy.config.imageSize])
@@ -164,19 +164,33 @@ public final class FineTuningTrainer {
 
     // MARK: - Layout
 
-    /// The trainer's own metrics, with the objective's after `loss` and `grad_norm`.
-    static func metricNames(_ config: FineTuningConfig, objective: any FineTuningObjective) -> [String] {
-        var names = ["reward_mean", "reward_std"] + config.rewards.active.map { "reward_\($0)" }
-        names += goldColumns.map { "gold_\($0)" }
-        names += ["kl_mean", "kl_max", "kl_sqrt"] + (0..<config.sampling.steps).map { String(format: "kl_step_%02d", $0) }
-        names += ["loss", "grad_norm"] + objective.metricNames + ["learning_rate", "skipped_batches", "skipped_updates"]
-        if config.guard.isActive { names += guardMetrics }
-        for prefix in ["base_eval", "eval"] {
-            names += evaluationScores.map { "\(prefix)_\($0)" } + ["\(prefix)_alignment_se"]
+    /// The trainer's own metrics, with the objective's after `loss` and `grad_norm`, each declared
+    /// with the direction that is better and its kind (what `inspect` and `report` read).
+    static func metricSpecs(_ config: FineTuningConfig, objective: any FineTuningObjective) -> [MetricSpec] {
+        var specs = [MetricSpec("reward_mean", better: .higher, kind: .reward), MetricSpec("reward_std")]
+        for name in config.rewards.active {
+            // A learned reward's perspective (proxy_alignment, proxy_textnorm_alignment) beside the gold score it estimates.
+            let head = name.hasPrefix("proxy_") ? String(name.dropFirst("proxy_".count)) : nil
+            let base = head.map { $0.hasPrefix("textnorm_") ? String($0.dropFirst("textnorm_".count)) : $0 }
+            if let base, goldColumns.contains(base) {
+                specs.append(MetricSpec("reward_\(name)", better: .higher, kind: .proxy, gold: "gold_\(base)"))
+            } else {
+                specs.append(MetricSpec("reward_\(name)", better: .higher, kind: head == nil ? .reward : .proxy))
+            }
         }
-        names += ["samples_per_second_sampling", "samples_per_second_training", "seconds_sampling", "seconds_training",
-                  "seconds_kl", "seconds_evaluation", "seconds"]
-        return names
+        specs += goldColumns.map { MetricSpec("gold_\($0)", better: .higher, kind: .gold) }
+        specs += [MetricSpec("kl_mean", better: .lower, kind: .kl), MetricSpec("kl_max", better: .lower), MetricSpec("kl_sqrt", better: .lower)]
+        specs += (0..<config.sampling.steps).map { MetricSpec(String(format: "kl_step_%02d", $0), better: .lower, kind: .klStep, step: $0) }
+        specs += [MetricSpec("loss", better: .lower, kind: .loss), MetricSpec("grad_norm")] + objective.metricNames.map { MetricSpec($0) }
+        specs += [MetricSpec("learning_rate"), MetricSpec("skipped_batches", better: .lower), MetricSpec("skipped_updates", better: .lower)]
+        if config.guard.isActive { specs += guardMetrics.map { MetricSpec($0) } }
+        for prefix in ["base_eval", "eval"] {
+            specs += evaluationScores.map { MetricSpec("\(prefix)_\($0)", better: .higher, kind: .evaluation) }
+            specs.append(MetricSpec("\(prefix)_alignment_se"))
+        }
+        specs += ["samples_per_second_sampling", "samples_per_second_training"].map { MetricSpec($0, better: .higher) }
+        specs += ["seconds_sampling", "seconds_training", "seconds_kl", "seconds_evaluation", "seconds"].map { MetricSpec($0, better: .lower) }
+        return specs
     }
 
     static func sampleColumnNames(_ config: FineTuningConfig) -> [String] {

@@ -25,13 +25,14 @@ public enum RunReport {
                 + "<td>\(escape(a["seed"] ?? ""))</td><td>\(escape(a["start_time"] ?? ""))</td></tr>\n"
         }
         body += "</table>\n"
-        // Metrics: the union of names, in first-seen order.
-        var names: [String] = []
-        for run in runs { for name in run.reader.metricNames where !names.contains(name) { names.append(name) } }
-        // Per-step KL (`kl_step_00` …) is one chart per run below, not a chart per step.
-        let stepKLNames = names.filter(isStepKL)
+        // Metrics: the union of the runs' declarations, in first-seen order.
+        var specs: [MetricSpec] = []
+        for run in runs { for spec in run.reader.metricSpecs where !specs.contains(where: { $0.name == spec.name }) { specs.append(spec) } }
+        let names = specs.map(\.name)
+        // Per-step KL is one chart per run below, not a chart per step.
+        let stepKL = specs.filter { $0.kind == .klStep && $0.step != nil }
         body += "<h2>Metrics</h2>\n<div class=charts>\n"
-        for name in names where !isStepKL(name) {
+        for name in names where !stepKL.contains(where: { $0.name == name }) {
             let series = try runs.enumerated().compactMap { index, run -> Series? in
                 guard run.reader.metricNames.contains(name) else { return nil }
                 let values = try run.reader.metric(name)
@@ -41,8 +42,8 @@ public enum RunReport {
         }
         body += "</div>\n"
         // Reward against √KL, for every reward-like metric when the run logs a KL.
-        if let klName = names.first(where: { $0 == "kl" || $0 == "kl_mean" }) ?? names.first(where: { $0.hasPrefix("kl") }) {
-            let rewards = names.filter { $0.contains("reward") || $0.hasPrefix("gold") }
+        if let klName = specs.first(where: { $0.kind == .kl })?.name {
+            let rewards = specs.filter { [.reward, .proxy, .gold].contains($0.kind) }.map(\.name)
             if !rewards.isEmpty {
                 body += "<h2>Reward against √KL</h2>\n<div class=charts>\n"
                 for reward in rewards {
@@ -57,16 +58,16 @@ public enum RunReport {
                 body += "</div>\n"
             }
         }
-        if !stepKLNames.isEmpty {
+        if !stepKL.isEmpty {
             body += "<h2>KL to the reference by sampling step</h2>\n<div class=charts>\n"
             for run in runs {
-                let steps = stepKLNames.filter(run.reader.metricNames.contains)
+                let steps = stepKL.filter { run.reader.metricNames.contains($0.name) }
                 guard !steps.isEmpty else { continue }
-                let byStep = try steps.map { try run.reader.metric($0) }
+                let byStep = try steps.map { try run.reader.metric($0.name) }
                 let measured = (0..<byStep[0].count).filter { epoch in byStep.allSatisfy { epoch < $0.count && $0[epoch].isFinite } }
                 let series = pickEvenly(measured, count: 4).enumerated().map { index, epoch in
                     Series(label: "epoch \(epoch)", color: color(index),
-                           points: steps.indices.map { (Double(stepIndex(steps[$0])), byStep[$0][epoch]) })
+                           points: steps.indices.map { (Double(steps[$0].step!), byStep[$0][epoch]) })
                 }
                 body += lineChart(title: "KL by sampling step — \(run.name)", xLabel: "sampling step", integerX: true, series: series) + "\n"
             }
@@ -74,11 +75,11 @@ public enum RunReport {
         }
         // A learned proxy reward against the gold judge's score of the same samples, epoch by epoch:
         // points moving up and to the right agree; points moving right only are overoptimization.
-        let proxies = names.filter { $0.hasPrefix("reward_proxy_") && names.contains("gold_" + $0.dropFirst("reward_proxy_".count)) }
+        let proxies = specs.filter { $0.kind == .proxy && $0.gold.map(names.contains) == true }
         if !proxies.isEmpty {
             body += "<h2>Proxy reward against gold</h2>\n<div class=charts>\n"
-            for proxy in proxies {
-                let goldName = "gold_" + proxy.dropFirst("reward_proxy_".count)
+            for spec in proxies {
+                let proxy = spec.name, goldName = spec.gold!
                 let series = try runs.enumerated().compactMap { index, run -> Series? in
                     guard run.reader.metricNames.contains(proxy), run.reader.metricNames.contains(goldName) else { return nil }
                     return Series(label: run.name, color: color(index),
@@ -143,14 +144,6 @@ public enum RunReport {
     }
 
     static func color(_ index: Int) -> String { palette[index % palette.count] }
-
-    /// Whether a metric is one sampling step's KL (`kl_step_07`).
-    static func isStepKL(_ name: String) -> Bool {
-        name.hasPrefix("kl_step_") && !name.dropFirst("kl_step_".count).isEmpty && name.dropFirst("kl_step_".count).allSatisfy(\.isNumber)
-    }
-
-    /// The step of a `kl_step_NN` metric.
-    static func stepIndex(_ name: String) -> Int { Int(name.dropFirst("kl_step_".count)) ?? 0 }
 
     /// An SVG chart of one or more series; non-finite points break lines and are skipped. With
     /// `integerX` the x ticks are whole numbers (epochs, steps).

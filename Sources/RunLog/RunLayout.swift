@@ -1,8 +1,64 @@
+/// How to read one per-epoch metric, declared by the trainer that writes it: which direction is
+/// better, and what it is — so that `inspect`, `report` and other readers never guess from names.
+public struct MetricSpec: Codable, Equatable, Sendable, ExpressibleByStringLiteral {
+    /// Which way the metric improves (`neither` for settings, counts and diagnostics).
+    public enum Better: String, Codable, Sendable { case higher, lower, neither }
+    /// What the metric measures, where a reader treats it specially.
+    public enum Kind: String, Codable, Sendable {
+        /// The training reward, or one of its perspectives.
+        case reward
+        /// A learned reward's perspective; `gold` names the gold judge's score of the same samples.
+        case proxy
+        /// The gold judge's score of the training samples.
+        case gold
+        /// The KL to the reference model (total per sample), and one sampling step's share of it.
+        case kl, klStep
+        /// A score of a fixed evaluation.
+        case evaluation
+        case loss, other
+    }
+
+    public var name: String
+    public var better: Better
+    public var kind: Kind
+    /// For `proxy`: the gold metric of the same samples.
+    public var gold: String?
+    /// For `klStep`: the sampling step.
+    public var step: Int?
+
+    public init(_ name: String, better: Better = .neither, kind: Kind = .other, gold: String? = nil, step: Int? = nil) {
+        self.name = name
+        self.better = better
+        self.kind = kind
+        self.gold = gold
+        self.step = step
+    }
+
+    /// A metric with nothing declared about it.
+    public init(stringLiteral name: String) { self.init(name) }
+
+    enum CodingKeys: String, CodingKey { case name, better, kind, gold, step }
+
+    /// Logs written before metrics were declared list bare names: read them as undeclared.
+    public init(from decoder: Decoder) throws {
+        if let name = try? decoder.singleValueContainer().decode(String.self) {
+            self.init(name)
+            return
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(try c.decode(String.self, forKey: .name), better: try c.decode(Better.self, forKey: .better),
+                  kind: try c.decode(Kind.self, forKey: .kind), gold: try c.decodeIfPresent(String.self, forKey: .gold),
+                  step: try c.decodeIfPresent(Int.self, forKey: .step))
+    }
+}
+
 /// What a run will write, declared before it starts: under SWMR the file's layout is fixed once
 /// writing begins, so every metric, per-sample column and the image size are named up front.
 public struct RunLayout: Codable, Equatable, Sendable {
     /// Per-epoch metrics (float64, one row per epoch; NaN where an epoch does not report one).
-    public var metrics: [String]
+    public var metrics: [MetricSpec]
+    /// The metrics' names, in declaration order.
+    public var metricNames: [String] { metrics.map(\.name) }
     /// Per-sample float64 columns besides epoch, prompt index and seed (rewards, gold, KL...).
     public var sampleColumns: [String]
     /// The run's prompts; samples and images refer to them by index.
@@ -10,7 +66,7 @@ public struct RunLayout: Codable, Equatable, Sendable {
     /// Height and width of logged images, or nil when the run logs none.
     public var imageSize: [Int]?
 
-    public init(metrics: [String], sampleColumns: [String] = [], prompts: [String] = [], imageSize: [Int]? = nil) {
+    public init(metrics: [MetricSpec], sampleColumns: [String] = [], prompts: [String] = [], imageSize: [Int]? = nil) {
         self.metrics = metrics
         self.sampleColumns = sampleColumns
         self.prompts = prompts

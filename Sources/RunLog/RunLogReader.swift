@@ -47,7 +47,10 @@ public final class RunLogReader {
     }
 
     /// The metric names, in the order the run declared them.
-    public var metricNames: [String] { layout.metrics }
+    public var metricNames: [String] { layout.metricNames }
+
+    /// What the run declared about each metric (name, which way is better, kind), in order.
+    public var metricSpecs: [MetricSpec] { layout.metrics }
 
     /// Picks up rows that a live writer has flushed since the last read.
     public func refresh() {
@@ -56,13 +59,13 @@ public final class RunLogReader {
 
     /// Number of finished epochs (rows in the metric datasets).
     public func epochs() throws -> Int {
-        guard let first = layout.metrics.first else { return 0 }
+        guard let first = layout.metricNames.first else { return 0 }
         return try rows("/metrics/\(first)")
     }
 
     /// Values of one metric, one per epoch.
     public func metric(_ name: String) throws -> [Double] {
-        guard layout.metrics.contains(name) else { throw HDF5Error(description: "\(url.lastPathComponent) has no metric '\(name)'") }
+        guard layout.metricNames.contains(name) else { throw HDF5Error(description: "\(url.lastPathComponent) has no metric '\(name)'") }
         return try read("/metrics/\(name)", Double.self, type: chdf5_native_double())
     }
 

@@ -31,7 +31,7 @@ public final class RunLogWriter {
         _ = H5.silenced
         self.url = url
         self.layout = layout
-        for (kind, names) in [("metric", layout.metrics), ("sample column", layout.sampleColumns)] {
+        for (kind, names) in [("metric", layout.metricNames), ("sample column", layout.sampleColumns)] {
             guard Set(names).count == names.count else { throw HDF5Error(description: "duplicate \(kind) name in \(names)") }
             if let bad = names.first(where: { $0.isEmpty || $0.contains("/") || $0 == "." }) {
                 throw HDF5Error(description: "invalid \(kind) name '\(bad)'")
@@ -72,7 +72,7 @@ public final class RunLogWriter {
         try prompts.append(layout.prompts.flatMap { H5.fixedBytes($0, width: RunLayout.promptWidth) }, rows: layout.prompts.count)
 
         let metrics = try H5.group(root, "metrics", create: true)
-        for name in layout.metrics { try numbers(metrics, name, type: chdf5_native_double(), chunkRows: 64) }
+        for name in layout.metricNames { try numbers(metrics, name, type: chdf5_native_double(), chunkRows: 64) }
         let samples = try H5.group(root, "samples", create: true)
         for name in ["epoch", "prompt", "seed"] { try numbers(samples, name, type: chdf5_native_int64(), chunkRows: 256) }
         for name in layout.sampleColumns { try numbers(samples, name, type: chdf5_native_double(), chunkRows: 256) }
@@ -136,7 +136,7 @@ public final class RunLogWriter {
             sets[path] = try ExtendableDataset(opening: file.id, name: path, trailing: trailing, memoryType: fileType?.id ?? type,
                                                fileType: fileType)
         }
-        for name in layout.metrics { try open("/metrics/\(name)", type: chdf5_native_double()) }
+        for name in layout.metricNames { try open("/metrics/\(name)", type: chdf5_native_double()) }
         for name in ["epoch", "prompt", "seed"] { try open("/samples/\(name)", type: chdf5_native_int64()) }
         for name in layout.sampleColumns { try open("/samples/\(name)", type: chdf5_native_double()) }
         if let size = layout.imageSize {
@@ -151,9 +151,9 @@ public final class RunLogWriter {
         try open("/checkpoints/path", type: 0, string: RunLayout.pathWidth)
         try open("/checkpoints/sha256", type: 0, string: RunLayout.digestWidth)
 
-        let complete = Swift.min(try layout.metrics.map { try sets["/metrics/\($0)"]!.rows() }.min() ?? 0, keep ?? .max)
+        let complete = Swift.min(try layout.metricNames.map { try sets["/metrics/\($0)"]!.rows() }.min() ?? 0, keep ?? .max)
         var cut = 0
-        for name in layout.metrics {
+        for name in layout.metricNames {
             let set = sets["/metrics/\(name)"]!
             if try set.rows() > complete { cut += try set.rows() - complete; try set.truncate(to: complete) }
         }
@@ -183,7 +183,7 @@ public final class RunLogWriter {
     /// Records a metric for the epoch in progress. Only names declared in the layout are allowed.
     public func record(_ name: String, _ value: Double) throws {
         guard sets["/metrics/\(name)"] != nil else {
-            throw HDF5Error(description: "metric '\(name)' was not declared when the run started (declared: \(layout.metrics.joined(separator: ", ")))")
+            throw HDF5Error(description: "metric '\(name)' was not declared when the run started (declared: \(layout.metricNames.joined(separator: ", ")))")
         }
         pendingMetrics[name] = value
     }
@@ -236,7 +236,7 @@ public final class RunLogWriter {
 
     /// Ends the epoch: one row in every metric (NaN where none was recorded), then a global flush.
     public func endEpoch() throws {
-        for name in layout.metrics { try append("/metrics/\(name)", [pendingMetrics[name] ?? .nan], rows: 1) }
+        for name in layout.metricNames { try append("/metrics/\(name)", [pendingMetrics[name] ?? .nan], rows: 1) }
         pendingMetrics = [:]
         epochs += 1
         try flush()

@@ -13,7 +13,7 @@ private let info = RunInfo(config: #"{"learning_rate": 0.001, "note": "ünïcöd
 final class RunLogRoundTripTests: XCTestCase {
     func testEveryKindOfRecordRoundTrips() throws {
         let url = temporaryRun()
-        let layout = RunLayout(metrics: ["loss", "reward/alignment".replacingOccurrences(of: "/", with: "_"), "kl"],
+        let layout = RunLayout(metrics: ["loss", MetricSpec("reward/alignment".replacingOccurrences(of: "/", with: "_")), "kl"],
                                sampleColumns: ["reward", "gold"], prompts: ["a red circle", "two blue squares", "ünïcödé prompt"],
                                imageSize: [4, 5])
         let writer = try RunLogWriter(url: url, layout: layout, info: info)
@@ -174,7 +174,8 @@ final class ReportTests: XCTestCase {
         var readers: [RunReport.Run] = []
         for (index, name) in ["base", "ablation"].enumerated() {
             let url = temporaryRun()
-            let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["loss", "reward_alignment", "kl"], prompts: ["a <red> circle"],
+            let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: [MetricSpec("loss", better: .lower, kind: .loss), MetricSpec("reward_alignment", better: .higher, kind: .reward),
+                                                                                MetricSpec("kl", better: .lower, kind: .kl)], prompts: ["a <red> circle"],
                                                                       imageSize: [4, 4]), info: info)
             for epoch in 0..<6 {
                 try writer.record("loss", 1 / Double(epoch + 1 + index))
@@ -199,12 +200,13 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(RunReport.pickEvenly([0, 1, 2, 3, 4, 5], count: 3), [0, 2, 5])
     }
 
-    /// Per-step KL metrics become one chart per run with a line per measured epoch (x = step),
-    /// not a chart per step; epochs without a KL measurement are left out.
+    /// Metrics declared as per-step KL become one chart per run with a line per measured epoch
+    /// (x = the declared step), not a chart per step; epochs without a KL measurement are left out.
     func testReportChartsKLBySamplingStep() throws {
         let url = temporaryRun()
         let steps = (0..<3).map { String(format: "kl_step_%02d", $0) }
-        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["kl_mean"] + steps), info: info)
+        let specs = [MetricSpec("kl_mean", better: .lower, kind: .kl)] + steps.enumerated().map { MetricSpec($1, better: .lower, kind: .klStep, step: $0) }
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: specs), info: info)
         for epoch in 0..<5 {
             let measured = epoch % 2 == 0
             try writer.record("kl_mean", measured ? Double(epoch) : .nan)
@@ -218,16 +220,24 @@ final class ReportTests: XCTestCase {
         XCTAssertFalse(html.contains("aria-label='kl_step_01'"))
         for epoch in [0, 2, 4] { XCTAssertTrue(html.contains(">epoch \(epoch)<"), "epoch \(epoch) in the legend") }
         XCTAssertFalse(html.contains(">epoch 1<"), "epoch 1 has no KL")
-        XCTAssertTrue(RunReport.isStepKL("kl_step_18"))
-        XCTAssertFalse(RunReport.isStepKL("kl_step_"))
-        XCTAssertFalse(RunReport.isStepKL("kl_sqrt"))
+        // The same names undeclared (a log written before metrics were declared) are plain charts.
+        let plain = temporaryRun()
+        let old = try RunLogWriter(url: plain, layout: RunLayout(metrics: ["kl_mean"] + steps.map { MetricSpec($0) }), info: info)
+        for name in ["kl_mean"] + steps { try old.record(name, 1) }
+        try old.endEpoch()
+        try old.close()
+        let oldHTML = try RunReport.html([RunReport.Run(name: "old", reader: try RunLogReader(url: plain))])
+        XCTAssertEqual(oldHTML.components(separatedBy: "<svg").count - 1, 4)
+        XCTAssertEqual(try RunLogReader(url: url).metricSpecs, specs, "the declarations round-trip")
     }
 
-    /// A run with a learned proxy reward gets a gold-against-proxy scatter per proxy head that has a gold score.
+    /// A run with a learned proxy reward gets a gold-against-proxy scatter per proxy metric declared with a gold score.
     func testReportChartsProxyAgainstGold() throws {
         let url = temporaryRun()
-        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: ["reward_proxy_alignment", "gold_alignment", "reward_proxy_style"]),
-                                      info: info)
+        let layout = RunLayout(metrics: [MetricSpec("reward_proxy_alignment", better: .higher, kind: .proxy, gold: "gold_alignment"),
+                                         MetricSpec("gold_alignment", better: .higher, kind: .gold),
+                                         MetricSpec("reward_proxy_style", better: .higher, kind: .proxy)])
+        let writer = try RunLogWriter(url: url, layout: layout, info: info)
         for epoch in 0..<4 {
             try writer.record("reward_proxy_alignment", Double(epoch))
             try writer.record("gold_alignment", 0.3)
@@ -239,5 +249,15 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains("Proxy reward against gold"))
         XCTAssertTrue(html.contains("gold_alignment vs reward_proxy_alignment"))
         XCTAssertFalse(html.contains("vs reward_proxy_style"), "no gold score to compare with")
+    }
+
+    /// Logs written before metrics were declared hold bare names in their layout: they still open,
+    /// their metrics undeclared.
+    func testLayoutsWithBareMetricNamesDecode() throws {
+        let json = #"{"metrics": ["loss", "kl_mean"], "sampleColumns": [], "prompts": []}"#
+        let layout = try JSONDecoder().decode(RunLayout.self, from: Data(json.utf8))
+        XCTAssertEqual(layout.metrics, [MetricSpec("loss"), MetricSpec("kl_mean")])
+        XCTAssertEqual(layout.metrics[1].better, .neither)
+        XCTAssertEqual(layout.metrics[1].kind, .other)
     }
 }

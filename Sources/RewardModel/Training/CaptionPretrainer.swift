@@ -58,7 +58,8 @@ public final class CaptionPretrainer {
         var config: CaptionPretrainConfig
     }
 
-    static let metrics = ["caption_loss", "learning_rate", "samples_per_second", "seconds"]
+    static let metrics: [MetricSpec] = [MetricSpec("caption_loss", better: .lower, kind: .loss), "learning_rate",
+                                        MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower)]
 
     public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
         guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {

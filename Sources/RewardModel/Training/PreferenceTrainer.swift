@@ -185,8 +185,9 @@ public final class PreferenceTrainer {
         } else {
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
-            let metrics = ["loss", "learning_rate", "grad_norm", "records_per_second", "seconds"]
-                + config.perspectives.flatMap { ["loss_\($0)", "accuracy_\($0)"] }
+            let metrics: [MetricSpec] = [MetricSpec("loss", better: .lower, kind: .loss), "learning_rate", "grad_norm",
+                                         MetricSpec("records_per_second", better: .higher), MetricSpec("seconds", better: .lower)]
+                + config.perspectives.flatMap { [MetricSpec("loss_\($0)", better: .lower, kind: .loss), MetricSpec("accuracy_\($0)", better: .higher)] }
             log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
         }
     }
