@@ -15,8 +15,10 @@ for seed in $seeds; do
     else "$bin" finetune --config "$config" --seed "$seed" --out "$out"; fi
   fi
   for set in train-256 report-128; do
-    [ -f "$out/compare-${set%%-*}.json" ] || "$bin" eval --model Models/base --compare "$out/model" \
-      --prompts "Experiments/prompts/$set.txt" --n-prompts 128 --images-per-prompt 4 --json > "$out/compare-${set%%-*}.json"
+    result=$out/compare-${set%%-*}.json
+    # Written under a temporary name and moved, so a stopped evaluation never leaves a partial file behind.
+    [ -s "$result" ] || { "$bin" eval --model Models/base --compare "$out/model" \
+      --prompts "Experiments/prompts/$set.txt" --n-prompts 128 --images-per-prompt 4 --json > "$result.partial" && mv "$result.partial" "$result"; }
   done
   python3 - "$out" <<'PY'
 import json, sys

@@ -70,6 +70,23 @@ final class SafetensorsTests: XCTestCase {
         }
         XCTAssertThrowsError(try Safetensors.parse(file("not json", dataBytes: 0)))
         XCTAssertThrowsError(try Safetensors.read(URL(fileURLWithPath: "/nonexistent/file.safetensors")))
+        // Hostile headers: a shape whose element count overflows Int, offsets that overflow, two
+        // tensors over the same bytes, a name that is not UTF-8 — each an error, never a trap.
+        let overflowing = #"{"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}}"#
+        XCTAssertThrowsError(try Safetensors.parse(file(overflowing, dataBytes: 16))) {
+            XCTAssertTrue("\($0)".contains("more elements than"), "\($0)")
+        }
+        XCTAssertThrowsError(try Safetensors.parse(file(#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[9223372036854775800,9223372036854775807]}}"#, dataBytes: 8)))
+        let overlapping = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        XCTAssertThrowsError(try Safetensors.parse(file(overlapping, dataBytes: 12))) {
+            XCTAssertTrue("\($0)".contains("overlap"), "\($0)")
+        }
+        var notUTF8 = file(#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, dataBytes: 4)
+        notUTF8[10] = 0xFF
+        XCTAssertThrowsError(try Safetensors.parse(notUTF8))
+        // Empty tensors may share an offset.
+        let empty = #"{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        XCTAssertEqual(try Safetensors.parse(file(empty, dataBytes: 4)).tensors["a"]?.shape, [0])
     }
 
     func testRefusesToSaveNaN() throws {

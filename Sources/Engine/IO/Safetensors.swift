@@ -73,6 +73,7 @@ public enum Safetensors {
         let dataStart = 8 + Int(headerLength), dataLength = data.count - dataStart
         var metadata: [String: String] = [:]
         var tensors: [String: Tensor] = [:]
+        var spans: [(begin: Int, end: Int, name: String)] = []
         for (name, entry) in header {
             if name == "__metadata__" {
                 metadata = (entry as? [String: String]) ?? [:]
@@ -86,7 +87,15 @@ public enum Safetensors {
                 throw fail("tensor '\(name)' has unsupported dtype \(typeName) (supported: F32, F16, BF16, F64)")
             }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor '\(name)' has negative shape \(shape)") }
-            let count = shape.reduce(1, *)
+            // A hostile header can declare a shape whose product overflows: refuse it instead of trapping.
+            var count = 1
+            for size in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: size)
+                guard !overflow, product <= dataLength else {
+                    throw fail("tensor '\(name)' of shape \(shape) has more elements than the file's \(dataLength) data bytes can hold")
+                }
+                count = product
+            }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, end >= begin, end <= dataLength else {
                 throw fail("tensor '\(name)' offsets [\(begin), \(end)] lie outside the \(dataLength) data bytes (truncated file?)")
@@ -94,6 +103,7 @@ public enum Safetensors {
             guard end - begin == count * stored.size else {
                 throw fail("tensor '\(name)' of shape \(shape) and dtype \(typeName) needs \(count * stored.size) bytes, header gives \(end - begin)")
             }
+            spans.append((begin, end, name))
             let tensor = Tensor(zeros: shape, dtype: dtype)
             data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
                 let base = raw.baseAddress! + dataStart + begin
@@ -115,6 +125,10 @@ public enum Safetensors {
                 }
             }
             tensors[name] = tensor
+        }
+        let ordered = spans.filter { $0.end > $0.begin }.sorted { $0.begin < $1.begin }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where b.begin < a.end {
+            throw fail("tensors '\(a.name)' and '\(b.name)' overlap in the data (bytes \(b.begin)..<\(min(a.end, b.end)))")
         }
         return (tensors, metadata)
     }
