@@ -261,6 +261,12 @@ public final class FineTuningTrainer {
         let prompts = trajectories.prompts
         let rewards = try composer.score(trajectories.images, prompts: prompts)
         let (usable, skipped) = try usableSamples(rewards)
+        epochsWithoutSamples = usable.isEmpty ? epochsWithoutSamples + 1 : 0
+        if epochsWithoutSamples >= FineTuningTrainer.maxEpochsWithoutSamples {
+            try log.event(epoch: epoch, kind: "stopped", "no usable sample in \(epochsWithoutSamples) epochs in a row (every reward non-finite)")
+            try log.close()
+            throw FineTuningError("\(epochsWithoutSamples) epochs in a row had no sample with a finite reward; stopping (the log says which batches were skipped)")
+        }
         let goldScores = try? gold.score(trajectories.images, prompts: prompts, perspectives: FineTuningTrainer.goldColumns)
 
         var advantages = [Double](repeating: .nan, count: prompts.count)
@@ -303,6 +309,9 @@ public final class FineTuningTrainer {
 
     /// Updates skipped for a non-finite gradient norm since the last epoch's record.
     var skippedUpdates = 0
+    /// Consecutive epochs in which no sample had a finite reward; at `maxEpochsWithoutSamples` the run stops.
+    var epochsWithoutSamples = 0
+    static let maxEpochsWithoutSamples = 3
 
     /// The samples whose rewards are all finite; a sampling batch with a non-finite reward is left
     /// out whole, and logged.

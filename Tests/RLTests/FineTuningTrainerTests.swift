@@ -118,6 +118,22 @@ final class FineTuningTrainerTests: XCTestCase {
         XCTAssertTrue(events.contains { $0.kind == "skipped" && $0.message.contains("non-finite reward") }, "\(events)")
     }
 
+    /// A run whose every reward is NaN does not train on and on doing nothing: after three empty
+    /// epochs it stops with a message, and the log says so.
+    func testARunWithNoUsableSampleStops() throws {
+        var config = Self.tinyConfig()
+        config.rewards = RewardComposition(weights: ["fixed": 1])
+        config.epochs = 10
+        config.evaluation.prompts = 0
+        let output = temporaryRun()
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test",
+                                            rewardFunctions: [FixedReward(value: 1, nanAt: Set(0..<64))])
+        XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("3 epochs in a row had no sample with a finite reward"), "\($0)") }
+        let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
+        XCTAssertEqual(try reader.epochs(), 2)
+        XCTAssertEqual(try reader.events().last?.kind, "stopped")
+    }
+
     /// Stopping after epoch 2 and resuming gives the same weights, byte for byte, as a run never
     /// interrupted, and the log holds each epoch once.
     func testResumedRunEqualsUninterruptedRun() throws {
