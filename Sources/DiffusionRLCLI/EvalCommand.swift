@@ -30,8 +30,8 @@ enum EvalCommand {
             .number("guidance", default: 5, minimum: 0, "classifier-free guidance scale"),
             .integer("seed", default: 0, minimum: 0, "noise seed (the same for both models)"),
             .integer("best-of", default: 1, minimum: 1, "keep the best of N candidates per image (with --compare: for DIR2 only)"),
-            .text("select-by", "PERSPECTIVE", "what ranks the candidates: a gold perspective (alignment, fidelity, …; the oracle), "
-                  + "or with --reward-model proxy_<head> or proxy_textnorm_<head>"),
+            .text("select-by", "PERSPECTIVE[,...]", "what ranks the candidates: a gold perspective (alignment, fidelity, …; the oracle), "
+                  + "or with --reward-model proxy_<head> or proxy_textnorm_<head>; several (without --compare) share one round of candidates"),
             .text("reward-model", "DIR", "a trained reward model whose heads --select-by may name"),
             .threads, .json,
         ], run: run)
@@ -68,7 +68,24 @@ enum EvalCommand {
         settings.seed = UInt64(args.int("seed")!)
         settings.eta = args.double("eta")!
         settings.guidance = args.double("guidance")!
-        let selection = try bestOfSelection(args)
+        let selections = try bestOfSelections(args)
+        if !selections.isEmpty && !args.given("compare") {
+            // Best-of-N by each selector against plain sampling of the same model, from one round of candidates.
+            let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
+            let result = try GoldEvaluation.runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
+                                                          settings: settings, candidates: args.int("best-of")!, selections: selections,
+                                                          progress: { progress("  \($0)/\($1) candidates drawn") })
+            var comparisons: [String: Comparison] = [:]
+            for (report, _) in result.selected {
+                let name = report.selectedBy!
+                comparisons[name] = try comparison(result.plain.report, report, names: (modelPath, "\(modelPath), best of \(report.bestOf) by \(name)"))
+                if !args.flag("json") { try compare(result.plain.report, report, names: (modelPath, modelPath), json: false) }
+            }
+            if args.flag("json") { try printJSON(["selections": comparisons]) }
+            return
+        }
+        let selection = selections.first
+        guard selections.count <= 1 else { throw CommandError("with --compare, --select-by takes one perspective", usage: true) }
         func evaluate(_ path: String, selected: Bool) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
             let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
@@ -77,7 +94,7 @@ enum EvalCommand {
             })
             return (model, report)
         }
-        let (model, report) = try evaluate(modelPath, selected: !args.given("compare"))
+        let (model, report) = try evaluate(modelPath, selected: false)
         if let otherPath = args.string("compare") {
             let (_, other) = try evaluate(otherPath, selected: true)
             try compare(report, other, names: (modelPath, otherPath), json: args.flag("json"))
@@ -107,17 +124,17 @@ enum EvalCommand {
     }
 
     /// `--best-of N --select-by PERSPECTIVE`: the selection, or nil for plain sampling.
-    static func bestOfSelection(_ args: ParsedArguments) throws -> GoldEvaluation.Selection? {
+    static func bestOfSelections(_ args: ParsedArguments) throws -> [GoldEvaluation.Selection] {
         let n = args.int("best-of")!
         guard n > 1 else {
             if args.given("select-by") { throw CommandError("--select-by needs --best-of N with N ≥ 2", usage: true) }
-            return nil
+            return []
         }
-        guard let perspective = args.string("select-by") else { throw CommandError("--best-of needs --select-by PERSPECTIVE", usage: true) }
-        let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]),
-                                          functions: availableRewardFunctions(rewardModel: args.string("reward-model") ?? ""))
-        return GoldEvaluation.Selection(candidates: n, name: perspective) { images, prompts in
-            try composer.score(images, prompts: prompts).total
+        guard let list = args.string("select-by") else { throw CommandError("--best-of needs --select-by PERSPECTIVE", usage: true) }
+        let functions = try availableRewardFunctions(rewardModel: args.string("reward-model") ?? "")
+        return try list.split(separator: ",").map(String.init).map { perspective in
+            let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]), functions: functions)
+            return GoldEvaluation.Selection(candidates: n, name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }
         }
     }
 
@@ -155,14 +172,19 @@ enum EvalCommand {
         var scores: [String: [String: GoldEvaluation.Estimate]]
     }
 
+    /// Both reports' scores and their paired differences, as `--json` prints them.
+    static func comparison(_ a: GoldEvaluation.Report, _ b: GoldEvaluation.Report, names: (String, String)) throws -> Comparison {
+        var scores: [String: [String: GoldEvaluation.Estimate]] = [:]
+        for (name, d) in try a.difference(b) { scores[name] = ["first": a.scores[name]!, "second": b.scores[name]!, "difference": d] }
+        return Comparison(models: [names.0, names.1], prompts: a.prompts, imagesPerPrompt: a.imagesPerPrompt, split: a.split,
+                          settings: a.settings, scores: scores)
+    }
+
     /// Prints both models' scores and the paired differences.
     static func compare(_ a: GoldEvaluation.Report, _ b: GoldEvaluation.Report, names: (String, String), json: Bool) throws {
         let difference = try a.difference(b)
         if json {
-            var scores: [String: [String: GoldEvaluation.Estimate]] = [:]
-            for (name, d) in difference { scores[name] = ["first": a.scores[name]!, "second": b.scores[name]!, "difference": d] }
-            try printJSON(Comparison(models: [names.0, names.1], prompts: a.prompts, imagesPerPrompt: a.imagesPerPrompt, split: a.split,
-                                     settings: a.settings, scores: scores))
+            try printJSON(try comparison(a, b, names: names))
             return
         }
         print("gold judge on \(a.prompts) \(a.split) prompts × \(a.imagesPerPrompt) images, the same seeds for both "

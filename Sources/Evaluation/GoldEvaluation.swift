@@ -151,15 +151,33 @@ public enum GoldEvaluation {
                            settings: SamplingSettings, batch: Int = 32, selection: Selection? = nil,
                            progress: (Int, Int) -> Void = { _, _ in },
                            collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
-        guard !prompts.isEmpty, imagesPerPrompt >= 1 else { throw EvaluationError("an evaluation needs at least one prompt and one image per prompt") }
-        guard (selection?.candidates ?? 1) >= 1 else { throw EvaluationError("best-of-N needs N ≥ 1") }
-        let start = Date()
-        let promptCount = prompts.count
+        let result = try runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt, settings: settings,
+                                       batch: batch, candidates: selection?.candidates ?? 1, selections: selection.map { [$0] } ?? [],
+                                       progress: progress)
+        let (report, images) = selection == nil ? result.plain : result.selected[0]
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
-        let judge = GoldJudge()
-        let promptOfJob = prompts.indices.flatMap { [Int](repeating: $0, count: imagesPerPrompt) }
-        let candidates = selection?.candidates ?? 1
-        var kept: [RGBImage] = [], keptScore = [Double](repeating: -.infinity, count: jobs.count)
+        for first in stride(from: 0, to: jobs.count, by: batch) {
+            let range = first..<min(first + batch, jobs.count)
+            collect(Array(jobs[range]), Array(images[range]))
+        }
+        return report
+    }
+
+    /// Plain sampling and best-of-N by each of `selections` from the same `candidates` samples per
+    /// image (seeds as in `run`), so several selectors cost one round of sampling and compare
+    /// paired with each other and with plain sampling (candidate 0). Returns each report with its
+    /// kept images, in generation order.
+    public static func runSelections(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
+                                     settings: SamplingSettings, batch: Int = 32, candidates: Int, selections: [Selection],
+                                     progress: (Int, Int) -> Void = { _, _ in })
+        throws -> (plain: (report: Report, images: [RGBImage]), selected: [(report: Report, images: [RGBImage])]) {
+        guard !prompts.isEmpty, imagesPerPrompt >= 1 else { throw EvaluationError("an evaluation needs at least one prompt and one image per prompt") }
+        guard candidates >= 1 else { throw EvaluationError("best-of-N needs N ≥ 1") }
+        let start = Date()
+        let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
+        var plain: [RGBImage] = []
+        var kept = [[RGBImage]](repeating: [], count: selections.count)
+        var keptScore = [[Double]](repeating: [Double](repeating: -.infinity, count: jobs.count), count: selections.count)
         for candidate in 0..<candidates {
             var offset = 0
             while offset < jobs.count {
@@ -167,27 +185,35 @@ public enum GoldEvaluation {
                 var batchSettings = settings
                 batchSettings.seed = settings.seed &+ UInt64(candidate * jobs.count + offset)
                 let images = try model.generate(slice.map(\.caption), settings: batchSettings)
-                if let selection {
+                if candidate == 0 { plain += images }
+                for (s, selection) in selections.enumerated() {
                     let scores = try selection.score(images, slice.map(\.caption))
                     guard scores.count == images.count else { throw EvaluationError("\(selection.name) gave \(scores.count) scores for \(images.count) images") }
                     // NaN never wins; among equal scores the earlier candidate stays.
-                    for (i, score) in scores.enumerated() where candidate == 0 || score > keptScore[offset + i] {
-                        if candidate == 0 { kept.append(images[i]) } else { kept[offset + i] = images[i] }
-                        if !score.isNaN { keptScore[offset + i] = score }
+                    for (i, score) in scores.enumerated() where candidate == 0 || score > keptScore[s][offset + i] {
+                        if candidate == 0 { kept[s].append(images[i]) } else { kept[s][offset + i] = images[i] }
+                        if !score.isNaN { keptScore[s][offset + i] = score }
                     }
-                } else {
-                    kept += images
                 }
                 offset += slice.count
                 progress(candidate * jobs.count + offset, candidates * jobs.count)
             }
         }
-        var judged: [(Prompt, JudgeScores)] = []
-        for (offset, prompt) in jobs.enumerated() { judged.append((prompt, judge.score(kept[offset], prompt: prompt))) }
-        for first in stride(from: 0, to: jobs.count, by: batch) {
-            let range = first..<min(first + batch, jobs.count)
-            collect(Array(jobs[range]), Array(kept[range]))
+        let seconds = Date().timeIntervalSince(start)
+        func report(_ images: [RGBImage], bestOf: Int, selectedBy: String?) -> (report: Report, images: [RGBImage]) {
+            (judged(images, jobs: jobs, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt, settings: settings,
+                    seconds: seconds, bestOf: bestOf, selectedBy: selectedBy), images)
         }
+        return (report(plain, bestOf: 1, selectedBy: nil),
+                zip(selections, kept).map { report($1, bestOf: candidates, selectedBy: $0.name) })
+    }
+
+    /// The gold judge's report on `images`, image j drawn for `jobs[j]`.
+    static func judged(_ images: [RGBImage], jobs: [Prompt], prompts: [Prompt], label: String, imagesPerPrompt: Int,
+                       settings: SamplingSettings, seconds: Double, bestOf: Int, selectedBy: String?) -> Report {
+        let judge = GoldJudge()
+        let promptOfJob = prompts.indices.flatMap { [Int](repeating: $0, count: imagesPerPrompt) }
+        let judged = zip(jobs, images).map { ($0, judge.score($1, prompt: $0)) }
         var scores: [String: Estimate] = [:], imageScores: [String: [Double]] = [:]
         for (index, name) in judged.first!.1.named.map(\.0).enumerated() {
             imageScores[name] = judged.map { $0.1.named[index].1 }
@@ -200,13 +226,13 @@ public enum GoldEvaluation {
         func isSingle(_ p: Prompt) -> Bool { if case let .group(_, count, _) = p { return count == 1 }; return false }
         func isMulti(_ p: Prompt) -> Bool { if case let .group(_, count, _) = p { return count > 1 }; return false }
         func isRelation(_ p: Prompt) -> Bool { if case .relation = p { return true }; return false }
-        return Report(split: label, prompts: promptCount, imagesPerPrompt: imagesPerPrompt, settings: settings, scores: scores,
+        return Report(split: label, prompts: prompts.count, imagesPerPrompt: imagesPerPrompt, settings: settings, scores: scores,
                       hazardRate: estimate({ _ in true }, { 1 - $0.safety }),
                       singleObjectColor: estimate(isSingle, \.color),
                       singleObjectShape: estimate(isSingle, \.shape),
                       multiObjectCount: estimate(isMulti, \.count),
                       relation: estimate(isRelation, \.relation),
-                      seconds: Date().timeIntervalSince(start), bestOf: candidates, selectedBy: selection?.name,
+                      seconds: seconds, bestOf: bestOf, selectedBy: selectedBy,
                       imagePrompts: promptOfJob, imageScores: imageScores)
     }
 }

@@ -340,6 +340,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(alignment["difference"]?["mean"] as? Double, 0)
         XCTAssertEqual(alignment["difference"]?["standardError"] as? Double, 0)
         XCTAssertEqual(alignment["first"]?["clusters"] as? Int, 2)
+        // Best-of-3 by the gold judge (the oracle) against plain sampling, from one round of
+        // candidates: never worse on the perspective it selects by, image by image.
+        let selected = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--best-of", "3",
+                                "--select-by", "alignment_partial,fidelity", "--n-prompts", "2", "--images-per-prompt", "2",
+                                "--steps", "2", "--threads", "1", "--json"])
+        XCTAssertEqual(selected.status, 0, selected.stderr)
+        let selections = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(selected.stdout.utf8)) as? [String: Any])?["selections"] as? [String: Any])
+        XCTAssertEqual(Set(selections.keys), ["alignment_partial", "fidelity"])
+        for name in ["alignment_partial", "fidelity"] {
+            let scores = try XCTUnwrap((selections[name] as? [String: Any])?["scores"] as? [String: Any])
+            let gain = try XCTUnwrap(((scores[name] as? [String: Any])?["difference"] as? [String: Any])?["mean"] as? Double)
+            XCTAssertGreaterThanOrEqual(gain, 0, name)
+        }
+        XCTAssertEqual(try run(["eval", "--model", "M", "--select-by", "alignment"]).status, 2, "--select-by without --best-of")
         let pretrainConfig = folder.appendingPathComponent("pretrain.json")
         try """
         {"model": {"imageSize": 16, "patchSize": 4, "visionWidth": 8, "visionLayers": 1, "visionHeads": 2, "width": 16, "layers": 1,
