@@ -17,29 +17,29 @@ public enum RunReport {
 
     /// The HTML page.
     public static func html(_ runs: [Run], maxImageEpochs: Int = 8) throws -> String {
-        var body = "<h1>DiffusionRL report</h1>\n<table class=runs><tr><th>run</th><th>file</th><th>epochs</th><th>commit</th><th>seed</th><th>started</th></tr>\n"
-        for (index, run) in runs.enumerated() {
-            let a = run.reader.attributes
-            body += "<tr><td><span class=swatch style='background:\(color(index))'></span>\(escape(run.name))</td><td>\(escape(run.reader.url.lastPathComponent))</td>"
-                + "<td>\(try run.reader.epochs())</td><td>\(escape(String((a["git_commit"] ?? "").prefix(10))))</td>"
-                + "<td>\(escape(a["seed"] ?? ""))</td><td>\(escape(a["start_time"] ?? ""))</td></tr>\n"
-        }
-        body += "</table>\n"
         // Metrics: the union of the runs' declarations, in first-seen order.
         var specs: [MetricSpec] = []
         for run in runs { for spec in run.reader.metricSpecs where !specs.contains(where: { $0.name == spec.name }) { specs.append(spec) } }
         let names = specs.map(\.name)
-        // Per-step KL is one chart per run below, not a chart per step.
+        var body = "<h1>DiffusionRL report</h1>\n" + (try summary(runs, specs: specs))
+        // Per-step KL is one chart per run below, not a chart per step; the curves that matter come
+        // first (rewards smoothed with a band, gold, KL, evaluations), the rest folded at the end.
         let stepKL = specs.filter { $0.kind == .klStep && $0.step != nil }
-        body += "<h2>Metrics</h2>\n<div class=charts>\n"
-        for name in names where !stepKL.contains(where: { $0.name == name }) {
+        let key = specs.filter { [.reward, .proxy, .gold, .kl, .evaluation].contains($0.kind) }
+        func chart(_ spec: MetricSpec) throws -> String {
+            let smoothed = [.reward, .proxy, .gold].contains(spec.kind)
             let series = try runs.enumerated().compactMap { index, run -> Series? in
-                guard run.reader.metricNames.contains(name) else { return nil }
-                let values = try run.reader.metric(name)
-                return Series(label: run.name, color: color(index), points: values.enumerated().map { (Double($0.offset), $0.element) })
+                guard run.reader.metricNames.contains(spec.name) else { return nil }
+                var values = try run.reader.metric(spec.name).enumerated().map { (Double($0.offset), $0.element) }
+                // Evaluations are logged every few epochs: join their points instead of leaving dots.
+                if spec.kind == .evaluation { values = values.filter { $0.1.isFinite } }
+                return Series(label: run.name, color: color(index), points: values, smoothed: smoothed)
             }
-            body += lineChart(title: name, xLabel: "epoch", integerX: true, series: series) + "\n"
+            return lineChart(title: spec.name + (smoothed ? " (thin: per epoch; thick: mean of 5; band: ± their s.d.)" : ""),
+                             xLabel: "epoch", integerX: true, series: series)
         }
+        body += "<h2>Curves</h2>\n<div class=charts>\n"
+        for spec in key { body += try chart(spec) + "\n" }
         body += "</div>\n"
         // Reward against √KL, for every reward-like metric when the run logs a KL.
         if let klName = specs.first(where: { $0.kind == .kl })?.name {
@@ -117,10 +117,19 @@ public enum RunReport {
             body += "</table>\n"
         }
         if !anyEvent { body += "<p>No events.</p>\n" }
+        let rest = specs.filter { spec in !key.contains(spec) && !stepKL.contains(spec) }
+        if !rest.isEmpty {
+            body += "<details><summary>All other metrics (\(rest.count))</summary>\n<div class=charts>\n"
+            for spec in rest { body += try chart(spec) + "\n" }
+            body += "</div></details>\n"
+        }
+        body += try identity(runs)
         return """
         <!doctype html>
         <html lang=en><head><meta charset=utf-8><title>DiffusionRL report</title>
         <style>
+        details { margin-top: 24px; } summary { font-size: 16px; font-weight: 600; cursor: pointer; }
+        table.summary td { vertical-align: top; }
         body { font: 14px/1.4 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px; color: #222; }
         h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; } h3 { font-size: 14px; margin: 12px 0 4px; }
         table { border-collapse: collapse; } td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }
@@ -141,6 +150,85 @@ public enum RunReport {
         var color: String
         var points: [(Double, Double)]
         var scatter = false
+        /// Drawn thin, under its centered moving mean over 5 points (thick) and a ± s.d. band.
+        var smoothed = false
+    }
+
+    /// What ran, first: per run its epochs, minutes, the training reward at the start and the end
+    /// (means of the first and last 5 epochs), each evaluation's first and last value, the last KL,
+    /// and its guard, stop and skip events.
+    static func summary(_ runs: [Run], specs: [MetricSpec]) throws -> String {
+        var html = "<table class=summary><tr><th>run</th><th>epochs</th><th>minutes</th><th>reward: start → end</th>"
+            + "<th>evaluations: first → last</th><th>KL, last</th><th>events</th></tr>\n"
+        for (index, run) in runs.enumerated() {
+            let reader = run.reader
+            func finite(_ name: String) throws -> [Double] { reader.metricNames.contains(name) ? try reader.metric(name).filter(\.isFinite) : [] }
+            let declared = reader.metricSpecs
+            let seconds = try declared.first { $0.name == "seconds" }.map { try finite($0.name).reduce(0, +) }
+            let rewardName = declared.first { $0.kind == .reward }?.name
+            let reward = try rewardName.map { try finite($0) } ?? []
+            func mean(_ v: ArraySlice<Double>) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }
+            var evaluations: [String] = []
+            for spec in declared where spec.kind == .evaluation {
+                let values = try finite(spec.name)
+                guard let first = values.first, let last = values.last else { continue }
+                evaluations.append("\(escape(spec.name)) \(short(first)) → \(short(last))")
+            }
+            let kl = try declared.first { $0.kind == .kl }.map { try finite($0.name).last } ?? nil
+            let events = try reader.events()
+            var counts: [String] = []
+            for kind in ["guard", "stopped", "skipped"] {
+                let n = events.filter { $0.kind == kind }.count
+                if n > 0 { counts.append("\(n) \(kind)") }
+            }
+            html += "<tr><td><span class=swatch style='background:\(color(index))'></span>\(escape(run.name))</td><td>\(try reader.epochs())</td>"
+                + "<td>\(seconds.map { String(format: "%.1f", $0 / 60) } ?? "–")</td>"
+                + "<td>\(rewardName.map { "\(escape($0)) \(short(mean(reward.prefix(5)))) → \(short(mean(reward.suffix(5))))" } ?? "–")</td>"
+                + "<td>\(evaluations.isEmpty ? "–" : evaluations.joined(separator: "<br>"))</td><td>\(kl.map(short) ?? "–")</td>"
+                + "<td>\(counts.isEmpty ? "–" : counts.joined(separator: ", "))</td></tr>\n"
+        }
+        return html + "</table>\n"
+    }
+
+    /// The runs' identity (file, commit, seed, start), at the foot of the page.
+    static func identity(_ runs: [Run]) throws -> String {
+        var html = "<h2>Runs</h2>\n<table class=runs><tr><th>run</th><th>file</th><th>epochs</th><th>commit</th><th>seed</th><th>started</th></tr>\n"
+        for (index, run) in runs.enumerated() {
+            let a = run.reader.attributes
+            html += "<tr><td><span class=swatch style='background:\(color(index))'></span>\(escape(run.name))</td><td>\(escape(run.reader.url.lastPathComponent))</td>"
+                + "<td>\(try run.reader.epochs())</td><td>\(escape(String((a["git_commit"] ?? "").prefix(10))))</td>"
+                + "<td>\(escape(a["seed"] ?? ""))</td><td>\(escape(a["start_time"] ?? ""))</td></tr>\n"
+        }
+        return html + "</table>\n"
+    }
+
+    /// The centered moving mean and standard deviation over `radius` points each side (finite points only).
+    static func movingMean(_ points: [(Double, Double)], radius: Int = 2) -> [(x: Double, mean: Double, sd: Double)] {
+        let finite = points.filter { $0.0.isFinite && $0.1.isFinite }
+        return finite.indices.map { i in
+            let window = finite[max(0, i - radius)...min(finite.count - 1, i + radius)].map(\.1)
+            let mean = window.reduce(0, +) / Double(window.count)
+            let variance = window.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(window.count)
+            return (finite[i].0, mean, variance.squareRoot())
+        }
+    }
+
+    /// Ticks at round numbers (1, 2 or 5 × 10ᵏ apart) covering [low, high], with the decimals
+    /// they need, so that neighbouring labels never read the same.
+    static func ticks(_ low: Double, _ high: Double, count: Int = 5) -> [(value: Double, label: String)] {
+        // At most `count` intervals, at the finest round step that allows it.
+        let raw = (high - low) / Double(max(count - 1, 1))
+        guard raw > 0, raw.isFinite else { return [(low, short(low))] }
+        let magnitude = pow(10, (log10(raw)).rounded(.down))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { (high - low) / $0 <= Double(count) + 1e-9 } ?? 10 * magnitude
+        let decimals = max(0, -Int((log10(step)).rounded(.down)))
+        var values: [Double] = []
+        var v = (low / step).rounded(.up) * step
+        while v <= high + step * 1e-9 { values.append(v); v += step }
+        return values.map { value in
+            let magnitudeOK = Swift.abs(value) < 1e5 && decimals <= 6
+            return (value, magnitudeOK ? String(format: "%.\(decimals)f", value == 0 ? 0 : value) : String(format: "%.2e", value))
+        }
     }
 
     static func color(_ index: Int) -> String { palette[index % palette.count] }
@@ -158,23 +246,39 @@ public enum RunReport {
         var (y0, y1) = (finite.map(\.1).min()!, finite.map(\.1).max()!)
         if x1 == x0 { x0 -= 0.5; x1 += 0.5 }
         if y1 == y0 { y0 -= 0.5; y1 += 0.5 }
+        let nonNegative = finite.allSatisfy { $0.1 >= 0 }
         let pad = (y1 - y0) * 0.05
         y0 -= pad; y1 += pad
+        // A quantity that cannot be negative (a KL, a rate) gets no negative axis.
+        if nonNegative { y0 = Swift.max(y0, 0) }
         func px(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * (width - left - right) }
         func py(_ y: Double) -> Double { height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom) }
-        for i in 0...4 {
-            let yValue = y0 + (y1 - y0) * Double(i) / 4, y = py(yValue)
+        for tick in ticks(y0, y1) {
+            let y = py(tick.value)
             svg += "<line x1='\(left)' x2='\(width - right)' y1='\(f(y))' y2='\(f(y))' stroke='#eee'/>"
-            svg += "<text x='\(left - 4)' y='\(f(y + 4))' text-anchor='end'>\(short(yValue))</text>"
-            let xValue = x0 + (x1 - x0) * Double(i) / 4
-            let xText = integerX ? String(Int(xValue.rounded())) : short(xValue)
-            svg += "<text x='\(f(px(integerX ? xValue.rounded() : xValue)))' y='\(height - bottom + 14)' text-anchor='middle'>\(xText)</text>"
+            svg += "<text x='\(left - 4)' y='\(f(y + 4))' text-anchor='end'>\(tick.label)</text>"
+        }
+        for tick in ticks(x0, x1) where !integerX || tick.value == tick.value.rounded() {
+            svg += "<text x='\(f(px(tick.value)))' y='\(height - bottom + 14)' text-anchor='middle'>\(tick.label)</text>"
         }
         svg += "<text x='\(f((left + width - right) / 2))' y='\(height - 6)' text-anchor='middle'>\(escape(xLabel))</text>"
         for s in series {
             if s.scatter {
                 for (x, y) in s.points where x.isFinite && y.isFinite {
                     svg += "<circle cx='\(f(px(x)))' cy='\(f(py(y)))' r='2.5' fill='\(s.color)' fill-opacity='0.8'/>"
+                }
+            } else if s.smoothed {
+                let smooth = movingMean(s.points)
+                if smooth.count > 1 {
+                    let upper = smooth.map { "\(f(px($0.x))),\(f(py($0.mean + $0.sd)))" }
+                    let lower = smooth.reversed().map { "\(f(px($0.x))),\(f(py($0.mean - $0.sd)))" }
+                    svg += "<polygon fill='\(s.color)' fill-opacity='0.15' stroke='none' points='\((upper + lower).joined(separator: " "))'/>"
+                    svg += "<polyline fill='none' stroke='\(s.color)' stroke-width='0.8' stroke-opacity='0.6' points='"
+                        + s.points.filter { $0.0.isFinite && $0.1.isFinite }.map { "\(f(px($0.0))),\(f(py($0.1)))" }.joined(separator: " ") + "'/>"
+                    svg += "<polyline fill='none' stroke='\(s.color)' stroke-width='2.2' points='"
+                        + smooth.map { "\(f(px($0.x))),\(f(py($0.mean)))" }.joined(separator: " ") + "'/>"
+                } else if let point = smooth.first {
+                    svg += "<circle cx='\(f(px(point.x)))' cy='\(f(py(point.mean)))' r='2' fill='\(s.color)'/>"
                 }
             } else {
                 var segment: [String] = []

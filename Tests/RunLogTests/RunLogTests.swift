@@ -231,6 +231,37 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(try RunLogReader(url: url).metricSpecs, specs, "the declarations round-trip")
     }
 
+    /// Tick labels at round numbers never repeat, even over a narrow range; a non-negative series
+    /// gets no negative axis; the page opens with a summary and folds the secondary metrics.
+    func testReadableTicksSummaryAndFolding() throws {
+        let narrow = RunReport.ticks(0.9995, 1.0005)
+        XCTAssertEqual(Set(narrow.map(\.label)).count, narrow.count, "\(narrow)")
+        XCTAssertGreaterThanOrEqual(narrow.count, 3)
+        XCTAssertEqual(RunReport.ticks(0, 100).map(\.label), ["0", "20", "40", "60", "80", "100"])
+        XCTAssertEqual(RunReport.ticks(0, 1).map(\.label), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"])
+        let url = temporaryRun()
+        let layout = RunLayout(metrics: [MetricSpec("reward_mean", better: .higher, kind: .reward), MetricSpec("kl_mean", better: .lower, kind: .kl),
+                                         MetricSpec("grad_norm"), MetricSpec("seconds", better: .lower)])
+        let writer = try RunLogWriter(url: url, layout: layout, info: info)
+        for epoch in 0..<10 {
+            try writer.record("reward_mean", Double(epoch))
+            try writer.record("kl_mean", Double(epoch) * 0.01)
+            try writer.record("grad_norm", 1)
+            try writer.record("seconds", 60)
+            try writer.endEpoch()
+        }
+        try writer.event(epoch: 9, kind: "guard", "warning: something")
+        try writer.close()
+        let html = try RunReport.html([RunReport.Run(name: "run", reader: try RunLogReader(url: url))])
+        XCTAssertLessThan(html.range(of: "class=summary")!.lowerBound, html.range(of: "<h2>Curves")!.lowerBound, "the summary comes first")
+        XCTAssertTrue(html.contains("<td>10.0</td>"), "ten minutes")
+        XCTAssertTrue(html.contains("reward_mean 2 → 7"), "means of the first and last five epochs")
+        XCTAssertTrue(html.contains("1 guard"))
+        XCTAssertTrue(html.contains("<details><summary>All other metrics (2)</summary>"), "grad_norm and seconds folded")
+        XCTAssertFalse(html.contains(">-0.0"), "no negative KL axis")
+        XCTAssertTrue(html.contains("fill-opacity='0.15'"), "the reward's band")
+    }
+
     /// A run with a learned proxy reward gets a gold-against-proxy scatter per proxy metric declared with a gold score.
     func testReportChartsProxyAgainstGold() throws {
         let url = temporaryRun()
