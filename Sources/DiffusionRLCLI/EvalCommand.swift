@@ -25,16 +25,11 @@ enum EvalCommand {
             .text("prompts", "validation|heldout|FILE", default: "validation", "a split's fixed prompts, or a prompt file"),
             .integer("n-prompts", default: 64, minimum: 1, "prompts (distinct captions)"),
             .integer("images-per-prompt", default: 4, minimum: 1, "images per prompt"),
-            .integer("steps", default: 20, minimum: 1, "DDIM steps"),
-            .number("eta", default: 1, minimum: 0, "DDIM η (0 deterministic, 1 DDPM-like)"),
-            .number("guidance", default: 5, minimum: 0, "classifier-free guidance scale"),
-            .integer("seed", default: 0, minimum: 0, "noise seed (the same for both models)"),
             .integer("best-of", default: 1, minimum: 1, "keep the best of N candidates per image (with --compare: for DIR2 only)"),
             .text("select-by", "PERSPECTIVE[,...]", "what ranks the candidates: a gold perspective (alignment, fidelity, …; the oracle), "
                   + "or with --reward-model proxy_<head> or proxy_textnorm_<head>; several (without --compare) share one round of candidates"),
             .text("reward-model", "DIR", "a trained reward model whose heads --select-by may name"),
-            .threads, .json,
-        ], run: run)
+        ] + SamplingOptions.options + [.threads, .json], run: run)
 
     static let vaeCommand = Command("eval-vae", summary: "whether the judge still reads the VAE's reconstructions", description: """
         Passes N rendered validation scenes (a fifth with the hazard mark) through the model's VAE
@@ -63,11 +58,7 @@ enum EvalCommand {
         let modelPath = args.string("model")!
         let (prompts, label) = try evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
         Threads.set(args.int("threads")!)
-        var settings = SamplingSettings()
-        settings.steps = args.int("steps")!
-        settings.seed = UInt64(args.int("seed")!)
-        settings.eta = args.double("eta")!
-        settings.guidance = args.double("guidance")!
+        let settings = SamplingOptions.settings(args)
         let selections = try bestOfSelections(args)
         if !selections.isEmpty && !args.given("compare") {
             // Best-of-N by each selector against plain sampling of the same model, from one round of candidates.

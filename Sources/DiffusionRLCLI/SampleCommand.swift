@@ -12,20 +12,11 @@ enum SampleCommand {
             .text("prompt", "\"...\"", required: true, "the caption"),
             .text("out", "grid.png", required: true, "the grid PNG to write"),
             .integer("n", default: 16, minimum: 1, "images"),
-            .integer("steps", default: 20, minimum: 1, "DDIM steps"),
-            .number("eta", default: 1, minimum: 0, "DDIM η"),
-            .number("guidance", default: 5, minimum: 0, "classifier-free guidance scale"),
-            .integer("seed", default: 0, minimum: 0, "noise seed"),
-            .threads,
-        ], run: run)
+        ] + SamplingOptions.options + [.threads], run: run)
 
     static func run(_ args: ParsedArguments) throws {
         Threads.set(args.int("threads")!)
-        var settings = SamplingSettings()
-        settings.steps = args.int("steps")!
-        settings.seed = UInt64(args.int("seed")!)
-        settings.eta = args.double("eta")!
-        settings.guidance = args.double("guidance")!
+        let settings = SamplingOptions.settings(args)
         let n = args.int("n")!, prompt = args.string("prompt")!, out = args.string("out")!
         let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: args.string("model")!))
         let images = try model.generate([String](repeating: prompt, count: n), settings: settings)

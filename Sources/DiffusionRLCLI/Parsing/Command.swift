@@ -166,13 +166,15 @@ struct Command {
             rows.append(("-h, --help", "print this help and exit"))
             lines += ["", "options:"]
             let width = min(rows.map(\.0.count).max()! + 2, 30)
+            let indent = String(repeating: " ", count: width + 2)
             for (left, right) in rows {
+                var text = wrapped(right, width: max(40, 100 - width - 2))
                 if left.count + 2 > width {
                     lines.append("  " + left)
-                    lines.append("  " + String(repeating: " ", count: width) + right)
                 } else {
-                    lines.append("  " + left.padding(toLength: width, withPad: " ", startingAt: 0) + right)
+                    lines.append("  " + left.padding(toLength: width, withPad: " ", startingAt: 0) + text.removeFirst())
                 }
+                lines += text.map { indent + $0 }
             }
         }
         return lines.joined(separator: "\n")
