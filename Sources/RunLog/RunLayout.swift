@@ -105,20 +105,7 @@ extension RunInfo {
     /// The identity of a run started now by this process: the command line, the git commit of
     /// the working directory (or "unknown"), host, versions and start time.
     public static func current(config: String, seed: Int64) -> RunInfo {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["git", "rev-parse", "HEAD"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        var commit = "unknown"
-        if (try? process.run()) != nil {
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            if process.terminationStatus == 0 {
-                commit = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-        }
+        let commit = checkedOutCommit(in: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)) ?? "unknown"
         var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
         _ = H5get_libversion(&major, &minor, &release)
         let formatter = ISO8601DateFormatter()
@@ -126,4 +113,49 @@ extension RunInfo {
                        versions: "diffusion-rl 0.1; HDF5 \(major).\(minor).\(release)",
                        host: ProcessInfo.processInfo.hostName, startTime: formatter.string(from: Date()))
     }
+}
+
+/// The commit checked out in the git work tree at or above `directory`, read from `.git` itself
+/// (HEAD, the ref it names, or packed-refs) — no `git` process; nil outside a repository.
+public func checkedOutCommit(in directory: URL) -> String? {
+    var folder = directory.standardizedFileURL
+    while true {
+        var gitDirectory = folder.appendingPathComponent(".git")
+        // A worktree or submodule has a `.git` file: "gitdir: PATH".
+        if let text = try? String(contentsOf: gitDirectory, encoding: .utf8), text.hasPrefix("gitdir:") {
+            let path = text.dropFirst("gitdir:".count).trimmingCharacters(in: .whitespacesAndNewlines)
+            gitDirectory = path.hasPrefix("/") ? URL(fileURLWithPath: path) : folder.appendingPathComponent(path)
+        }
+        if let head = try? String(contentsOf: gitDirectory.appendingPathComponent("HEAD"), encoding: .utf8) {
+            let line = head.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard line.hasPrefix("ref:") else { return isCommitHash(line) ? line : nil }
+            let ref = line.dropFirst("ref:".count).trimmingCharacters(in: .whitespaces)
+            // A linked worktree keeps its refs in the common directory.
+            var common = gitDirectory
+            if let path = try? String(contentsOf: gitDirectory.appendingPathComponent("commondir"), encoding: .utf8) {
+                let trimmed = path.trimmingCharacters(in: .whitespacesAndNewlines)
+                common = trimmed.hasPrefix("/") ? URL(fileURLWithPath: trimmed) : gitDirectory.appendingPathComponent(trimmed)
+            }
+            for base in [gitDirectory, common] {
+                if let value = try? String(contentsOf: base.appendingPathComponent(ref), encoding: .utf8) {
+                    let hash = value.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if isCommitHash(hash) { return hash }
+                }
+                if let packed = try? String(contentsOf: base.appendingPathComponent("packed-refs"), encoding: .utf8) {
+                    for entry in packed.split(separator: "\n") where entry.hasSuffix(" " + ref) {
+                        let hash = String(entry.prefix { $0 != " " })
+                        if isCommitHash(hash) { return hash }
+                    }
+                }
+            }
+            return nil
+        }
+        let parent = folder.deletingLastPathComponent()
+        if parent.path == folder.path { return nil }
+        folder = parent
+    }
+}
+
+private func isCommitHash(_ text: String) -> Bool {
+    (text.count == 40 || text.count == 64) && text.allSatisfy(\.isHexDigit)
 }

@@ -291,4 +291,27 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(layout.metrics[1].better, .neither)
         XCTAssertEqual(layout.metrics[1].kind, .other)
     }
+
+    /// The commit is read from `.git` itself: a loose ref, a packed ref, a detached HEAD, a
+    /// worktree's `.git` file — from the work tree or a folder below it; nil outside a repository.
+    func testCheckedOutCommitWithoutGit() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("git-\(UUID())")
+        let git = root.appendingPathComponent(".git"), below = root.appendingPathComponent("a/b")
+        try FileManager.default.createDirectory(at: git.appendingPathComponent("refs/heads"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: below, withIntermediateDirectories: true)
+        let loose = String(repeating: "a1", count: 20), packed = String(repeating: "b2", count: 20), detached = String(repeating: "c3", count: 20)
+        try "ref: refs/heads/main\n".write(to: git.appendingPathComponent("HEAD"), atomically: true, encoding: .utf8)
+        try "\(loose)\n".write(to: git.appendingPathComponent("refs/heads/main"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(checkedOutCommit(in: below), loose)
+        try FileManager.default.removeItem(at: git.appendingPathComponent("refs/heads/main"))
+        try "# pack-refs with: peeled\n\(packed) refs/heads/main\n".write(to: git.appendingPathComponent("packed-refs"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(checkedOutCommit(in: root), packed)
+        try "\(detached)\n".write(to: git.appendingPathComponent("HEAD"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(checkedOutCommit(in: root), detached)
+        let worktree = FileManager.default.temporaryDirectory.appendingPathComponent("worktree-\(UUID())")
+        try FileManager.default.createDirectory(at: worktree, withIntermediateDirectories: true)
+        try "gitdir: \(git.path)\n".write(to: worktree.appendingPathComponent(".git"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(checkedOutCommit(in: worktree), detached)
+        XCTAssertNil(checkedOutCommit(in: URL(fileURLWithPath: "/")))
+    }
 }
