@@ -55,7 +55,7 @@ enum DemoCommand {
             .write(to: output.appendingPathComponent("report-prompts.txt"), atomically: true, encoding: .utf8)
         var settings = SamplingSettings()
         settings.seed = 0
-        var reports: [GoldEvaluation.Report] = []
+        var reports: [GoldEvaluation.Report] = [], grids: [(caption: String, image: RGBImage)] = []
         for (name, path) in [("before", config.model), ("after", output.appendingPathComponent("model").path)] {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
             var firsts: [RGBImage] = [], seen = 0
@@ -65,9 +65,12 @@ enum DemoCommand {
             }, collect: { _, images in
                 for image in images { if seen % 4 == 0 && firsts.count < 32 { firsts.append(image) }; seen += 1 }
             }))
-            try PNG.write(imageGrid(firsts, columns: 8), to: output.appendingPathComponent("\(name).png"))
+            let grid = imageGrid(firsts, columns: 8)
+            try PNG.write(grid, to: output.appendingPathComponent("\(name).png"))
+            grids.append((caption: "\(name): the first image of the first 32 report captions (row by row), the same seeds before and after", image: grid))
         }
         let difference = try reports[0].difference(reports[1])
+        var table = [["gold perspective", "before", "after", "change (paired)", "SEs"]]
         print("demo: gold judge on \(prompts.count) report captions × 4 images (validation captions not trained on), "
               + "the same seeds before and after; errors clustered by prompt")
         for name in perspectives {
@@ -75,10 +78,16 @@ enum DemoCommand {
             print(String(format: "demo: %@ before %.3f ± %.3f, after %.3f ± %.3f, change %+.3f ± %.3f (%+.1f SE)",
                          name.padding(toLength: 17, withPad: " ", startingAt: 0), a.mean, a.standardError, b.mean, b.standardError,
                          d.mean, d.standardError, d.standardError > 0 ? d.mean / d.standardError : 0))
+            table.append([name, String(format: "%.3f ± %.3f", a.mean, a.standardError), String(format: "%.3f ± %.3f", b.mean, b.standardError),
+                          String(format: "%+.3f ± %.3f", d.mean, d.standardError), String(format: "%+.1f", d.standardError > 0 ? d.mean / d.standardError : 0)])
         }
         let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
         let report = output.appendingPathComponent("report.html")
-        try RunReport.html([RunReport.Run(name: output.lastPathComponent, reader: reader)]).write(to: report, atomically: true, encoding: .utf8)
+        let sections = [RunReport.Section(title: "Gold judge on \(prompts.count) report captions × 4 images, before and after (errors clustered by prompt)",
+                                          table: table),
+                        RunReport.Section(title: "Before and after, the same seeds", images: grids)]
+        try RunReport.html([RunReport.Run(name: output.lastPathComponent, reader: reader)], sections: sections)
+            .write(to: report, atomically: true, encoding: .utf8)
         print(String(format: "demo: wrote %@, %@ and before.png / after.png in %.1f minutes", reader.url.path, report.path,
                      Date().timeIntervalSince(start) / 60))
     }

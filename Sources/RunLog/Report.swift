@@ -15,13 +15,42 @@ public enum RunReport {
 
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 
+    /// A result the caller adds after the summary: a table (first row the header) and images with
+    /// captions, e.g. a model before and after fine-tuning on the same seeds.
+    public struct Section {
+        public var title: String
+        public var table: [[String]]
+        public var images: [(caption: String, image: RGBImage)]
+        public init(title: String, table: [[String]] = [], images: [(caption: String, image: RGBImage)] = []) {
+            self.title = title
+            self.table = table
+            self.images = images
+        }
+    }
+
     /// The HTML page.
-    public static func html(_ runs: [Run], maxImageEpochs: Int = 8) throws -> String {
+    public static func html(_ runs: [Run], maxImageEpochs: Int = 8, sections: [Section] = []) throws -> String {
         // Metrics: the union of the runs' declarations, in first-seen order.
         var specs: [MetricSpec] = []
         for run in runs { for spec in run.reader.metricSpecs where !specs.contains(where: { $0.name == spec.name }) { specs.append(spec) } }
         let names = specs.map(\.name)
         var body = "<h1>DiffusionRL report</h1>\n" + (try summary(runs, specs: specs))
+        for section in sections {
+            body += "<h2>\(escape(section.title))</h2>\n"
+            if let header = section.table.first {
+                body += "<table class=results><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>\n"
+                for row in section.table.dropFirst() { body += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n" }
+                body += "</table>\n"
+            }
+            if !section.images.isEmpty {
+                body += "<div class=grid>\n"
+                for (caption, image) in section.images {
+                    body += "<figure class=wide><img class=wide alt='\(escape(caption))' src='data:image/png;base64,\(PNG.encode(image).base64EncodedString())'>"
+                        + "<figcaption>\(escape(caption))</figcaption></figure>\n"
+                }
+                body += "</div>\n"
+            }
+        }
         // Per-step KL is one chart per run below, not a chart per step; the curves that matter come
         // first (rewards smoothed with a band, gold, KL, evaluations), the rest folded at the end.
         let stepKL = specs.filter { $0.kind == .klStep && $0.step != nil }
@@ -139,6 +168,8 @@ public enum RunReport {
         section.epoch { display: inline-block; vertical-align: top; margin: 0 18px 8px 0; max-width: 460px; }
         figure { margin: 0; width: 104px; } figcaption { font-size: 11px; color: #555; }
         img { width: 96px; height: 96px; image-rendering: pixelated; border: 1px solid #ccc; }
+        figure.wide { width: auto; } img.wide { width: auto; height: auto; max-width: 560px; }
+        table.results td:not(:first-child) { text-align: right; font-variant-numeric: tabular-nums; }
         svg text { font-size: 11px; fill: #333; }
         </style></head><body>
         \(body)</body></html>

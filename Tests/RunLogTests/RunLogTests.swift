@@ -260,6 +260,14 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(html.contains("<details><summary>All other metrics (2)</summary>"), "grad_norm and seconds folded")
         XCTAssertFalse(html.contains(">-0.0"), "no negative KL axis")
         XCTAssertTrue(html.contains("fill-opacity='0.15'"), "the reward's band")
+        // A caller's results (a table and before/after images) come right after the summary.
+        let section = RunReport.Section(title: "Before & after", table: [["score", "change"], ["alignment", "+0.05"]],
+                                        images: [(caption: "before", image: RGBImage(width: 4, height: 4, fill: [0, 0, 255]))])
+        let withSection = try RunReport.html([RunReport.Run(name: "run", reader: try RunLogReader(url: url))], sections: [section])
+        XCTAssertTrue(withSection.contains("<h2>Before &amp; after</h2>"))
+        XCTAssertTrue(withSection.contains("<td>alignment</td><td>+0.05</td>"))
+        XCTAssertLessThan(withSection.range(of: "Before &amp; after")!.lowerBound, withSection.range(of: "<h2>Curves")!.lowerBound)
+        XCTAssertEqual(withSection.components(separatedBy: "data:image/png;base64,").count - 1, 1)
     }
 
     /// A run with a learned proxy reward gets a gold-against-proxy scatter per proxy metric declared with a gold score.
