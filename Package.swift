@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
-        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel"], swiftSettings: kernelFlags),
+        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )
