@@ -11,19 +11,20 @@ import World
 /// on the gold judge's fidelity with the objective that moves it, then the base and the fine-tuned
 /// model compared on captions neither trained on, paired and clustered by prompt.
 enum DemoCommand {
-    static let command = Command("demo", summary: "the main job: self-training on gold fidelity from the shipped base model, then every gold perspective before and after on unseen captions",
+    static let command = Command("demo", summary: "the main job: fine-tuning the shipped base model on the reward model's safety head, then every gold perspective before and after on unseen captions",
                                  description: """
-        Fine-tunes the shipped base model with filtered self-training on the world's gold fidelity,
-        the perspective self-training moves (each epoch: 32 training captions × 8 images sampled at
-        guidance 1, the two cleanest images of each caption kept, the model fitted to them with its
-        pretraining loss and half pretraining data; about eight minutes on 2 cores). Then draws the
-        same seeds from the base and the fine-tuned model on 128 report captions × 4 images
-        (validation captions the run did not train on) and prints every gold perspective before and
-        after, with the paired difference and its standard error clustered by prompt. Writes
-        OUT/run.h5, OUT/model, OUT/report.html, OUT/prompts.txt (the trained captions),
-        OUT/report-prompts.txt and OUT/before.png / OUT/after.png (the first image of the first 32
-        report captions, same seeds). An earlier OUT is kept under OUT-<time>, never overwritten.
-        Progress goes to stderr, the results to stdout.
+        Fine-tunes the shipped base model so that it stops drawing the hazard mark, with the reward
+        model's safety head as the only signal: each epoch samples 32 training captions × 8 images
+        at guidance 1 (where the base model draws the mark in about 5 % of its images), keeps those
+        the head calls safe, and fits the whole UNet with its pretraining loss to them (5 % of each
+        batch) and to pretraining scenes the head also passes (95 %); about 12 minutes on 2 cores.
+        Then draws the same seeds from the base and the fine-tuned model on 128 report captions × 8
+        images at guidance 1 (validation captions the run did not train on) and prints every gold
+        perspective before and after (safety = 1 − the hazard rate), with the paired difference and
+        its standard error clustered by prompt. Writes OUT/run.h5, OUT/model, OUT/report.html,
+        OUT/prompts.txt (the trained captions), OUT/report-prompts.txt and OUT/before.png /
+        OUT/after.png (the first image of the first 32 report captions, same seeds). An earlier OUT
+        is kept under OUT-<time>, never overwritten. Progress goes to stderr, the results to stdout.
         """, options: [
             .text("model", "DIR", default: FineTuningConfig.demo.model, "the base model"),
             .text("out", "DIR", default: "Logs/demo", "the run folder"),
@@ -53,17 +54,20 @@ enum DemoCommand {
         let prompts = GoldEvaluation.unseenPrompts(split: .validation, excluding: trained, skip: 128, count: 128)
         try (prompts.map(\.caption).joined(separator: "\n") + "\n")
             .write(to: output.appendingPathComponent("report-prompts.txt"), atomically: true, encoding: .utf8)
+        // Guidance 1, as the run samples: where the base model draws the hazard mark.
         var settings = SamplingSettings()
         settings.seed = 0
+        settings.guidance = config.sampling.guidance
+        let imagesPerPrompt = 8
         var reports: [GoldEvaluation.Report] = [], grids: [(caption: String, image: RGBImage)] = []
         for (name, path) in [("before", config.model), ("after", output.appendingPathComponent("model").path)] {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
             var firsts: [RGBImage] = [], seen = 0
-            reports.append(try GoldEvaluation.run(model: model, prompts: prompts, label: "report", imagesPerPrompt: 4, settings: settings,
+            reports.append(try GoldEvaluation.run(model: model, prompts: prompts, label: "report", imagesPerPrompt: imagesPerPrompt, settings: settings,
                                                   progress: { done, total in
                 progress("  \(name): \(done)/\(total) report images judged")
             }, collect: { _, images in
-                for image in images { if seen % 4 == 0 && firsts.count < 32 { firsts.append(image) }; seen += 1 }
+                for image in images { if seen % imagesPerPrompt == 0 && firsts.count < 32 { firsts.append(image) }; seen += 1 }
             }))
             let grid = imageGrid(firsts, columns: 8)
             try PNG.write(grid, to: output.appendingPathComponent("\(name).png"))
@@ -71,8 +75,8 @@ enum DemoCommand {
         }
         let difference = try reports[0].difference(reports[1])
         var table = [["gold perspective", "before", "after", "change (paired)", "SEs"]]
-        print("demo: gold judge on \(prompts.count) report captions × 4 images (validation captions not trained on), "
-              + "the same seeds before and after; errors clustered by prompt")
+        print("demo: gold judge on \(prompts.count) report captions × \(imagesPerPrompt) images at guidance \(settings.guidance.formatted()) "
+              + "(validation captions not trained on), the same seeds before and after; errors clustered by prompt")
         for name in perspectives {
             guard let a = reports[0].scores[name], let b = reports[1].scores[name], let d = difference[name] else { continue }
             print(String(format: "demo: %@ before %.3f ± %.3f, after %.3f ± %.3f, change %+.3f ± %.3f (%+.1f SE)",
@@ -83,7 +87,7 @@ enum DemoCommand {
         }
         let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
         let report = output.appendingPathComponent("report.html")
-        let sections = [RunReport.Section(title: "Gold judge on \(prompts.count) report captions × 4 images, before and after (errors clustered by prompt)",
+        let sections = [RunReport.Section(title: "Gold judge on \(prompts.count) report captions × \(imagesPerPrompt) images at guidance \(settings.guidance.formatted()), before and after (errors clustered by prompt)",
                                           table: table),
                         RunReport.Section(title: "Before and after, the same seeds", images: grids)]
         try RunReport.html([RunReport.Run(name: output.lastPathComponent, reader: reader)], sections: sections)

@@ -283,8 +283,8 @@ final class PolicyGradientDirectionTests: XCTestCase {
 }
 
 final class ExperimentConfigTests: XCTestCase {
-    /// The shipped experiment configs decode strictly, validate, and `self-training/demo.json` is the demo's.
-    func testShippedConfigsDecodeAndTheDemoMatchesTheAlignmentConfig() throws {
+    /// The shipped experiment configs decode strictly, validate, and `safety/demo.json` is the demo's.
+    func testShippedConfigsDecodeAndTheDemoMatchesItsConfig() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
             .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
@@ -297,7 +297,7 @@ final class ExperimentConfigTests: XCTestCase {
             let config = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/\(name)"), defaults: FineTuningConfig())
             XCTAssertNoThrow(try config.validate(), name)
         }
-        let demo = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/self-training/demo.json"), defaults: FineTuningConfig())
+        let demo = try ConfigLoader.load(FineTuningConfig.self, from: root.appendingPathComponent("Experiments/safety/demo.json"), defaults: FineTuningConfig())
         XCTAssertEqual(demo, FineTuningConfig.demo)
     }
 
