@@ -29,7 +29,7 @@ enum BenchCommand {
             """, options: [
                 .text("model", "DIR", "the model (default: the config's)"),
                 .text("config", "FILE.json", "a fine-tuning config"),
-                .integer("threads", minimum: 1, "override the config's threads"), .json,
+                .threadsOverride, .json,
             ], run: ddpo),
         Command("reward", summary: "the reward model's scoring throughput", description: """
             (image, prompt) pairs per second the reward model scores without gradients at a batch size

@@ -40,7 +40,7 @@ enum FinetuneCommand {
             .flag("resume", "continue a stopped run in DIR from its last checkpoint (same config)"),
             .integer("epochs", minimum: 1, "override the config's epochs"),
             .integer("seed", minimum: 0, "override the config's seed"),
-            .integer("threads", minimum: 1, "override the config's threads"),
+            .threadsOverride,
             .integer("gradient-noise", minimum: 2, "measure the policy gradient's noise over N epochs instead of training"),
             .json,
         ], exclusive: [["force", "resume"], ["gradient-noise", "out"]],

@@ -16,11 +16,8 @@ enum PretrainCommand {
         uninterrupted run's).
         """, options: [
             .text("config", "FILE.json", "the pretraining config (default: every key's default)"),
-            .text("out", "DIR", required: true, "the run folder"),
-            .flag("force", "replace an existing run in DIR"),
-            .flag("resume", "continue a stopped run in DIR from its newest checkpoint"),
-            .integer("threads", minimum: 1, "override the config's threads"),
-        ], exclusive: [["force", "resume"]], run: run)
+            .threadsOverride,
+        ] + Option.runFolder, exclusive: [["force", "resume"]], run: run)
 
     static func run(_ args: ParsedArguments) throws {
         var config = PretrainConfig()

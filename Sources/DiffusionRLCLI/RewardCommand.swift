@@ -25,11 +25,8 @@ enum RewardCommand {
         result); --force replaces an existing run.
         """, options: [
             .text("config", "FILE.json", "the caption-pretraining config (default: every key's default)"),
-            .text("out", "DIR", required: true, "the run folder"),
-            .flag("force", "replace an existing run in DIR"),
-            .flag("resume", "continue a stopped run in DIR from its newest checkpoint"),
-            .integer("threads", minimum: 1, "override the config's threads"),
-        ], exclusive: [["force", "resume"]], run: pretrain)
+            .threadsOverride,
+        ] + Option.runFolder, exclusive: [["force", "resume"]], run: pretrain)
 
     static func pretrain(_ args: ParsedArguments) throws {
         let out = args.string("out")!
@@ -147,16 +144,13 @@ enum RewardCommand {
         logEvery, threads).
         """, options: [
             .text("config", "FILE.json", "PreferenceTrainConfig (default: every key's default)"),
-            .text("out", "DIR", required: true, "the run folder"),
             .text("decoder", "DIR", "override the config's captioning-pretrained decoder"),
             .text("data", "FILE.jsonl", "override the config's preference data"),
             .text("perspectives", "alignment,fidelity,safety,overall", "override the config's perspectives"),
             .flag("no-skip-ca", "train without SkipCA"),
             .flag("dual-encoder", "train the CLIP-style baseline instead"),
-            .flag("force", "replace an existing run in DIR"),
-            .flag("resume", "continue a stopped run in DIR from its newest checkpoint"),
-            .integer("threads", minimum: 1, "override the config's threads"),
-        ], exclusive: [["force", "resume"]], run: train)
+            .threadsOverride,
+        ] + Option.runFolder, exclusive: [["force", "resume"]], run: train)
 
     static func train(_ args: ParsedArguments) throws {
         let out = args.string("out")!

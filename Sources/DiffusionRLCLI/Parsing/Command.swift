@@ -52,6 +52,14 @@ struct Option {
 
     /// `--threads N`, which most commands take.
     static let threads = integer("threads", default: 2, minimum: 1, "threads for OpenBLAS and the engine")
+    /// A trainer's run folder: `--out DIR` (required), `--force`, `--resume` (exclusive).
+    static let runFolder: [Option] = [
+        text("out", "DIR", required: true, "the run folder"),
+        flag("force", "replace an existing run in DIR"),
+        flag("resume", "continue a stopped run in DIR from its newest checkpoint (same config)"),
+    ]
+    /// `--threads N` over a config's `threads`.
+    static let threadsOverride = integer("threads", minimum: 1, "override the config's threads")
     /// `--json`: one JSON object on stdout instead of the text.
     static let json = flag("json", "print one JSON object instead of text")
 
