@@ -41,7 +41,8 @@ public final class LLaVAReward: Module {
     /// Rewards [B, P] (P = perspectives in config order) for images [B, 3, S, S] in [−1, 1] and
     /// token ids with validity (any padding; see `MultimodalDecoder`).
     public func callAsFunction(_ images: Tensor, tokens: [[Int]], valid: [[Bool]]) throws -> Tensor {
-        try rewards(imageTokens: decoder.projectedImageTokens(images), tokens: tokens, valid: valid)
+        try checkShape(images.shape.first == tokens.count, "LLaVAReward", "images \(describe(images.shape)) for \(tokens.count) prompts")
+        return try rewards(imageTokens: decoder.projectedImageTokens(images), tokens: tokens, valid: valid)
     }
 
     /// Rewards [B, P] for image tokens already projected ([B, N, width],

@@ -67,7 +67,10 @@ public final class MultimodalDecoder: Module {
     /// Without images (nil) the text runs alone, at the positions it has after the image tokens
     /// (the dual-encoder baseline's text tower).
     public func callAsFunction(_ images: Tensor?, tokens: [[Int]], valid: [[Bool]]) throws -> MultimodalHiddenStates {
-        try decode(imageTokens: images.map(projectedImageTokens), tokens: tokens, valid: valid)
+        if let images {
+            try checkShape(images.shape.first == tokens.count, "MultimodalDecoder", "images \(describe(images.shape)) for \(tokens.count) prompts")
+        }
+        return try decode(imageTokens: images.map(projectedImageTokens), tokens: tokens, valid: valid)
     }
 
     /// The same for image tokens already projected ([B, N, width], `projectedImageTokens`), so
