@@ -85,7 +85,7 @@ public struct RunFolderError: Error, CustomStringConvertible, Equatable {
 /// What a trainer's checkpoint records in `state.json` besides its tensors. It always holds the
 /// config the run was started with, so that a resume with another config is refused.
 public protocol CheckpointState: Codable {
-    associatedtype Config: Equatable
+    associatedtype Config: Codable & Equatable
     var config: Config { get }
 }
 
@@ -98,11 +98,34 @@ extension RunFolder {
     }
 
     /// The `state.json` of `checkpoint`; refuses one written by a run with a config other than `config`.
+    /// A key the config gained after the checkpoint was written takes the value `config` gives it,
+    /// so a run stopped by an older version still resumes.
     public func readState<State: CheckpointState>(_ type: State.Type, from checkpoint: URL, expecting config: State.Config) throws -> State {
-        let state = try JSONDecoder().decode(State.self, from: Data(contentsOf: checkpoint.appendingPathComponent("state.json")))
+        let file = checkpoint.appendingPathComponent("state.json")
+        guard var object = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] else {
+            throw RunFolderError("\(file.path) is not a JSON object")
+        }
+        if let stored = object["config"] as? [String: Any],
+           let current = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any] {
+            object["config"] = RunFolder.overlay(stored, on: current)
+        }
+        let state = try JSONDecoder().decode(State.self, from: JSONSerialization.data(withJSONObject: object))
         guard state.config == config else {
             throw RunFolderError("the config differs from the one \(url.path) was started with; resume with the same config")
         }
         return state
+    }
+
+    /// `top` laid over `base`, object by object: what `top` lacks comes from `base`.
+    static func overlay(_ top: [String: Any], on base: [String: Any]) -> [String: Any] {
+        var result = base
+        for (key, value) in top {
+            if let inner = value as? [String: Any], let under = base[key] as? [String: Any] {
+                result[key] = overlay(inner, on: under)
+            } else {
+                result[key] = value
+            }
+        }
+        return result
     }
 }

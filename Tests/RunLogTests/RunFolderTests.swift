@@ -25,4 +25,21 @@ final class RunFolderTests: XCTestCase {
         _ = try RunFolder(url, start: .overwrite)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder.checkpointsURL.path), "--force starts without the old checkpoints")
     }
+
+    struct Settings: Codable, Equatable { var steps = 10; var rate = 0.5; var inner = Inner(); var added = "new" }
+    struct Inner: Codable, Equatable { var a = 1; var b = 2 }
+    struct State: CheckpointState { var epoch: Int; var config: Settings }
+
+    /// A checkpoint written before the config gained a key (here `added`, and `inner.b`) resumes,
+    /// the key taking the current value; a differing old key is still refused.
+    func testStateFromBeforeAConfigKeyExistedResumes() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("state-\(UUID())")
+        let folder = try RunFolder(url, start: .new)
+        let checkpoint = url.appendingPathComponent("checkpoints/old")
+        try FileManager.default.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+        try #"{"epoch": 3, "config": {"steps": 10, "rate": 0.5, "inner": {"a": 1}}}"#
+            .write(to: checkpoint.appendingPathComponent("state.json"), atomically: true, encoding: .utf8)
+        XCTAssertEqual(try folder.readState(State.self, from: checkpoint, expecting: Settings()).epoch, 3)
+        XCTAssertThrowsError(try folder.readState(State.self, from: checkpoint, expecting: Settings(steps: 11)))
+    }
 }
