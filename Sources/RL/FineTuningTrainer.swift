@@ -56,8 +56,6 @@ public final class FineTuningTrainer {
     public private(set) var epoch = 0
     /// What resuming had to repair or restore, for the caller to print.
     public private(set) var notes: [String] = []
-    /// β of the β·KL penalty: `kl.beta`, adapted by the guard's controller.
-    var klBeta: Double
     /// The overoptimization guard, its extra scorer, the weights of its best epoch, and whether it stopped the run.
     var overoptimizationGuard: OveroptimizationGuard
     let guardComposer: RewardComposer?
@@ -77,7 +75,6 @@ public final class FineTuningTrainer {
         Threads.set(config.threads)
         composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
         self.rewardFunctions = rewardFunctions
-        klBeta = config.kl.beta
         overoptimizationGuard = OveroptimizationGuard(settings: config.guard, beta: config.kl.beta)
         guardComposer = try FineTuningTrainer.guardComposer(config, functions: rewardFunctions)
         objective = try FineTuningObjectives.make(config)
@@ -101,7 +98,6 @@ public final class FineTuningTrainer {
             epoch = state.epoch
             if let saved = state.guardState {
                 overoptimizationGuard = saved.guard
-                klBeta = saved.guard.beta
                 optimizer.learningRate = saved.learningRate
                 guardBest = saved.best
             }
@@ -189,7 +185,8 @@ public final class FineTuningTrainer {
             specs.append(MetricSpec("\(prefix)_alignment_se"))
         }
         specs += ["samples_per_second_sampling", "samples_per_second_training"].map { MetricSpec($0, better: .higher) }
-        specs += ["seconds_sampling", "seconds_training", "seconds_kl", "seconds_evaluation", "seconds"].map { MetricSpec($0, better: .lower) }
+        specs += ["seconds_sampling", "seconds_training", "seconds_kl", "seconds_evaluation"].map { MetricSpec($0, better: .lower) }
+        specs.append(MetricSpec("seconds", better: .lower, kind: .duration))
         return specs
     }
 

@@ -4,6 +4,10 @@ import Images
 import Rewards
 
 extension FineTuningTrainer {
+    /// β of the β·KL penalty: `kl.beta`, as the guard's adaptive controller has moved it (the guard
+    /// starts from `kl.beta` and keeps it unchanged unless `adaptBeta` is on).
+    var klBeta: Double { overoptimizationGuard.beta }
+
     /// The guard's per-epoch metrics (logged when it is on).
     static let guardMetrics = ["guard_proxy", "guard_textnorm", "guard_beta"]
 
@@ -19,18 +23,14 @@ extension FineTuningTrainer {
     /// This epoch's signals, before any update: the KL measured on its samples (NaN when not
     /// measured) and the watched perspectives' means over its usable samples.
     func guardSignals(rewards: ComposedRewards, images: [RGBImage], prompts: [String], usable: [Int], kl: KLSummary?) throws -> GuardSignals {
-        var scores = rewards.perspectives
+        // Every perspective's scores of the usable samples, in their order.
+        var scores = rewards.perspectives.mapValues { values in usable.map { values[$0] } }
         if let guardComposer, !usable.isEmpty {
-            let extra = try guardComposer.score(usable.map { images[$0] }, prompts: usable.map { prompts[$0] })
-            for (name, values) in extra.perspectives {
-                var full = [Double](repeating: .nan, count: images.count)
-                for (i, value) in zip(usable, values) { full[i] = value }
-                scores[name] = full
-            }
+            scores.merge(try guardComposer.score(usable.map { images[$0] }, prompts: usable.map { prompts[$0] }).perspectives) { $1 }
         }
         func mean(_ name: String) -> Double {
-            guard !name.isEmpty, let values = scores[name], !usable.isEmpty else { return .nan }
-            return usable.map { values[$0] }.reduce(0, +) / Double(usable.count)
+            guard !name.isEmpty, let values = scores[name], !values.isEmpty else { return .nan }
+            return values.reduce(0, +) / Double(values.count)
         }
         return GuardSignals(epoch: epoch, kl: kl?.mean ?? .nan, proxy: mean(config.guard.proxy), textNorm: mean(config.guard.textNorm))
     }
@@ -46,7 +46,7 @@ extension FineTuningTrainer {
         for decision in decisions {
             switch decision {
             case .warn: break
-            case .setBeta(let beta, _): klBeta = beta
+            case .setBeta: break  // the guard holds β (`klBeta`)
             case .scaleLearningRate(let factor, _): optimizer.learningRate *= factor
             case .stop: stoppedByGuard = true
             }
