@@ -54,7 +54,7 @@ public final class Pretrainer {
     var stopBefore: (phase: String, step: Int)?
 
     static let metrics: [MetricSpec] = ["vae_loss", "vae_reconstruction", "vae_kl", "diffusion_loss"].map { MetricSpec($0, better: .lower, kind: .loss) }
-        + ["learning_rate", MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower)]
+        + ["learning_rate", MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
 
     /// Prepares a run in `output` (refusing an existing run unless `overwrite`), or with `resume`
     /// continues the run there from its last checkpoint (same config, same result).

@@ -195,7 +195,7 @@ public enum RunReport {
             let reader = run.reader
             func finite(_ name: String) throws -> [Double] { reader.metricNames.contains(name) ? try reader.metric(name).filter(\.isFinite) : [] }
             let declared = reader.metricSpecs
-            let seconds = try declared.first { $0.name == "seconds" }.map { try finite($0.name).reduce(0, +) }
+            let seconds = try declared.first { $0.kind == .duration }.map { try finite($0.name).reduce(0, +) }
             let rewardName = declared.first { $0.kind == .reward }?.name
             let reward = try rewardName.map { try finite($0) } ?? []
             func mean(_ v: ArraySlice<Double>) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }

@@ -15,6 +15,9 @@ public struct MetricSpec: Codable, Equatable, Sendable, ExpressibleByStringLiter
         case kl, klStep
         /// A score of a fixed evaluation.
         case evaluation
+        /// The wall-clock seconds each row (epoch or logged interval) took in all: their sum is the
+        /// run's time.
+        case duration
         case loss, other
     }
 

@@ -241,7 +241,7 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(RunReport.ticks(0, 1).map(\.label), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"])
         let url = temporaryRun()
         let layout = RunLayout(metrics: [MetricSpec("reward_mean", better: .higher, kind: .reward), MetricSpec("kl_mean", better: .lower, kind: .kl),
-                                         MetricSpec("grad_norm"), MetricSpec("seconds", better: .lower)])
+                                         MetricSpec("grad_norm"), MetricSpec("seconds", better: .lower, kind: .duration)])
         let writer = try RunLogWriter(url: url, layout: layout, info: info)
         for epoch in 0..<10 {
             try writer.record("reward_mean", Double(epoch))

@@ -59,7 +59,7 @@ public final class CaptionPretrainer {
     }
 
     static let metrics: [MetricSpec] = [MetricSpec("caption_loss", better: .lower, kind: .loss), "learning_rate",
-                                        MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower)]
+                                        MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
 
     public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
         guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {

@@ -186,7 +186,7 @@ public final class PreferenceTrainer {
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
             let metrics: [MetricSpec] = [MetricSpec("loss", better: .lower, kind: .loss), "learning_rate", "grad_norm",
-                                         MetricSpec("records_per_second", better: .higher), MetricSpec("seconds", better: .lower)]
+                                         MetricSpec("records_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
                 + config.perspectives.flatMap { [MetricSpec("loss_\($0)", better: .lower, kind: .loss), MetricSpec("accuracy_\($0)", better: .higher)] }
             log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
         }
