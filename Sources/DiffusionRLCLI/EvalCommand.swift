@@ -80,7 +80,8 @@ enum EvalCommand {
         func evaluate(_ path: String, selected: Bool) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
             let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
-                                                settings: settings, selection: selected ? selection : nil, progress: { done, total in
+                                                settings: settings, bestOf: args.int("best-of")!, selection: selected ? selection : nil,
+                                                progress: { done, total in
                 progress("  \(args.given("compare") ? "\(path): " : "")\(done)/\(total) images judged")
             })
             return (model, report)
@@ -125,7 +126,7 @@ enum EvalCommand {
         let functions = try availableRewardFunctions(rewardModel: args.string("reward-model") ?? "")
         return try list.split(separator: ",").map(String.init).map { perspective in
             let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]), functions: functions)
-            return GoldEvaluation.Selection(candidates: n, name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }
+            return GoldEvaluation.Selection(name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }
         }
     }
 

@@ -127,15 +127,13 @@ public enum GoldEvaluation {
                 imagesPerPrompt: imagesPerPrompt, settings: settings, batch: batch, progress: progress, collect: collect)
     }
 
-    /// Best-of-N selection: each kept image is the one `score` ranks first among `candidates`
-    /// samples of its prompt (ties to the earlier candidate). `name` says what scored them.
+    /// A best-of-N selector: each kept image is the one `score` ranks first among the N candidates
+    /// of its prompt (ties to the earlier candidate). `name` says what scored them.
     public struct Selection {
-        public var candidates: Int
         public var name: String
         public var score: ([RGBImage], [String]) throws -> [Double]
 
-        public init(candidates: Int, name: String, score: @escaping ([RGBImage], [String]) throws -> [Double]) {
-            self.candidates = candidates
+        public init(name: String, score: @escaping ([RGBImage], [String]) throws -> [Double]) {
             self.name = name
             self.score = score
         }
@@ -144,15 +142,15 @@ public enum GoldEvaluation {
     /// Evaluates `model` on the given prompts (`label` names them in the report: a split, a file),
     /// `imagesPerPrompt` images each; image j of the whole run draws seed `settings.seed + j`
     /// in batches, so two models evaluated alike see the same noise. With `selection`, image j is
-    /// the best of N candidates, candidate c drawn with seed `settings.seed + c·J + j` (J images in
+    /// the best of `bestOf` candidates, candidate c drawn with seed `settings.seed + c·J + j` (J images in
     /// all): candidate 0 is the plain sample, so best-of-N and plain sampling compare paired, and
     /// the candidates' noise is disjoint.
     public static func run(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
-                           settings: SamplingSettings, batch: Int = 32, selection: Selection? = nil,
+                           settings: SamplingSettings, batch: Int = 32, bestOf: Int = 1, selection: Selection? = nil,
                            progress: (Int, Int) -> Void = { _, _ in },
                            collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
         let result = try runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt, settings: settings,
-                                       batch: batch, candidates: selection?.candidates ?? 1, selections: selection.map { [$0] } ?? [],
+                                       batch: batch, candidates: selection == nil ? 1 : bestOf, selections: selection.map { [$0] } ?? [],
                                        progress: progress)
         let (report, images) = selection == nil ? result.plain : result.selected[0]
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }

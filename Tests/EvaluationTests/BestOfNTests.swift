@@ -17,13 +17,14 @@ final class BestOfNTests: XCTestCase {
         return model
     }()
 
-    func evaluate(_ selection: GoldEvaluation.Selection?, collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> GoldEvaluation.Report {
+    func evaluate(_ selection: GoldEvaluation.Selection?, bestOf: Int = 1,
+                  collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> GoldEvaluation.Report {
         var settings = SamplingSettings()
         settings.steps = 3
         settings.seed = 40
         let prompts = GoldEvaluation.prompts(split: .validation, count: 3)
         return try GoldEvaluation.run(model: model, prompts: prompts, label: "validation", imagesPerPrompt: 2, settings: settings, batch: 4,
-                                      selection: selection, collect: collect)
+                                      bestOf: bestOf, selection: selection, collect: collect)
     }
 
     func testSelectionKeepsTheArgmaxOfEachJob() throws {
@@ -32,13 +33,13 @@ final class BestOfNTests: XCTestCase {
         // A scorer that remembers every candidate and scores it by a fixed pseudo-random table.
         var seen: [[UInt8]] = [], scoresGiven: [Double] = []  // ties included: 5 values over 18 candidates
         var candidates: [RGBImage] = []
-        let selection = GoldEvaluation.Selection(candidates: 3, name: "table") { images, _ in
+        let selection = GoldEvaluation.Selection(name: "table") { images, _ in
             let scores = images.indices.map { Double((seen.count + $0) * 7 % 5) }
             for (image, score) in zip(images, scores) { seen.append(image.pixels); candidates.append(image); scoresGiven.append(score) }
             return scores
         }
         var kept: [RGBImage] = []
-        let report = try evaluate(selection) { kept += $1 }
+        let report = try evaluate(selection, bestOf: 3) { kept += $1 }
         XCTAssertEqual(report.bestOf, 3)
         XCTAssertEqual(report.selectedBy, "table")
         let jobs = plain.count
@@ -58,7 +59,7 @@ final class BestOfNTests: XCTestCase {
     /// With N = 1 selection changes nothing: the same images and scores as plain sampling.
     func testBestOfOneIsPlainSampling() throws {
         let plain = try evaluate(nil)
-        let one = try evaluate(GoldEvaluation.Selection(candidates: 1, name: "any") { images, _ in images.map { _ in 0 } })
+        let one = try evaluate(GoldEvaluation.Selection(name: "any") { images, _ in images.map { _ in 0 } }, bestOf: 1)
         XCTAssertEqual(plain.imageScores, one.imageScores)
     }
 }
