@@ -8,8 +8,8 @@ import RunLog
 import World
 
 /// `diffusion-rl demo`: the main job on the embedded world — fine-tuning the shipped base model
-/// on the gold judge's fidelity with the objective that moves it, then the base and the fine-tuned
-/// model compared on captions neither trained on, paired and clustered by prompt.
+/// on the reward model's safety head (`FineTuningConfig.demo`), then the base and the fine-tuned
+/// model compared at guidance 1 on captions neither trained on, paired and clustered by prompt.
 enum DemoCommand {
     static let command = Command("demo", summary: "the main job: fine-tuning the shipped base model on the reward model's safety head, then every gold perspective before and after on unseen captions",
                                  description: """

@@ -5,7 +5,7 @@ import Rewards
 import RL
 import RunLog
 
-/// `diffusion-rl finetune`: DDPO fine-tuning of a model folder from rewards.
+/// `diffusion-rl finetune`: reward fine-tuning of a model folder with any registered objective.
 enum FinetuneCommand {
     static let command = Command("finetune", summary: "reward fine-tuning (DDPO, AWR, Diffusion-DPO, ReFL, self-training) with KL drift and an HDF5 log",
                                  description: """

@@ -98,15 +98,9 @@ final class GuardTests: XCTestCase {
         XCTAssertNotNil(OveroptimizationGuard.problem(with: blind, objectiveUsesBeta: true))
     }
 
-    /// In a run: TextNorm peaks at epoch 1 and falls while the raw proxy keeps rising; at epoch 3
-    /// the guard sees the divergence, logs it with the values, stops before that epoch's update and
-    /// restores the weights of the start of epoch 1 exactly; a resumed run carries the guard on.
     func guardedConfig() -> FineTuningConfig {
-        var config = FineTuningTrainerTests.tinyConfig()
-        config.objective = "selfTraining"
-        config.selfTraining.anchorShare = 0
+        var config = SelfTrainingTests.tinySelfTrainingConfig()
         config.selfTraining.k = 1
-        config.evaluation.prompts = 0
         config.epochs = 6
         config.rewards = RewardComposition(weights: ["proxy_x": 1])
         config.guard.actions = ["warn", "stop", "restoreBest"]
@@ -118,6 +112,9 @@ final class GuardTests: XCTestCase {
 
     let script = ["proxy_x": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "proxy_textnorm_x": [0.5, 0.6, 0.55, 0.5, 0.45, 0.4]]
 
+    /// In a run: TextNorm peaks at epoch 1 and falls while the raw proxy keeps rising; at epoch 3
+    /// the guard sees the divergence, logs it with the values, stops before that epoch's update and
+    /// restores the weights of the start of epoch 1 exactly.
     func testTheGuardStopsARunAndRestoresTheBestWeights() throws {
         let config = guardedConfig()
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("guard-\(UUID())")

@@ -70,7 +70,7 @@ final class SelfTrainingTests: XCTestCase {
     /// trained on: selecting by the gold judge's safety (threshold 1), no anchor carries the hazard
     /// mark, though about one in twenty drawn does; standardized rewards refuse the filter.
     func testFilteredAnchorsPassTheSelection() throws {
-        var config = tinySelfTrainingConfig()
+        var config = Self.tinySelfTrainingConfig()
         config.rewards = RewardComposition(weights: ["safety": 1])
         config.selfTraining.filterAnchors = true
         config.selfTraining.threshold = 1
@@ -93,7 +93,7 @@ final class SelfTrainingTests: XCTestCase {
         }
     }
 
-    func tinySelfTrainingConfig() -> FineTuningConfig {
+    static func tinySelfTrainingConfig() -> FineTuningConfig {
         var config = FineTuningTrainerTests.tinyConfig()
         config.objective = "selfTraining"
         config.selfTraining.anchorShare = 0
@@ -106,7 +106,7 @@ final class SelfTrainingTests: XCTestCase {
     /// Training on the one kept sample lowers its conditional denoising loss (guidance 1, the
     /// noise and timesteps fixed) more than the other samples'.
     func testAnUpdateFitsTheKeptSample() throws {
-        var config = tinySelfTrainingConfig()
+        var config = Self.tinySelfTrainingConfig()
         config.selfTraining.k = 1
         config.trainBatch = 4
         config.innerEpochs = 8
@@ -133,7 +133,7 @@ final class SelfTrainingTests: XCTestCase {
     /// weights byte for byte as a run never interrupted (the buffer is in the checkpoint), and
     /// anchors and caption dropout draw from the epoch's stream like everything else.
     func testResumedRunWithABufferEqualsUninterruptedRun() throws {
-        var config = tinySelfTrainingConfig()
+        var config = Self.tinySelfTrainingConfig()
         config.selfTraining.bufferSize = 6
         config.selfTraining.anchorShare = 0.5
         config.selfTraining.captionDropout = 0.2
@@ -158,7 +158,7 @@ final class SelfTrainingTests: XCTestCase {
     /// A non-finite gradient norm skips the optimizer step, leaves the weights as they were, and
     /// is logged and counted; the next finite one steps again.
     func testANonFiniteGradientSkipsTheUpdateAndIsLogged() throws {
-        var config = tinySelfTrainingConfig()
+        var config = Self.tinySelfTrainingConfig()
         config.epochs = 1
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("nan-grad-\(UUID())")
         let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test")
