@@ -32,6 +32,10 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     /// `diffusionSteps` more steps (continued pretraining; `vaeSteps` must be 0 and `model` is not
     /// read). Empty: train from scratch.
     public var initialModel = ""
+    /// Whether the text encoder trains beside the UNet; false keeps it as it was (with
+    /// `initialModel`: a control that tells the UNet's share of what continued pretraining
+    /// teaches from the text encoder's, since fine-tuning trains the UNet alone).
+    public var trainTextEncoder = true
 
     public init() {}
 }
@@ -154,7 +158,9 @@ public final class Pretrainer {
 
     private func trainDiffusion(progress: (String) -> Void) throws {
         model.vae.setTrainable(false)
-        let parameters = model.unet.trainableParameters() + model.textEncoder.trainableParameters().map { ("text.\($0.name)", $0.tensor) }
+        if !config.trainTextEncoder { model.textEncoder.setTrainable(false) }
+        let parameters = model.unet.trainableParameters()
+            + (config.trainTextEncoder ? model.textEncoder.trainableParameters().map { ("text.\($0.name)", $0.tensor) } : [])
         let optimizer = AdamW(parameters, learningRate: config.diffusionLearningRate, weightDecay: 0.01)
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.diffusionSteps, minFactor: 0.1)
         let scale = model.vae.scaleFactor.item, noiseSchedule = model.schedule

@@ -66,7 +66,8 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
     public var sampling = SamplingSettings()
     public var samplingBatch = 32
     /// What turns an epoch's samples into an update (`FineTuningObjectives.registered`): DDPO's
-    /// "ppo" or "reinforce", "advantageWeighted", "diffusionDPO", "refl" or "selfTraining".
+    /// "ppo" or "reinforce", "advantageWeighted", "diffusionDPO", "refl", "selfTraining" or
+    /// "diffusionNFT".
     public var objective = "ppo"
     /// PPO's ε, on the ratio of log-probabilities summed over latent dimensions.
     public var clipRange = 0.2
@@ -78,6 +79,8 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
     public var refl = ReFLSettings()
     /// With `"objective": "selfTraining"`: which samples are kept, the buffer, the pretraining anchor.
     public var selfTraining = SelfTrainingSettings()
+    /// With `"objective": "diffusionNFT"`: β, the advantage scale, the noise levels trained.
+    public var diffusionNFT = DiffusionNFTSettings()
     public var advantages = AdvantageKind.perPrompt
     /// The images of one prompt in an epoch start from the same x_T. x_T is not an action of the
     /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
@@ -165,6 +168,11 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
                     "selfTraining.anchorShare must be in [0, 1) and selfTraining.captionDropout in [0, 1]")
         try require(selfTraining.threshold.isFinite, "selfTraining.threshold must be a finite number")
         try requireRange(selfTraining.timestepRange, "selfTraining.timestepRange", end: nil)
+        try require(diffusionNFT.beta > 0 && diffusionNFT.beta.isFinite && diffusionNFT.advantageScale > 0 && diffusionNFT.advantageScale.isFinite,
+                    "diffusionNFT.beta and diffusionNFT.advantageScale must be positive")
+        try require(diffusionNFT.timestepsPerSample >= 1 && diffusionNFT.captionDropout >= 0 && diffusionNFT.captionDropout <= 1,
+                    "diffusionNFT.timestepsPerSample must be at least 1 and diffusionNFT.captionDropout in [0, 1]")
+        try requireRange(diffusionNFT.timestepRange, "diffusionNFT.timestepRange", end: nil)
         try require(objective != "refl" || rewards.standardize.isEmpty, "refl backpropagates raw rewards; rewards.standardize must be empty")
         try require(objective != "diffusionDPO" || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")

@@ -73,6 +73,7 @@ enum FineTuningObjectives {
         "diffusionDPO": { DiffusionDPOObjective(config: $0) },
         "refl": { ReFLObjective(config: $0) },
         "selfTraining": { SelfTrainingObjective(config: $0) },
+        "diffusionNFT": { DiffusionNFTObjective(config: $0) },
     ]
 
     static var names: [String] { registered.keys.sorted() }

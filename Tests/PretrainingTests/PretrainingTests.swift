@@ -73,6 +73,14 @@ final class PretrainingTests: XCTestCase {
         XCTAssertEqual(continued.vae.scaleFactor.item, model.vae.scaleFactor.item)
         XCTAssertEqual(continued.tokenizer.count, model.tokenizer.count)
         XCTAssertNotEqual(continued.unet.namedParameters().map(\.tensor.values), model.unet.namedParameters().map(\.tensor.values))
+        XCTAssertNotEqual(continued.textEncoder.namedParameters().map(\.tensor.values), model.textEncoder.namedParameters().map(\.tensor.values))
+
+        // With the text encoder frozen, only the UNet moves.
+        more.trainTextEncoder = false
+        try Pretrainer(config: more, output: output.appendingPathComponent("frozen-text"), commandLine: "test", overwrite: false).run { _ in }
+        let frozen = try LatentDiffusionModel.load(from: output.appendingPathComponent("frozen-text/model"))
+        XCTAssertEqual(frozen.textEncoder.namedParameters().map(\.tensor.values), model.textEncoder.namedParameters().map(\.tensor.values))
+        XCTAssertNotEqual(frozen.unet.namedParameters().map(\.tensor.values), model.unet.namedParameters().map(\.tensor.values))
     }
 
     /// A run stopped mid-phase (VAE or diffusion) and resumed from its checkpoint ends with the
