@@ -3,8 +3,8 @@ import Engine
 extension LatentDiffusionModel {
     /// Each sample's denoising error, mean((ε̂(x_t, t, c_i) − ε)²) [B], for clean latents `x0`
     /// [B, C, h, w] noised with `noise` at `timesteps` (differentiable in the UNet). ε̂ is the
-    /// prediction with classifier-free guidance at `guidance` (1: the conditional branch alone); the
-    /// text encoder is not trained.
+    /// prediction with classifier-free guidance at `guidance` (1: the conditional branch alone);
+    /// differentiable in the text encoder too when its parameters require gradients.
     public func denoisingErrors(x0: Tensor, captions: [String], timesteps: [Int], noise: Tensor, guidance: Double) throws -> Tensor {
         let n = x0.shape.first ?? 0
         guard x0.rank == 4, captions.count == n, timesteps.count == n, noise.shape == x0.shape else {
@@ -12,7 +12,7 @@ extension LatentDiffusionModel {
                                             "latents \(x0.shape) and noise \(noise.shape) for \(captions.count) captions and \(timesteps.count) timesteps")
         }
         let noisy = try schedule.addNoise(x0, noise: noise, timesteps: timesteps)
-        let (text, emptyText) = try withNoGrad { (try encodeText(captions), try encodeText(captions.map { _ in "" })) }
+        let (text, emptyText) = (try encodeText(captions), try encodeText(captions.map { _ in "" }))
         let prediction = try guidedEpsilon(noisy, timesteps: timesteps.map(Double.init), context: text.context, mask: text.mask,
                                            empty: emptyText.context, emptyMask: emptyText.mask, guidance: guidance)
         return try mseLoss(prediction, schedule.target(x0: x0, noise: noise, timesteps: timesteps), reduction: .none).mean(axes: [1, 2, 3])

@@ -116,6 +116,10 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
     public var maxGradNorm = 1.0
     /// LoRA rank on the UNet's attention projections; 0 fine-tunes every UNet parameter.
     public var loraRank = 4
+    /// With full fine-tuning (`loraRank` 0): the text encoder trains beside the UNet, as it did in
+    /// pretraining — binding a color to its shape and an object to its place is partly the text
+    /// encoder's work, which a frozen encoder leaves as the base had it.
+    public var trainTextEncoder = false
     /// LoRA α; 0 means α = rank.
     public var loraAlpha = 0.0
     /// [first, end) in training timesteps: the LoRA acts only on samples at these timesteps and
@@ -177,6 +181,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
         try require(objective != "diffusionDPO" || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
         try require(loraRank >= 0, "loraRank must be ≥ 0")
+        try require(!trainTextEncoder || loraRank == 0, "trainTextEncoder trains the text encoder's full weights beside the UNet's, so loraRank must be 0")
         try requireRange(loraTimestepRange, "loraTimestepRange", end: nil)
         try require(loraTimestepRange.isEmpty || loraRank > 0, "loraTimestepRange gates a LoRA adapter, so loraRank must be > 0")
         try require(kl.beta >= 0 && kl.every >= 0 && kl.samples >= 0, "kl settings must be ≥ 0")
@@ -205,7 +210,7 @@ extension FineTuningConfig {
     /// What trains, for logs and progress lines: "LoRA rank 4", "LoRA rank 4 at timesteps [750, 1000)"
     /// or "full fine-tuning".
     public var trainedParametersDescription: String {
-        guard loraRank > 0 else { return "full fine-tuning" }
+        guard loraRank > 0 else { return "full fine-tuning" + (trainTextEncoder ? " with the text encoder" : "") }
         return "LoRA rank \(loraRank)" + (loraTimestepRange.isEmpty ? "" : " at timesteps [\(loraTimestepRange[0]), \(loraTimestepRange[1]))")
     }
 

@@ -132,7 +132,8 @@ public final class FineTuningTrainer {
     }
 
     /// Freezes both models and attaches what trains to the policy: a timestep-gated LoRA, a plain
-    /// LoRA on attention, or every UNet parameter.
+    /// LoRA on attention, or every UNet parameter (and, with `trainTextEncoder`, every text-encoder
+    /// parameter, named "text.…").
     static func trainableParameters(_ config: FineTuningConfig, policy: LatentDiffusionModel, reference: LatentDiffusionModel,
                                     objective: any FineTuningObjective) throws -> [(name: String, tensor: Tensor)] {
         for model in [policy, reference] {
@@ -155,7 +156,9 @@ public final class FineTuningTrainer {
             return try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.resolvedLoRAAlpha, using: &initRNG)
         }
         policy.unet.setTrainable(true)
-        return policy.unet.trainableParameters()
+        guard config.trainTextEncoder else { return policy.unet.trainableParameters() }
+        policy.textEncoder.setTrainable(true)
+        return policy.unet.trainableParameters() + policy.textEncoder.trainableParameters().map { ("text.\($0.name)", $0.tensor) }
     }
 
     // MARK: - Layout

@@ -64,7 +64,7 @@ extension FineTuningTrainer {
     func saveModel() throws {
         if policy.config.unetAdapter == nil { try mergeAndRemoveLoRA(from: policy.unet) }
         try policy.save(to: output.appendingPathComponent("model"))
-        var files = ["unet.safetensors"]
+        var files = ["unet.safetensors"] + (config.trainTextEncoder ? ["text_encoder.safetensors"] : [])
         if policy.config.unetAdapter != nil { files.append("unet_lora.safetensors") }
         for file in files {
             try log.checkpoint(epoch: epoch, path: "model/\(file)", sha256: SHA256.hex(fileAt: output.appendingPathComponent("model/\(file)")))

@@ -103,6 +103,46 @@ final class SelfTrainingTests: XCTestCase {
         return config
     }
 
+    /// With `trainTextEncoder` a run moves the text encoder as well as the UNet, writes it into
+    /// the model folder (with its digest in the log), and a resumed run is byte-identical; without
+    /// it the text encoder is the base's. A LoRA run cannot train the encoder.
+    func testTrainTextEncoderMovesAndSavesTheEncoder() throws {
+        var config = Self.tinySelfTrainingConfig()
+        config.loraRank = 0
+        config.epochs = 2
+        config.rewards = RewardComposition(weights: ["fixed": 1])
+        let base = try LatentDiffusionModel.load(from: URL(fileURLWithPath: config.model))
+        func encoder(_ folder: URL) throws -> [[Double]] {
+            try LatentDiffusionModel.load(from: folder.appendingPathComponent("model")).textEncoder.namedParameters().map(\.tensor.values)
+        }
+        var folders: [URL] = []
+        for train in [false, true] {
+            config.trainTextEncoder = train
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("st-text-\(UUID())")
+            let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test", rewardFunctions: [FixedReward(value: 1)])
+            XCTAssertEqual(trainer.parameters.contains { $0.name.hasPrefix("text.") }, train)
+            try trainer.run()
+            try trainer.close()
+            folders.append(output)
+        }
+        XCTAssertEqual(try encoder(folders[0]), base.textEncoder.namedParameters().map(\.tensor.values))
+        XCTAssertNotEqual(try encoder(folders[1]), base.textEncoder.namedParameters().map(\.tensor.values))
+        let digests = try RunLogReader(url: folders[1].appendingPathComponent("run.h5")).checkpoints().map(\.path)
+        XCTAssertTrue(digests.contains("model/text_encoder.safetensors"), "\(digests)")
+
+        // Stopped after the first epoch and resumed: the same encoder, byte for byte.
+        let pieces = FileManager.default.temporaryDirectory.appendingPathComponent("st-text-resume-\(UUID())")
+        try FineTuningTrainer(config: config, output: pieces, commandLine: "test", rewardFunctions: [FixedReward(value: 1)]).run(stopAfter: 1)
+        let resumed = try FineTuningTrainer(config: config, output: pieces, commandLine: "test", resume: true, rewardFunctions: [FixedReward(value: 1)])
+        try resumed.run()
+        try resumed.close()
+        XCTAssertEqual(try Data(contentsOf: pieces.appendingPathComponent("model/text_encoder.safetensors")),
+                       try Data(contentsOf: folders[1].appendingPathComponent("model/text_encoder.safetensors")))
+
+        config.loraRank = 4
+        XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("trainTextEncoder"), "\($0)") }
+    }
+
     /// Training on the one kept sample lowers its conditional denoising loss (guidance 1, the
     /// noise and timesteps fixed) more than the other samples'.
     func testAnUpdateFitsTheKeptSample() throws {

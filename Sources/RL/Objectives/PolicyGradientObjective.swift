@@ -32,7 +32,7 @@ final class PolicyGradientObjective: FineTuningObjective {
         let oldLogProbs = trajectories.logProbs.map(\.values)
         let statistics = try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
             let captions = batch.map { trajectories.prompts[$0] }
-            let (context, empty) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+            let (context, empty) = (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" }))
             var steps = eligible
             steps.shuffle(using: &rng)
             let scale = 1 / Double(trainedSteps * config.gradientAccumulation)

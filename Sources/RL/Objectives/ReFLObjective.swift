@@ -79,7 +79,7 @@ final class ReFLObjective: FineTuningObjective {
         let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: trajectories.stepCount, eta: config.sampling.eta)
         let first = trajectories.stepCount - config.refl.gradientSteps
         let captions = batch.map { trajectories.prompts[$0] }
-        let (text, emptyText) = try withNoGrad { (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" })) }
+        let (text, emptyText) = (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" }))
         var x = try trajectories.latents[first].indexSelect(axis: 0, batch)
         var unused = RandomGenerator(seed: 0)
         for s in first ..< trajectories.stepCount {
