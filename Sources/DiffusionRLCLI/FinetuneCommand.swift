@@ -7,7 +7,7 @@ import RunLog
 
 /// `diffusion-rl finetune`: reward fine-tuning of a model folder with any registered objective.
 enum FinetuneCommand {
-    static let command = Command("finetune", summary: "reward fine-tuning (DDPO, AWR, Diffusion-DPO, ReFL, self-training) with KL drift and an HDF5 log",
+    static let command = Command("finetune", summary: "reward fine-tuning (DDPO, AWR, Diffusion-DPO, ReFL, self-training, DiffusionNFT) with KL drift and an HDF5 log",
                                  description: """
         Fine-tunes the config's model (default Models/base) from rewards. Each epoch samples prompts ×
         images as trajectories (DDIM with η, classifier-free guidance), scores them with the reward
@@ -22,7 +22,10 @@ enum FinetuneCommand {
           selfTraining         filtered self-training (RAFT/ReST): the pretraining loss on the kept
                                samples (top k per prompt, a threshold, or reward weights), mixed
                                with pretraining data
-        The last four have settings objects of the same name. Logs the resolved config, per-epoch
+          diffusionNFT         DiffusionNFT: the ε-loss toward each sample's successes and away
+                               from its failures (implicit positive and negative policies)
+        The last five have settings objects of the same name. "trainTextEncoder": true trains
+        the text encoder beside the UNet (full fine-tuning). Logs the resolved config, per-epoch
         metrics (reward per perspective, gold scores, KL drift to the base model, the objective's
         figures, timings), per-sample rows, evaluation grids and checkpoints to DIR/run.h5; writes
         the fine-tuned model to DIR/model at the end (LoRA merged, unless "loraTimestepRange" limits
