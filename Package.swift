@@ -53,7 +53,7 @@ let package = Package(
                 swiftSettings: kernelFlags),
         // Layer 4: the compact LLaVA-Reward (vision encoder, multimodal decoder, SkipCA, value
         // heads, preference losses).
-        .target(name: "RewardModel", dependencies: ["Diffusion", "Rewards", "World", "RunLog", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
+        .target(name: "RewardModel", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
         // Layer 5: the command line tool.
         .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation", "Rewards", "RL", "RewardModel"],
                           swiftSettings: kernelFlags),
@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
                     swiftSettings: kernelFlags),
-        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
+        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Evaluation", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]

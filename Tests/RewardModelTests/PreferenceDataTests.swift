@@ -157,4 +157,14 @@ final class PreferenceDataTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("unknown key 'epoch'"), "\($0)")
         }
     }
+
+    /// Pairwise accuracy's standard error is clustered by prompt: agreements 1, 1, 1 (prompt a),
+    /// 0, 0 (b), 1 (c) have mean 2/3; the prompts' summed deviations are 1, −4/3, 1/3, so
+    /// SE² = 3/2 · (1 + 16/9 + 1/9) / 36 and SE = 0.346944 — not the binomial 0.210819.
+    func testPairwiseAccuracyErrorIsClusteredByPrompt() throws {
+        let result = try XCTUnwrap(PairwiseEvaluation.accuracy([1, 1, 1, 0, 0, 1], prompts: ["a", "a", "a", "b", "b", "c"]))
+        XCTAssertEqual(result.mean, 2.0 / 3, accuracy: 1e-12)
+        XCTAssertEqual(result.standardError, 0.346944, accuracy: 1e-6)
+        XCTAssertNil(PairwiseEvaluation.accuracy([], prompts: []))
+    }
 }

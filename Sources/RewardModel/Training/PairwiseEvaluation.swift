@@ -1,11 +1,13 @@
 import Engine
+import Evaluation
 import Foundation
 import Rewards
 
 /// How well a reward model agrees with preferences, per perspective.
 public struct PerspectiveAgreement: Codable, Sendable {
     /// Pairs with a strict gold preference, and the share the reward orders as the gold judge does
-    /// (ties count half), with its standard error. Accuracies are nil where there is nothing to count.
+    /// (ties count half), with its standard error clustered by prompt (a prompt's pairs share
+    /// images, so they are not independent). Accuracies are nil where there is nothing to count.
     public var goldPairs: Int
     public var goldPairAccuracy: Double?
     public var goldPairAccuracySE: Double?
@@ -53,13 +55,14 @@ public enum PairwiseEvaluation {
         }
         var result: [String: PerspectiveAgreement] = [:]
         for (column, perspective) in perspectives.enumerated() {
-            var gold: [Double] = [], annotator: [Double] = [], labels: [Double] = []
+            var gold: [Double] = [], goldPrompts: [String] = [], annotator: [Double] = [], labels: [Double] = []
             var calibration: [(probability: Double, outcome: Double)] = []
             for (record, rows) in zip(records, images.rows) {
                 let r = rows.map { rewards[$0][column] }
                 func agreement(_ winner: Int) -> Double { pairAgreement(preferred: r[winner], other: r[1 - winner]) }
                 if let winner = record.goldPreferred?[perspective] {
                     gold.append(agreement(winner))
+                    goldPrompts.append(record.prompt)
                     calibration.append((1 / (1 + exp(-(r[0] - r[1]))), winner == 0 ? 1 : 0))
                 }
                 if let winner = record.preferred?[perspective] { annotator.append(agreement(winner)) }
@@ -69,15 +72,27 @@ public enum PairwiseEvaluation {
                 }
             }
             guard !gold.isEmpty || !labels.isEmpty else { continue }
-            let goldMean = mean(gold)
+            let goldAccuracy = accuracy(gold, prompts: goldPrompts)
             result[perspective] = PerspectiveAgreement(
-                goldPairs: gold.count, goldPairAccuracy: goldMean,
-                goldPairAccuracySE: goldMean.flatMap { m in gold.count > 1 ? (m * (1 - m) / Double(gold.count - 1)).squareRoot() : nil },
+                goldPairs: gold.count, goldPairAccuracy: goldAccuracy?.mean, goldPairAccuracySE: goldAccuracy?.standardError,
                 annotatorPairs: annotator.count, annotatorPairAccuracy: mean(annotator),
                 goldLabels: labels.count, goldLabelAccuracy: mean(labels),
                 calibrationError: expectedCalibrationError(calibration))
         }
         return result
+    }
+
+    /// The mean agreement and its standard error clustered by each pair's prompt; nil for no pairs.
+    static func accuracy(_ agreements: [Double], prompts: [String]) -> (mean: Double, standardError: Double)? {
+        guard !agreements.isEmpty else { return nil }
+        var ids: [String: Int] = [:]
+        let clusters = prompts.map { prompt -> Int in
+            if let id = ids[prompt] { return id }
+            ids[prompt] = ids.count
+            return ids.count - 1
+        }
+        let estimate = GoldEvaluation.Estimate(agreements, clusters: clusters)
+        return (estimate.mean, estimate.standardError)
     }
 
     static func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
