@@ -90,10 +90,15 @@ public protocol CheckpointState: Codable {
 }
 
 extension RunFolder {
+    /// How `state.json` spells the doubles JSON has no number for: an unmeasured epoch's NaN (the
+    /// guard's history between KL measurements) must survive a checkpoint.
+    static let nonFinite = (positive: "Infinity", negative: "-Infinity", nan: "NaN")
+
     /// Writes `state` as `state.json` into a checkpoint folder being written.
     public func writeState<State: CheckpointState>(_ state: State, into checkpoint: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: RunFolder.nonFinite.positive, negativeInfinity: RunFolder.nonFinite.negative, nan: RunFolder.nonFinite.nan)
         try encoder.encode(state).write(to: checkpoint.appendingPathComponent("state.json"))
     }
 
@@ -109,7 +114,9 @@ extension RunFolder {
            let current = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any] {
             object["config"] = RunFolder.overlay(stored, on: current)
         }
-        let state = try JSONDecoder().decode(State.self, from: JSONSerialization.data(withJSONObject: object))
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: RunFolder.nonFinite.positive, negativeInfinity: RunFolder.nonFinite.negative, nan: RunFolder.nonFinite.nan)
+        let state = try decoder.decode(State.self, from: JSONSerialization.data(withJSONObject: object))
         guard state.config == config else {
             throw RunFolderError("the config differs from the one \(url.path) was started with; resume with the same config")
         }

@@ -139,9 +139,17 @@ final class GuardTests: XCTestCase {
 
     /// Stopped after epoch 2 and resumed, the guarded run ends with the same weights and the same
     /// guard events as one never interrupted: the guard's history, β, learning rate and best
-    /// weights are in the checkpoint.
+    /// weights are in the checkpoint — also when the KL is measured every other epoch, so that the
+    /// history a checkpoint holds has NaN for the unmeasured ones.
     func testAResumedGuardedRunEqualsAnUninterruptedOne() throws {
-        let config = guardedConfig()
+        for every in [1, 2] {
+            var config = guardedConfig()
+            config.kl.every = every
+            try checkResumeEqualsUninterrupted(config)
+        }
+    }
+
+    func checkResumeEqualsUninterrupted(_ config: FineTuningConfig) throws {
         let whole = FileManager.default.temporaryDirectory.appendingPathComponent("guard-whole-\(UUID())")
         let pieces = FileManager.default.temporaryDirectory.appendingPathComponent("guard-pieces-\(UUID())")
         let uninterrupted = try FineTuningTrainer(config: config, output: whole, commandLine: "test", rewardFunctions: [ScriptedReward(script)])

@@ -42,4 +42,20 @@ final class RunFolderTests: XCTestCase {
         XCTAssertEqual(try folder.readState(State.self, from: checkpoint, expecting: Settings()).epoch, 3)
         XCTAssertThrowsError(try folder.readState(State.self, from: checkpoint, expecting: Settings(steps: 11)))
     }
+
+    struct Measured: CheckpointState { var history: [Double]; var config: Settings }
+
+    /// A state holding NaN and infinities (an epoch whose KL was not measured) is written and read
+    /// back as it was.
+    func testStateWithNonFiniteNumbersRoundTrips() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("state-nan-\(UUID())")
+        let folder = try RunFolder(url, start: .new)
+        let checkpoint = url.appendingPathComponent("checkpoints/one")
+        try FileManager.default.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+        try folder.writeState(Measured(history: [1.5, .nan, .infinity, -.infinity], config: Settings()), into: checkpoint)
+        let history = try folder.readState(Measured.self, from: checkpoint, expecting: Settings()).history
+        XCTAssertEqual(history[0], 1.5)
+        XCTAssertTrue(history[1].isNaN)
+        XCTAssertEqual(Array(history[2...]), [.infinity, -.infinity])
+    }
 }
