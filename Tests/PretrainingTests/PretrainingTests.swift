@@ -131,4 +131,17 @@ final class PretrainingTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("captions.jsonl:1"), "\($0)")
         }
     }
+
+    /// The shipped pretraining configs decode strictly (an unknown key is an error) and can start:
+    /// a continued run names no VAE steps.
+    func testShippedPretrainingConfigsDecode() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let folder = root.appendingPathComponent("Experiments/continued-pretraining")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
+        XCTAssertGreaterThanOrEqual(names.count, 6)
+        for url in names.map({ folder.appendingPathComponent($0) }) + [root.appendingPathComponent("Experiments/base.json")] {
+            let config = try ConfigLoader.load(PretrainConfig.self, from: url, defaults: PretrainConfig())
+            XCTAssertTrue(config.initialModel.isEmpty || config.vaeSteps == 0, url.lastPathComponent)
+        }
+    }
 }

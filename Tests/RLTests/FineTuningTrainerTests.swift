@@ -288,7 +288,8 @@ final class ExperimentConfigTests: XCTestCase {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let names = try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments").path)
             .filter { $0.hasPrefix("ddpo-") && $0.hasSuffix(".json") }
-            + ["gradient-noise", "ddpo-study", "awr", "dpo", "refl", "gated-lora", "sanity", "self-training"].flatMap { folder in
+            + ["gradient-noise", "ddpo-study", "awr", "dpo", "refl", "gated-lora", "sanity", "self-training", "safety", "diffusion-nft",
+               "overoptimization"].flatMap { folder in
                 try FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Experiments/\(folder)").path)
                     .filter { $0.hasSuffix(".json") }.map { "\(folder)/\($0)" }
             }
