@@ -22,9 +22,9 @@ extension Module {
         return result
     }
 
-    /// The parameters that gradients update (those that require a gradient).
-    public func trainableParameters() -> [(name: String, tensor: Tensor)] {
-        namedParameters().filter { $0.tensor.requiresGrad }
+    /// The parameters that gradients update (those that require a gradient), under `prefix`.
+    public func trainableParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
+        namedParameters(prefix: prefix).filter { $0.tensor.requiresGrad }
     }
 
     /// Number of scalar parameters.

@@ -159,8 +159,7 @@ public final class Pretrainer {
     private func trainDiffusion(progress: (String) -> Void) throws {
         model.vae.setTrainable(false)
         if !config.trainTextEncoder { model.textEncoder.setTrainable(false) }
-        let parameters = model.unet.trainableParameters()
-            + (config.trainTextEncoder ? model.textEncoder.trainableParameters().map { ("text.\($0.name)", $0.tensor) } : [])
+        let parameters = model.unet.trainableParameters() + model.textEncoder.trainableParameters(prefix: "text.")
         let optimizer = AdamW(parameters, learningRate: config.diffusionLearningRate, weightDecay: 0.01)
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.diffusionSteps, minFactor: 0.1)
         let scale = model.vae.scaleFactor.item, noiseSchedule = model.schedule

@@ -156,9 +156,8 @@ public final class FineTuningTrainer {
             return try applyLoRA(to: policy.unet, rank: config.loraRank, alpha: config.resolvedLoRAAlpha, using: &initRNG)
         }
         policy.unet.setTrainable(true)
-        guard config.trainTextEncoder else { return policy.unet.trainableParameters() }
-        policy.textEncoder.setTrainable(true)
-        return policy.unet.trainableParameters() + policy.textEncoder.trainableParameters().map { ("text.\($0.name)", $0.tensor) }
+        policy.textEncoder.setTrainable(config.trainTextEncoder)
+        return policy.unet.trainableParameters() + policy.textEncoder.trainableParameters(prefix: "text.")
     }
 
     // MARK: - Layout

@@ -99,7 +99,7 @@ final class DiffusionNFTObjective: FineTuningObjective {
         let noise = Tensor.randn(x0.shape, using: &rng)
         let noisy = try policy.schedule.addNoise(x0, noise: noise, timesteps: timesteps)
         let target = try policy.schedule.target(x0: x0, noise: noise, timesteps: timesteps)
-        func rows(of batch: [Int]) -> [Int] { batch.flatMap { k in (k * copies ..< (k + 1) * copies).map { $0 } } }
+        func rows(of batch: [Int]) -> [Int] { batch.flatMap { k in k * copies ..< (k + 1) * copies } }
         func predict(_ rows: [Int]) throws -> Tensor {
             let (context, mask) = try policy.encodeText(rows.map { captions[$0] })
             return try policy.unet(noisy.indexSelect(axis: 0, rows), timesteps: rows.map { Double(timesteps[$0]) }, context: context, contextMask: mask)
