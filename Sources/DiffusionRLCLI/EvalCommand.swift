@@ -17,8 +17,11 @@ enum EvalCommand {
         with DIR2 − DIR, paired image by image, its clustered standard error and the difference in
         standard errors. With --best-of N, each image is the best of N candidates by --select-by
         (candidate 0 is the plain sample with the same seed, so `--model M --compare M --best-of 8`
-        measures what selection adds to M, paired). Progress goes to stderr, the table (or --json)
-        to stdout.
+        measures what selection adds to M, paired). With --steer-particles K, Feynman–Kac steering
+        by the one --select-by perspective (K particles per image, resampled every --steer-every
+        steps with potentials exp(λ·Δreward) of the predicted clean image; the best final particle
+        kept) is compared with plain sampling and with best-of-K by the same perspective, which
+        costs as many UNet evaluations. Progress goes to stderr, the table (or --json) to stdout.
         """, options: [
             .text("model", "DIR", required: true, "the model folder"),
             .text("compare", "DIR2", "a second model drawn on the same prompts and seeds, compared paired"),
@@ -29,6 +32,9 @@ enum EvalCommand {
             .text("select-by", "PERSPECTIVE[,...]", "what ranks the candidates: a gold perspective (alignment, fidelity, …; the oracle), "
                   + "or with --reward-model proxy_<head> or proxy_textnorm_<head>; several (without --compare) share one round of candidates"),
             .text("reward-model", "DIR", "a trained reward model whose heads --select-by may name"),
+            .integer("steer-particles", "K", default: 0, minimum: 0, "Feynman–Kac steering with K particles per image (0: off)"),
+            .number("steer-lambda", "L", default: 10, minimum: 0, "λ of the steering potential exp(λ·Δreward)"),
+            .integer("steer-every", default: 5, minimum: 1, "resample the particles after every N sampling steps"),
         ] + SamplingOptions.options + [.threads, .json], run: run)
 
     static let vaeCommand = Command("eval-vae", summary: "whether the judge still reads the VAE's reconstructions", description: """
@@ -59,6 +65,10 @@ enum EvalCommand {
         let (prompts, label) = try evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
         Threads.set(args.int("threads")!)
         let settings = SamplingOptions.settings(args)
+        if args.int("steer-particles")! > 0 {
+            try steered(args, prompts: prompts, label: label, settings: settings)
+            return
+        }
         let selections = try bestOfSelections(args)
         if !selections.isEmpty && !args.given("compare") {
             // Best-of-N by each selector against plain sampling of the same model, from one round of candidates.
@@ -110,9 +120,65 @@ enum EvalCommand {
         line("hazard rate", report.hazardRate)
     }
 
-    /// ", each the best of N by X", or nothing for plain sampling.
+    /// `--steer-particles K`: plain sampling, best-of-K and Feynman–Kac steering with K particles,
+    /// both by the one `--select-by` perspective; each compared with plain sampling, and steering
+    /// with best-of-K, paired by prompt and image slot.
+    static func steered(_ args: ParsedArguments, prompts: [Prompt], label: String, settings: SamplingSettings) throws {
+        let k = args.int("steer-particles")!
+        guard k >= 2 else { throw CommandError("--steer-particles needs K ≥ 2", usage: true) }
+        guard !args.given("compare"), !args.given("best-of") else {
+            throw CommandError("--steer-particles compares with plain sampling and best-of-K itself; drop --compare and --best-of", usage: true)
+        }
+        guard let perspective = args.string("select-by"), !perspective.contains(",") else {
+            throw CommandError("--steer-particles needs --select-by with one perspective (the steering reward)", usage: true)
+        }
+        let functions = try availableRewardFunctions(rewardModel: args.string("reward-model") ?? "")
+        let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]), functions: functions)
+        let selection = GoldEvaluation.Selection(name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }
+        var steering = SteeringSettings()
+        steering.particles = k
+        steering.lambda = args.double("steer-lambda")!
+        steering.every = args.int("steer-every")!
+        let modelPath = args.string("model")!
+        let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
+        let imagesPerPrompt = args.int("images-per-prompt")!
+        let bestOf = try GoldEvaluation.runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt,
+                                                      settings: settings, candidates: k, selections: [selection],
+                                                      progress: { progress("  best-of-\(k): \($0)/\($1) candidates drawn") })
+        let fk = try GoldEvaluation.runSteered(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt,
+                                               settings: settings, steering: steering, selection: selection,
+                                               progress: { progress("  steering: \($0)/\($1) images") })
+        let plain = bestOf.plain.report, best = bestOf.selected[0].report
+        let names = (plain: "\(modelPath), plain", best: "\(modelPath), best of \(k) by \(perspective)",
+                     fk: String(format: "%@, FK steering by %@ (K %d, λ %g, every %d)", modelPath, perspective, k, steering.lambda, steering.every))
+        // Guidance doubles the UNet rows; both methods run K rows per image for every step.
+        let unetForwards = prompts.count * imagesPerPrompt * k * settings.steps * (settings.guidance == 1 ? 1 : 2)
+        if args.flag("json") {
+            struct Output: Encodable {
+                var bestOf: Comparison, steering: Comparison, steeringVersusBestOf: Comparison
+                var unetForwardsEach: Int, meanSurvivors: Double, seconds: [String: Double]
+            }
+            try printJSON(Output(bestOf: try comparison(plain, best, names: (names.plain, names.best)),
+                                 steering: try comparison(plain, fk.report, names: (names.plain, names.fk)),
+                                 steeringVersusBestOf: try comparison(best, fk.report, names: (names.best, names.fk)),
+                                 unetForwardsEach: unetForwards, meanSurvivors: fk.meanSurvivors,
+                                 seconds: ["bestOf": best.seconds, "steering": fk.report.seconds]))
+            return
+        }
+        print("cost: \(unetForwards) UNet rows each for best-of-\(k) and steering; steering kept \(String(format: "%.2f", fk.meanSurvivors)) "
+              + "of \(k) ancestors per resampling on average; \(Int(best.seconds)) s and \(Int(fk.report.seconds)) s")
+        try compare(plain, best, names: (names.plain, names.best), json: false)
+        try compare(plain, fk.report, names: (names.plain, names.fk), json: false)
+        try compare(best, fk.report, names: (names.best, names.fk), json: false)
+    }
+
+    /// ", each the best of N by X" (or how it was steered), or nothing for plain sampling.
     static func selectionText(_ report: GoldEvaluation.Report) -> String {
-        report.bestOf > 1 ? ", each the best of \(report.bestOf) by \(report.selectedBy ?? "?")" : ""
+        if let steering = report.steering {
+            return String(format: ", each steered by %@ (Feynman–Kac: %d particles, λ %g, every %d steps)",
+                          report.selectedBy ?? "?", steering.particles, steering.lambda, steering.every)
+        }
+        return report.bestOf > 1 ? ", each the best of \(report.bestOf) by \(report.selectedBy ?? "?")" : ""
     }
 
     /// `--best-of N --select-by PERSPECTIVE`: the selection, or nil for plain sampling.

@@ -71,6 +71,9 @@ public enum GoldEvaluation {
         /// by what.
         public var bestOf = 1
         public var selectedBy: String? = nil
+        /// Feynman–Kac steering: the settings the images were steered with (nil: not steered;
+        /// `bestOf` is then the particle count and `selectedBy` the reward).
+        public var steering: SteeringSettings? = nil
         /// Each image's prompt (an index into the split's fixed prompts), in generation order.
         public var imagePrompts: [Int]
         /// Every judge score of every image, in generation order: what a paired comparison of two
@@ -204,6 +207,34 @@ public enum GoldEvaluation {
         }
         return (report(plain, bestOf: 1, selectedBy: nil),
                 zip(selections, kept).map { report($1, bestOf: candidates, selectedBy: $0.name) })
+    }
+
+    /// Evaluates `model` with Feynman–Kac steering by `selection` (its potential, and the pick of
+    /// each image's final particle), `batch` images (batch·K particles) at a time, each batch from
+    /// seed `settings.seed` + its first image as `generate` would draw it repeated K times. Plain
+    /// sampling's image j is not one of its particles: the two compare paired by prompt and image
+    /// slot, not by noise.
+    public static func runSteered(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
+                                  settings: SamplingSettings, steering: SteeringSettings, selection: Selection, batch: Int = 32,
+                                  progress: (Int, Int) -> Void = { _, _ in }) throws -> (report: Report, images: [RGBImage], meanSurvivors: Double) {
+        guard !prompts.isEmpty, imagesPerPrompt >= 1 else { throw EvaluationError("an evaluation needs at least one prompt and one image per prompt") }
+        let start = Date()
+        let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
+        var images: [RGBImage] = [], survivors = 0.0, batches = 0
+        for offset in stride(from: 0, to: jobs.count, by: batch) {
+            let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
+            var batchSettings = settings
+            batchSettings.seed = settings.seed &+ UInt64(offset)
+            let steered = try model.generateSteered(slice.map(\.caption), settings: batchSettings, steering: steering, reward: selection.score)
+            images += steered.images
+            survivors += steered.meanSurvivors
+            batches += 1
+            progress(offset + slice.count, jobs.count)
+        }
+        var report = judged(images, jobs: jobs, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt, settings: settings,
+                            seconds: Date().timeIntervalSince(start), bestOf: steering.particles, selectedBy: selection.name)
+        report.steering = steering
+        return (report, images, survivors / Double(batches))
     }
 
     /// The gold judge's report on `images`, image j drawn for `jobs[j]`.

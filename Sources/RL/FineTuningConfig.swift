@@ -171,6 +171,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
         try require(selfTraining.anchorShare >= 0 && selfTraining.anchorShare < 1 && selfTraining.captionDropout >= 0 && selfTraining.captionDropout <= 1,
                     "selfTraining.anchorShare must be in [0, 1) and selfTraining.captionDropout in [0, 1]")
         try require(selfTraining.threshold.isFinite, "selfTraining.threshold must be a finite number")
+        try require(selfTraining.relabelCandidates >= 0, "selfTraining.relabelCandidates must be 0 (off) or more")
         try requireRange(selfTraining.timestepRange, "selfTraining.timestepRange", end: nil)
         try require(diffusionNFT.beta > 0 && diffusionNFT.beta.isFinite && diffusionNFT.advantageScale > 0 && diffusionNFT.advantageScale.isFinite,
                     "diffusionNFT.beta and diffusionNFT.advantageScale must be positive")

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import Diffusion
 import Engine
+import Images
 import Rewards
 import RunLog
 import World
@@ -58,7 +59,7 @@ final class SelfTrainingTests: XCTestCase {
         let pool = ["a red circle", "two blue squares"]
         var rng = RandomGenerator(seed: 3)
         let scenes = objective.anchorScenes(400, pool: pool, using: &rng)
-        let reserved = try XCTUnwrap(objective.reservedCaptions)
+        let reserved = objective.reservedCaptions(pool: pool)
         XCTAssertEqual(reserved.count, 256)
         XCTAssertTrue(scenes.allSatisfy { !reserved.contains($0.caption) })
         var unfiltered = RandomGenerator(seed: 3)
@@ -141,6 +142,75 @@ final class SelfTrainingTests: XCTestCase {
 
         config.loraRank = 4
         XCTAssertThrowsError(try config.validate()) { XCTAssertTrue("\($0)".contains("trainTextEncoder"), "\($0)") }
+    }
+
+    /// The relabeling rule by hand: a sample that reached the threshold keeps its own caption; the
+    /// best candidate at or above it wins, ties to the earlier; none, or only non-finite: nil.
+    func testHindsightCandidateByHand() {
+        XCTAssertNil(hindsightCandidate(ownReward: 1, candidateRewards: [2, 3], threshold: 1))
+        XCTAssertEqual(hindsightCandidate(ownReward: 0.2, candidateRewards: [0.5, 1.1, 1.4, 1.4], threshold: 1), 2)
+        XCTAssertEqual(hindsightCandidate(ownReward: 0.2, candidateRewards: [1, 0.3], threshold: 1), 0, "at the threshold counts")
+        XCTAssertNil(hindsightCandidate(ownReward: 0.2, candidateRewards: [0.99, 0.5], threshold: 1))
+        XCTAssertNil(hindsightCandidate(ownReward: 0.2, candidateRewards: [.nan, .infinity * 0], threshold: 1))
+        XCTAssertNil(hindsightCandidate(ownReward: 0.2, candidateRewards: [], threshold: 1))
+    }
+
+    /// A reward that is 1 for exactly one caption: every sample below the threshold is relabeled
+    /// with that caption when it is one of its prompt's contrastive prompts, and never with a
+    /// caption that holds a composition kept out of training or is a tuning or report caption (the
+    /// reward prefers it, the filter refuses it). The relabeled caption is what the buffer fits.
+    func testRelabelingKeepsMissesWithTheCaptionTheyMatch() throws {
+        struct CaptionReward: RewardFunction {
+            var liked: Set<String>
+            var perspectives: [String] { ["caption"] }
+            func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
+                ["caption": prompts.map { liked.contains($0) ? 1 : 0 }]
+            }
+        }
+        var config = Self.tinySelfTrainingConfig()
+        config.rewards = RewardComposition(weights: ["caption": 1])
+        config.selfTraining.threshold = 1
+        config.selfTraining.relabelCandidates = 32
+        config.selfTraining.anchorShare = 0
+        // Among the near misses of a red circle above a green square: "a yellow circle above a
+        // green square" (held out), report captions, and others.
+        let pool = ["a red circle above a green square"]
+        let promptFile = FileManager.default.temporaryDirectory.appendingPathComponent("relabel-\(UUID()).txt")
+        try (pool.joined(separator: "\n") + "\n").write(to: promptFile, atomically: true, encoding: .utf8)
+        config.prompts = promptFile.path
+        let contrastive = try Prompt(parsing: pool[0]).contrastive(limit: 32).map(\.prompt)
+        let reserved = SelfTrainingObjective(config: config).reservedCaptions(pool: pool)
+        let allowed = try XCTUnwrap(contrastive.first { !WorldGenerator().heldOut.contains($0) && !reserved.contains($0.caption) }).caption
+        XCTAssertTrue(contrastive.map(\.caption).contains("a yellow circle above a green square"), "\(contrastive.map(\.caption))")
+        let reservedOne = try XCTUnwrap(contrastive.first { reserved.contains($0.caption) }, "a near miss that is a report caption").caption
+        for (liked, expected) in [(allowed, allowed), ("a yellow circle above a green square", nil), (reservedOne, nil)] as [(String, String?)] {
+            let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("rl-\(UUID())"),
+                                                commandLine: "test", rewardFunctions: [CaptionReward(liked: [liked])])
+            var rng = trainer.epochRNG(0)
+            let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+            let figures = try trainer.trainObjective(trajectories, indices: Array(0..<trajectories.count),
+                                                     rewards: [Double](repeating: 0, count: trajectories.count), rng: &rng)
+            let objective = try XCTUnwrap(trainer.objective as? SelfTrainingObjective)
+            if let expected {
+                XCTAssertEqual(figures["relabeled"], Double(trajectories.count))
+                XCTAssertEqual(figures["selected"], 0)
+                XCTAssertEqual(objective.buffer.map(\.caption), [String](repeating: expected, count: trajectories.count))
+                XCTAssertTrue(figures["loss"]!.isFinite, "\(figures)")
+            } else {
+                XCTAssertEqual(figures["relabeled"], 0, "'\(liked)' (held out, or a report caption) was used as a caption")
+                XCTAssertTrue(objective.buffer.isEmpty)
+            }
+        }
+    }
+
+    /// Captions survive the checkpoint's byte tensor, the empty one and non-ASCII ones included;
+    /// bytes that are not such a list are refused.
+    func testCaptionTensorRoundTrip() throws {
+        let captions = ["a red circle", "", "two blue squares left of a green triangle", "ünïcode ✓"]
+        XCTAssertEqual(captionsFromTensor(try captionTensor(captions)), captions)
+        XCTAssertEqual(captionsFromTensor(try captionTensor([])), [])
+        XCTAssertNil(captionsFromTensor(try Tensor([97, 98], shape: [2], dtype: .float64)), "no terminating 0")
+        XCTAssertNil(captionsFromTensor(try Tensor([97, 300, 0], shape: [3], dtype: .float64)))
     }
 
     /// Training on the one kept sample lowers its conditional denoising loss (guidance 1, the

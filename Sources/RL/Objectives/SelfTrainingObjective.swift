@@ -35,8 +35,31 @@ public struct SelfTrainingSettings: Codable, Equatable, Sendable {
     /// run's reward and kept only at or above `threshold`, so that pretraining data does not teach
     /// back what the selection removes (the hazard mark, when selecting by a safety head).
     public var filterAnchors = false
+    /// Hindsight relabeling: a sample below `threshold` for its own prompt is scored by the run's
+    /// reward against up to this many of the prompt's contrastive prompts (one color, shape, count
+    /// or relation changed); when one reaches `threshold`, the sample is kept with that caption —
+    /// a correct pair for a prompt it was not asked for. 0: off.
+    public var relabelCandidates = 0
 
     public init() {}
+}
+
+// Hindsight relabeling (Andrychowicz et al. 2017, "Hindsight Experience Replay": a failed attempt
+// at goal g is a success at the goal it reached; Betker et al. 2023, "Improving Image Generation
+// with Better Captions": training on captions that describe the image improves prompt following).
+// For a sample x drawn for prompt y with r(x, y) < θ and candidates y′₁ … y′ₖ ∈ C(y):
+//
+//     y* = argmax_j r(x, y′_j),   kept with caption y* when r(x, y*) ≥ θ.
+
+/// The candidate a sample is relabeled with: the index of the highest of `candidateRewards` (ties
+/// to the earlier), when it reaches `threshold` and the sample's own reward does not; nil otherwise.
+public func hindsightCandidate(ownReward: Double, candidateRewards: [Double], threshold: Double) -> Int? {
+    guard !(ownReward >= threshold) else { return nil }
+    var best: Int?
+    for (j, reward) in candidateRewards.enumerated() where reward.isFinite && reward >= threshold {
+        if best == nil || reward > candidateRewards[best!] { best = j }
+    }
+    return best
 }
 
 /// The ways filtered self-training keeps samples.
@@ -83,13 +106,14 @@ public func selfTrainingSelection(rewards: [Double], groups: [Int], settings: Se
 final class SelfTrainingObjective: FineTuningObjective {
     let config: FineTuningConfig
     var settings: SelfTrainingSettings { config.selfTraining }
-    /// The kept samples: final latent [1, C, h, w], prompt-pool index, weight.
-    private(set) var buffer: [(latent: Tensor, prompt: Int, weight: Double)] = []
+    /// The kept samples: final latent [1, C, h, w], the caption it is fitted with (its prompt, or
+    /// the one it was relabeled with), weight.
+    private(set) var buffer: [(latent: Tensor, caption: String, weight: Double)] = []
     let world = WorldGenerator(seed: 0)
     /// Captions the anchor never renders: the tuning and report sets of the run's prompt pool
     /// (`GoldEvaluation.unseenPrompts`), so that scores on them stay free of anything fine-tuning
-    /// showed the model. Set from the trainer's pool at the first epoch.
-    private(set) var reservedCaptions: Set<String>?
+    /// showed the model (`reservedCaptions(pool:)`, computed at its first use).
+    private var reservedCache: Set<String>?
 
     /// Anchor scenes drawn and rejected by the reward this epoch (`filterAnchors`).
     private var anchorsDrawn = 0, anchorsRejected = 0
@@ -97,8 +121,8 @@ final class SelfTrainingObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {
-        if settings.filterAnchors && !composition.standardize.isEmpty {
-            throw FineTuningError("selfTraining.filterAnchors compares each anchor's reward with the threshold; "
+        if (settings.filterAnchors || settings.relabelCandidates > 0) && !composition.standardize.isEmpty {
+            throw FineTuningError("selfTraining.\(settings.filterAnchors ? "filterAnchors" : "relabelCandidates") compares rewards with the threshold; "
                                   + "rewards standardized over a batch (rewards.standardize) have no fixed scale to compare")
         }
     }
@@ -132,19 +156,26 @@ final class SelfTrainingObjective: FineTuningObjective {
 
     /// `count` rendered training-split scenes whose captions are not reserved, drawn with `rng`.
     func anchorScenes(_ count: Int, pool: [String], using rng: inout RandomGenerator) -> [Scene] {
-        if reservedCaptions == nil {
-            reservedCaptions = Set(GoldEvaluation.unseenPrompts(split: .validation, excluding: Set(pool), count: 256).map(\.caption))
-        }
+        let reserved = reservedCaptions(pool: pool)
         var scenes: [Scene] = []
         while scenes.count < count {
             let scene = world.scene(.train, index: Int(rng.next() % 100_000_000))
-            if !reservedCaptions!.contains(scene.caption) { scenes.append(scene) }
+            if !reserved.contains(scene.caption) { scenes.append(scene) }
         }
         return scenes
     }
 
+    /// The tuning and report captions of a run on `pool`, computed once.
+    func reservedCaptions(pool: [String]) -> Set<String> {
+        if let reserved = reservedCache { return reserved }
+        let reserved = Set(GoldEvaluation.unseenPrompts(split: .validation, excluding: Set(pool), count: 256).map(\.caption))
+        reservedCache = reserved
+        return reserved
+    }
+
     var metricNames: [String] {
         ["selected", "selected_reward", "buffer_size", "within_prompt_diversity"] + (settings.filterAnchors ? ["anchors_rejected"] : [])
+            + (settings.relabelCandidates > 0 ? ["relabeled"] : [])
     }
     var usesAdvantages: Bool { false }
 
@@ -159,8 +190,15 @@ final class SelfTrainingObjective: FineTuningObjective {
         let usable = samples.usable
         let chosen = selfTrainingSelection(rewards: usable.map { samples.rewards[$0] }, groups: usable.map { samples.groups[$0] },
                                            settings: settings).map { (index: usable[$0.index], weight: $0.weight) }
-        let rows = try chosen.map { try finalLatents.indexSelect(axis: 0, [$0.index]) }
-        let fresh = zip(chosen, rows).map { (latent: $1, prompt: samples.promptIndices[$0.index], weight: $0.weight) }
+        var fresh = try chosen.map { (latent: try finalLatents.indexSelect(axis: 0, [$0.index]),
+                                      caption: trainer.promptPool[samples.promptIndices[$0.index]], weight: $0.weight) }
+        var relabeled = 0
+        if settings.relabelCandidates > 0 {
+            for (index, caption) in try relabel(samples, trainer: trainer) {
+                fresh.append((latent: try finalLatents.indexSelect(axis: 0, [index]), caption: caption, weight: 1))
+                relabeled += 1
+            }
+        }
         if settings.bufferSize > 0 {
             buffer = Array((buffer + fresh).suffix(settings.bufferSize))
         } else {
@@ -170,6 +208,7 @@ final class SelfTrainingObjective: FineTuningObjective {
                        "selected_reward": chosen.isEmpty ? .nan : chosen.map { samples.rewards[$0.index] }.reduce(0, +) / Double(chosen.count),
                        "buffer_size": Double(buffer.count),
                        "within_prompt_diversity": withinGroupDistance(finalLatents, groups: samples.groups, members: usable)]
+        if settings.relabelCandidates > 0 { metrics["relabeled"] = Double(relabeled) }
         anchorsDrawn = 0
         anchorsRejected = 0
         var statistics = UpdateStatistics()
@@ -185,11 +224,34 @@ final class SelfTrainingObjective: FineTuningObjective {
         return metrics
     }
 
+    /// The usable samples below `threshold` for their own prompt that reach it for one of its
+    /// contrastive prompts (`hindsightCandidate`), with that prompt's caption. A prompt outside
+    /// the world's grammar has no candidates.
+    func relabel(_ samples: EpochSamples, trainer: FineTuningTrainer) throws -> [(index: Int, caption: String)] {
+        let reserved = reservedCaptions(pool: trainer.promptPool)
+        var images: [RGBImage] = [], captions: [String] = [], owners: [(index: Int, range: Range<Int>)] = []
+        for i in samples.usable where !(samples.rewards[i] >= settings.threshold) {
+            guard let prompt = try? Prompt(parsing: samples.trajectories.prompts[i]) else { continue }
+            // Never a caption scores are reported on, nor a composition held out of training.
+            let candidates = prompt.contrastive(limit: settings.relabelCandidates).map(\.prompt)
+                .filter { !world.heldOut.contains($0) && !reserved.contains($0.caption) }.map(\.caption)
+            owners.append((i, captions.count ..< captions.count + candidates.count))
+            captions += candidates
+            images += [RGBImage](repeating: samples.trajectories.images[i], count: candidates.count)
+        }
+        guard !captions.isEmpty else { return [] }
+        let rewards = try trainer.composer.score(images, prompts: captions).total
+        return owners.compactMap { owner in
+            hindsightCandidate(ownReward: samples.rewards[owner.index], candidateRewards: Array(rewards[owner.range]),
+                               threshold: settings.threshold).map { (owner.index, captions[owner.range.lowerBound + $0]) }
+        }
+    }
+
     /// The mean of the batch's weighted denoising errors and of its anchor rows' errors.
     func loss(batch: [Int], trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> Tensor {
         let policy = trainer.policy
         var latents = try concat(batch.map { buffer[$0].latent }, axis: 0)
-        var captions = batch.map { trainer.promptPool[buffer[$0].prompt] }
+        var captions = batch.map { buffer[$0].caption }
         var weights = batch.map { buffer[$0].weight }
         let anchors = anchorCount(forBatchOf: batch.count)
         if anchors > 0 {
@@ -220,20 +282,42 @@ final class SelfTrainingObjective: FineTuningObjective {
     func checkpointState() throws -> [String: Tensor] {
         guard !buffer.isEmpty else { return [:] }
         return ["latents": try concat(buffer.map(\.latent), axis: 0),
-                "prompts": try Tensor(buffer.map { Double($0.prompt) }, shape: [buffer.count], dtype: .float64),
+                "captions": try captionTensor(buffer.map(\.caption)),
                 "weights": try Tensor(buffer.map(\.weight), shape: [buffer.count], dtype: .float64)]
     }
 
     func restore(_ state: [String: Tensor]) throws {
         guard !state.isEmpty else { buffer = []; return }
-        guard let latents = state["latents"], let prompts = state["prompts"], let weights = state["weights"],
-              latents.shape.first == prompts.count, prompts.count == weights.count else {
+        guard let latents = state["latents"], let captionBytes = state["captions"], let weights = state["weights"],
+              let captions = captionsFromTensor(captionBytes), latents.shape.first == captions.count, captions.count == weights.count else {
             throw FineTuningError("the checkpoint's self-training buffer is incomplete")
         }
-        buffer = try (0..<prompts.count).map { i in
-            (latent: try latents.indexSelect(axis: 0, [i]), prompt: Int(prompts.values[i]), weight: weights.values[i])
+        buffer = try (0..<captions.count).map { i in
+            (latent: try latents.indexSelect(axis: 0, [i]), caption: captions[i], weight: weights.values[i])
         }
     }
+}
+
+/// Captions as one tensor of their UTF-8 bytes, each followed by a 0 (captions hold no NUL), for a
+/// checkpoint; `captionsFromTensor` reads them back (nil when the bytes are not such a list).
+func captionTensor(_ captions: [String]) throws -> Tensor {
+    let bytes: [Double] = captions.flatMap { caption -> [Double] in caption.utf8.map { Double($0) } + [0] }
+    return try Tensor(bytes, shape: [bytes.count], dtype: .float64)
+}
+
+func captionsFromTensor(_ tensor: Tensor) -> [String]? {
+    var captions: [String] = [], current: [UInt8] = []
+    for value in tensor.values {
+        guard value >= 0, value < 256, value == value.rounded() else { return nil }
+        if value == 0 {
+            guard let caption = String(bytes: current, encoding: .utf8) else { return nil }
+            captions.append(caption)
+            current = []
+        } else {
+            current.append(UInt8(value))
+        }
+    }
+    return current.isEmpty ? captions : nil
 }
 
 /// Mean root-mean-square distance between the final latents of two images of the same group
