@@ -416,6 +416,19 @@ final class CLITests: XCTestCase {
             XCTAssertGreaterThanOrEqual(gain, 0, name)
         }
         XCTAssertEqual(try run(["eval", "--model", "M", "--select-by", "alignment"]).status, 2, "--select-by without --best-of")
+        // Feynman–Kac steering with 3 particles against best-of-3 by the same oracle perspective.
+        let steered = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--steer-particles", "3",
+                               "--steer-every", "1", "--select-by", "alignment_partial", "--n-prompts", "2", "--images-per-prompt", "2",
+                               "--steps", "3", "--threads", "1", "--json"])
+        XCTAssertEqual(steered.status, 0, steered.stderr)
+        let steering = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(steered.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(Set(steering.keys), ["bestOf", "steering", "steeringVersusBestOf", "unetForwardsEach", "meanSurvivors", "seconds"])
+        XCTAssertEqual(steering["unetForwardsEach"] as? Int, 2 * 2 * 3 * 3 * 2)
+        for (arguments, why) in [(["--steer-particles", "3"], "no --select-by"), (["--steer-particles", "3", "--select-by", "alignment,fidelity"], "two perspectives"),
+                                 (["--steer-particles", "1", "--select-by", "alignment"], "one particle"),
+                                 (["--steer-particles", "3", "--select-by", "alignment", "--best-of", "3"], "with --best-of")] {
+            XCTAssertEqual(try run(["eval", "--model", "M"] + arguments).status, 2, why)
+        }
         let pretrainConfig = folder.appendingPathComponent("pretrain.json")
         try """
         {"model": {"imageSize": 16, "patchSize": 4, "visionWidth": 8, "visionLayers": 1, "visionHeads": 2, "width": 16, "layers": 1,
