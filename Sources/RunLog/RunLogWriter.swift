@@ -98,9 +98,27 @@ public final class RunLogWriter {
 
     deinit { try? close() }
 
+    /// Clears the superblock's status flags that a writer killed while the file was open leaves
+    /// set (what `h5clear -s` does): libhdf5 registers a file-access property,
+    /// "clear_status_flags", that does it when the file is opened for writing; it is not in the
+    /// public headers, so it is set by name. Fails when the file cannot be opened even so (another
+    /// process holds it, or it is not an HDF5 file).
+    static func clearStatusFlags(_ url: URL) throws {
+        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        // hbool_t is one byte (C99 bool) or an int, by build; eight bytes holding 1 read as true either way.
+        var clear: UInt64 = 1
+        try H5.check(H5Pset(access.id, "clear_status_flags", &clear), "this libhdf5 cannot clear the status flag of \(url.path)")
+        let id = H5Fopen(url.path, chdf5_f_acc_rdwr(), access.id)
+        guard id >= 0 else {
+            throw HDF5Error(description: "\(url.path) cannot be reopened for writing, even with its status flag cleared (is another process writing it?)")
+        }
+        try H5.check(H5Fclose(id), "cannot close \(url.path)")
+    }
+
     /// Reopens an existing run to append more epochs. A file left by a crashed writer still says
-    /// "open for writing": its status flag is cleared first with `h5clear -s` (Debian's
-    /// hdf5-tools), and `resumeNotes` says so. Rows of an epoch that never finished (samples,
+    /// "open for writing": its status flag is cleared first (`clearStatusFlags`), and
+    /// `resumeNotes` says so. Rows of an epoch that never finished (samples,
     /// images, events, checkpoints with an epoch at or past the last complete one, and metric
     /// rows beyond it) are cut, so the log holds every finished epoch once. With `keepingEpochs`,
     /// epochs from that one on are cut as well (a trainer resuming from an earlier checkpoint).
@@ -114,19 +132,8 @@ public final class RunLogWriter {
         try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
         var id = H5Fopen(url.path, chdf5_f_acc_rdwr(), access.id)
         if id < 0 {
-            let clear = Process()
-            clear.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            clear.arguments = ["h5clear", "-s", url.path]
-            clear.standardOutput = FileHandle.nullDevice
-            clear.standardError = FileHandle.nullDevice
-            do { try clear.run() } catch {
-                throw HDF5Error(description: "\(url.path) was left open by a crashed writer and h5clear (hdf5-tools) is not installed")
-            }
-            clear.waitUntilExit()
-            guard clear.terminationStatus == 0 else {
-                throw HDF5Error(description: "h5clear -s \(url.path) failed (is another process reading the file?)")
-            }
-            notes.append("cleared the status flag a crashed writer left in \(url.lastPathComponent) (h5clear -s)")
+            try RunLogWriter.clearStatusFlags(url)
+            notes.append("cleared the status flag a crashed writer left in \(url.lastPathComponent)")
             id = H5Fopen(url.path, chdf5_f_acc_rdwr(), access.id)
         }
         let file = try Handle(id, "cannot reopen \(url.path) for writing", closer: H5Fclose)

@@ -159,7 +159,7 @@ final class CLITests: XCTestCase {
         let finished = loss.count
         let resumed = try RunLogWriter(resuming: url)
         XCTAssertEqual(resumed.epochs, finished)
-        XCTAssertTrue(resumed.resumeNotes.contains { $0.contains("h5clear") }, "\(resumed.resumeNotes)")
+        XCTAssertTrue(resumed.resumeNotes.contains { $0.contains("status flag") }, "\(resumed.resumeNotes)")
         try resumed.record("loss", 1 / Double(finished + 1))
         try resumed.endEpoch()
         try resumed.close()
