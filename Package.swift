@@ -35,42 +35,51 @@ let package = Package(
         .target(name: "Images", dependencies: ["CZlib"], swiftSettings: kernelFlags),
         // Layer 3: layers and the module protocol.
         .target(name: "Layers", dependencies: ["Engine"], swiftSettings: kernelFlags),
+        // Layer 3: what models read: the caption tokenizer and images as tensors (shared by the
+        // diffusion model and the reward model).
+        .target(name: "Inputs", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
+        // Layer 2: means with standard errors clustered by prompt, paired differences.
+        .target(name: "Statistics", swiftSettings: kernelFlags),
         // Layer 4: the embedded world (scenes, captions, renderer, gold judge, splits).
         .target(name: "World", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
         // Layer 4: the latent diffusion model (schedules, DDIM as a policy, ...).
-        .target(name: "Diffusion", dependencies: ["Engine", "Layers", "Images"], swiftSettings: kernelFlags),
+        .target(name: "Diffusion", dependencies: ["Engine", "Layers", "Images", "Inputs"], swiftSettings: kernelFlags),
         // Layer 4: the HDF5 run log (writer, SWMR, reader).
         .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
         // Layer 4: pretraining the VAE, text encoder and UNet (world or folder data, HDF5 log).
-        .target(name: "Pretraining", dependencies: ["Diffusion", "World", "RunLog", "Engine", "Layers", "Images"],
+        .target(name: "Pretraining", dependencies: ["Diffusion", "World", "RunLog", "Engine", "Layers", "Images", "Inputs"],
                 swiftSettings: kernelFlags),
         // Layer 4: gold-judge evaluation of a model (images for split prompts, scores with errors).
-        .target(name: "Evaluation", dependencies: ["Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),
+        .target(name: "Evaluation", dependencies: ["Diffusion", "World", "Engine", "Images", "Inputs", "Statistics"], swiftSettings: kernelFlags),
         // Layer 4: rewards as named perspectives (gold judge, compressibility) and their composition.
         .target(name: "Rewards", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
         // Layer 4: RL fine-tuning (DDPO: advantages, policy losses, KL drift, the trainer).
-        .target(name: "RL", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images"],
+        .target(name: "RL", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images", "Inputs"],
                 swiftSettings: kernelFlags),
         // Layer 4: the compact LLaVA-Reward (vision encoder, multimodal decoder, SkipCA, value
         // heads, preference losses).
-        .target(name: "RewardModel", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
-        // Layer 5: the command line tool.
-        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation", "Rewards", "RL", "RewardModel"],
+        .target(name: "RewardModel", dependencies: ["Inputs", "Statistics", "Rewards", "World", "RunLog", "Engine", "Layers", "Images"],
+                swiftSettings: kernelFlags),
+        // Layer 5: preference data from a diffusion model's images, labeled by simulated annotators.
+        .target(name: "RewardData", dependencies: ["RewardModel", "Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),
+        // Layer 6: the command line tool.
+        .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "Inputs", "Statistics", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation",
+                                                                         "Rewards", "RL", "RewardModel", "RewardData"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "ImagesTests", dependencies: ["Images", "CZlib"], swiftSettings: kernelFlags),
         .testTarget(name: "WorldTests", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
-        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine", "Layers", "Images"], swiftSettings: kernelFlags),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Engine", "Layers", "Images", "Inputs"], swiftSettings: kernelFlags),
         .testTarget(name: "PretrainingTests", dependencies: ["Pretraining", "Evaluation", "Diffusion", "RunLog", "Engine", "World"],
                     swiftSettings: kernelFlags),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Diffusion", "World", "Images", "Engine"], swiftSettings: kernelFlags),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Statistics", "Diffusion", "World", "Images", "Engine", "Inputs"], swiftSettings: kernelFlags),
         .testTarget(name: "RunLogTests", dependencies: ["RunLog", "Images", "CHDF5"], swiftSettings: kernelFlags),
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "World", "Images", "Engine"], swiftSettings: kernelFlags),
-        .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images"],
+        .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images", "Inputs"],
                     swiftSettings: kernelFlags),
-        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "Evaluation", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
-        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining"], swiftSettings: kernelFlags),
+        .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "RewardData", "Inputs", "Statistics", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
+        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining", "Inputs"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Images
+import Inputs
 
 // Feynman–Kac steering (Singhal et al. 2025, "A General Framework for Inference-time Scaling and
 // Steering of Diffusion Models"). K particles per prompt follow the DDIM sampler; after the

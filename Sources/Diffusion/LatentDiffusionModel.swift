@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Images
+import Inputs
 import Layers
 
 /// Everything that defines a latent diffusion model's shape.

@@ -1,5 +1,6 @@
 import Engine
 import Images
+import Inputs
 
 /// Settings of one generation call (with defaults that run).
 public struct SamplingSettings: Codable, Equatable, Sendable {

@@ -1,5 +1,6 @@
 import Engine
 import Images
+import Inputs
 
 /// What one sampling batch records for policy-gradient training (DDPO): every latent of the
 /// trajectory, the timesteps, and per step the Gaussian mean μ_θ, σ_t and log π(x_t′ | x_t, c).

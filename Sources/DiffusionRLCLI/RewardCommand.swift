@@ -2,6 +2,8 @@ import Diffusion
 import Engine
 import Foundation
 import Images
+import Inputs
+import RewardData
 import RewardModel
 import Rewards
 import RunLog

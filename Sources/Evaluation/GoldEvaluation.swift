@@ -2,53 +2,14 @@ import Diffusion
 import Engine
 import Foundation
 import Images
+import Statistics
 import World
 
 /// Scores a model with the world's gold judge: images for fixed prompts of a split, judged per
 /// attribute, reported as means with standard errors clustered by prompt.
 public enum GoldEvaluation {
-    /// A mean over images and its standard error, clustered by prompt: the images of one prompt
-    /// are correlated (a prompt the model cannot draw fails every time), so they are not n
-    /// independent draws. With residuals e_i = x_i − x̄ summed per prompt g into S_g, over G
-    /// prompts and n images (the cluster-robust variance of a mean, with the G/(G − 1) small-sample
-    /// factor):
-    ///
-    ///     SE² = G / (G − 1) · Σ_g S_g² / n²
-    ///
-    /// With equal images per prompt this is the standard error of the G per-prompt means; with
-    /// one image per prompt, the usual s/√n.
-    public struct Estimate: Codable, Sendable, Equatable {
-        public var mean: Double
-        public var standardError: Double
-        public var count: Int
-        /// The number of prompts the images came from.
-        public var clusters: Int
-
-        /// The mean of `values` and its standard error clustered by `clusters` (sample i's prompt);
-        /// every value its own cluster when `clusters` is nil.
-        public init(_ values: [Double], clusters: [Int]? = nil) {
-            precondition(clusters == nil || clusters!.count == values.count, "\(values.count) values for \(clusters!.count) cluster labels")
-            count = values.count
-            let average = values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count)
-            mean = average
-            let labels = clusters ?? Array(values.indices)
-            var sums: [Int: Double] = [:]
-            for (value, label) in zip(values, labels) { sums[label, default: 0] += value - average }
-            self.clusters = sums.count
-            let g = Double(sums.count), n = Double(values.count)
-            standardError = values.isEmpty ? .nan
-                : sums.count > 1 ? (g / (g - 1) * sums.values.reduce(0) { $0 + $1 * $1 } / (n * n)).squareRoot() : 0
-        }
-    }
-
-    /// Model a minus model b on the same images' prompts and seeds: the mean per-image difference
-    /// with its standard error clustered by prompt. Pairing removes what the two share (the
-    /// prompt's difficulty, the noise's layout); clustering keeps a prompt's images from counting
-    /// as independent evidence.
-    public static func pairedDifference(_ a: [Double], _ b: [Double], clusters: [Int]) -> Estimate {
-        precondition(a.count == b.count, "\(a.count) scores paired with \(b.count)")
-        return Estimate(zip(a, b).map { $0 - $1 }, clusters: clusters)
-    }
+    /// A mean with its standard error clustered by prompt (`Statistics.Estimate`).
+    public typealias Estimate = Statistics.Estimate
 
     public struct Report: Codable, Sendable {
         /// The prompts' split, or the prompt file they came from.
@@ -88,7 +49,7 @@ public enum GoldEvaluation {
             }
             var result: [String: Estimate] = [:]
             for (name, mine) in imageScores {
-                if let theirs = other.imageScores[name] { result[name] = pairedDifference(theirs, mine, clusters: imagePrompts) }
+                if let theirs = other.imageScores[name] { result[name] = Estimate.paired(theirs, mine, clusters: imagePrompts) }
             }
             return result
         }

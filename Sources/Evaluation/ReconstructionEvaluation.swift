@@ -2,6 +2,7 @@ import Diffusion
 import Engine
 import Foundation
 import Images
+import Inputs
 import World
 
 /// Whether the gold judge still works on the model's domain: rendered validation scenes (a fifth

@@ -2,6 +2,7 @@ import Diffusion
 import Engine
 import Foundation
 import Images
+import Inputs
 import Layers
 import RunLog
 

@@ -1,5 +1,6 @@
 @testable import DiffusionRLCLI
 import Diffusion
+import Inputs
 import Pretraining
 import Engine
 import Foundation

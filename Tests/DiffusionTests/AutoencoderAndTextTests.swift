@@ -1,4 +1,5 @@
 import Foundation
+import Inputs
 import XCTest
 import Engine
 import Images

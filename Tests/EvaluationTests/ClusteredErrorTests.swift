@@ -30,7 +30,7 @@ final class ClusteredErrorTests: XCTestCase {
     /// residual sums 1 − 2/3, −1 − 2/3, 2 − 2/3 = 1/3, −5/3, 4/3; SE² = 3/2 · (1/9 + 25/9 + 16/9) / 36.
     func testPairedDifferenceByHand() {
         let a: [Double] = [0, 1, 1, 1, 0, 0], b: [Double] = [1, 1, 1, 0, 1, 1]
-        let d = GoldEvaluation.pairedDifference(b, a, clusters: [0, 0, 1, 1, 2, 2])
+        let d = GoldEvaluation.Estimate.paired(b, a, clusters: [0, 0, 1, 1, 2, 2])
         XCTAssertEqual(d.mean, 1.0 / 3, accuracy: 1e-12)
         XCTAssertEqual(d.standardError, (1.5 * (42.0 / 9) / 36).squareRoot(), accuracy: 1e-12)
     }

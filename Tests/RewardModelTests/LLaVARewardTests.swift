@@ -1,3 +1,4 @@
+import Inputs
 import XCTest
 import Diffusion
 import Engine

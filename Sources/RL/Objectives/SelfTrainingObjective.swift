@@ -3,6 +3,7 @@ import Engine
 import Evaluation
 import Foundation
 import Images
+import Inputs
 import Rewards
 import World
 

@@ -1,7 +1,7 @@
-import Diffusion
 import Engine
 import Foundation
 import Images
+import Inputs
 import Layers
 import Rewards
 

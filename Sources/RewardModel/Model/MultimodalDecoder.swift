@@ -1,6 +1,6 @@
-import Foundation
-import Diffusion
 import Engine
+import Foundation
+import Inputs
 import Layers
 
 /// What the decoder saw and produced for a batch of (image, prompt) sequences.

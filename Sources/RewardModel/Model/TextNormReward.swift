@@ -1,7 +1,7 @@
-import Diffusion
 import Engine
 import Foundation
 import Images
+import Inputs
 import Rewards
 
 /// A learned reward model's prompt-dependent heads, confidence-normalized (TextNorm), as the

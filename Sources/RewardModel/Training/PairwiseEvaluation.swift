@@ -1,7 +1,7 @@
 import Engine
-import Evaluation
 import Foundation
 import Rewards
+import Statistics
 
 /// How well a reward model agrees with preferences, per perspective.
 public struct PerspectiveAgreement: Codable, Sendable {
@@ -91,7 +91,7 @@ public enum PairwiseEvaluation {
             ids[prompt] = ids.count
             return ids.count - 1
         }
-        let estimate = GoldEvaluation.Estimate(agreements, clusters: clusters)
+        let estimate = Estimate(agreements, clusters: clusters)
         return (estimate.mean, estimate.standardError)
     }
 

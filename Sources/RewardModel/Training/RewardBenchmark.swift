@@ -1,6 +1,6 @@
-import Diffusion
 import Engine
 import Foundation
+import Inputs
 import World
 
 /// `diffusion-rl bench reward`: how fast the reward model scores (image, prompt) pairs without

@@ -2,6 +2,7 @@ import Diffusion
 import Engine
 import Foundation
 import Images
+import RewardModel
 import World
 
 /// What `diffusion-rl reward make-data` makes.
