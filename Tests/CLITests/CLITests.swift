@@ -493,6 +493,13 @@ final class CLITests: XCTestCase {
                        try Data(contentsOf: folder.appendingPathComponent("r-pieces/model/reward_model.safetensors")))
         XCTAssertEqual(try RunLogReader(url: folder.appendingPathComponent("r-pieces/run.h5")).metric("loss"),
                        try RunLogReader(url: folder.appendingPathComponent("r-whole/run.h5")).metric("loss"))
+        // Killed with SIGKILL mid-run and resumed from its newest checkpoint: the same model.
+        trainConfig.epochs = 80
+        trainConfig.logEvery = 1
+        let killConfig = folder.appendingPathComponent("train-kill.json")
+        try ConfigLoader.json(trainConfig).write(to: killConfig, atomically: true, encoding: .utf8)
+        try assertKilledAndResumedEqualsUninterrupted(["reward", "train", "--config", killConfig.path], out: folder.appendingPathComponent("r-killed"),
+                                                      killAfter: 15, compare: ["model/reward_model.safetensors"])
         let unknown = try run(["reward", "train", "--decoder", mllm.appendingPathComponent("decoder").path, "--data",
                                data.appendingPathComponent("data.jsonl").path, "--out", folder.appendingPathComponent("r2").path,
                                "--perspectives", "alignment,beauty"])
