@@ -53,15 +53,23 @@ public enum RunReport {
         }
         // Per-step KL is one chart per run below, not a chart per step; the curves that matter come
         // first (rewards smoothed with a band, gold, KL, evaluations), the rest folded at the end.
-        let stepKL = specs.filter { $0.kind == .klStep && $0.step != nil }
-        let key = specs.filter { [.reward, .proxy, .gold, .kl, .evaluation].contains($0.kind) }
+        // A metric no run has a finite value of (an evaluation that never ran) gets no empty chart.
+        let logged = try specs.filter { spec in
+            try runs.contains { run in
+                guard run.reader.metricNames.contains(spec.name) else { return false }
+                return try run.reader.metric(spec.name).contains { $0.isFinite }
+            }
+        }
+        let unlogged = specs.filter { !logged.contains($0) }.map(\.name)
+        let stepKL = logged.filter { $0.kind == .klStep && $0.step != nil }
+        let key = logged.filter { [.reward, .proxy, .gold, .kl, .evaluation].contains($0.kind) }
         func chart(_ spec: MetricSpec) throws -> String {
             let smoothed = [.reward, .proxy, .gold].contains(spec.kind)
             let series = try runs.enumerated().compactMap { index, run -> Series? in
                 guard run.reader.metricNames.contains(spec.name) else { return nil }
                 var values = try run.reader.metric(spec.name).enumerated().map { (Double($0.offset), $0.element) }
-                // Evaluations are logged every few epochs: join their points instead of leaving dots.
-                if spec.kind == .evaluation { values = values.filter { $0.1.isFinite } }
+                // Evaluations and KL are logged every few epochs: join their points instead of leaving dots.
+                if spec.kind == .evaluation || spec.kind == .kl { values = values.filter { $0.1.isFinite } }
                 return Series(label: run.name, color: color(index), points: values, smoothed: smoothed)
             }
             return lineChart(title: spec.name + (smoothed ? " (thin: per epoch; thick: mean of 5; band: ± their s.d.)" : ""),
@@ -71,8 +79,8 @@ public enum RunReport {
         for spec in key { body += try chart(spec) + "\n" }
         body += "</div>\n"
         // Reward against √KL, for every reward-like metric when the run logs a KL.
-        if let klName = specs.first(where: { $0.kind == .kl })?.name {
-            let rewards = specs.filter { [.reward, .proxy, .gold].contains($0.kind) }.map(\.name)
+        if let klName = logged.first(where: { $0.kind == .kl })?.name {
+            let rewards = logged.filter { [.reward, .proxy, .gold].contains($0.kind) }.map(\.name)
             if !rewards.isEmpty {
                 body += "<h2>Reward against √KL</h2>\n<div class=charts>\n"
                 for reward in rewards {
@@ -104,7 +112,7 @@ public enum RunReport {
         }
         // A learned proxy reward against the gold judge's score of the same samples, epoch by epoch:
         // points moving up and to the right agree; points moving right only are overoptimization.
-        let proxies = specs.filter { $0.kind == .proxy && $0.gold.map(names.contains) == true }
+        let proxies = logged.filter { $0.kind == .proxy && $0.gold.map(names.contains) == true }
         if !proxies.isEmpty {
             body += "<h2>Proxy reward against gold</h2>\n<div class=charts>\n"
             for spec in proxies {
@@ -146,12 +154,13 @@ public enum RunReport {
             body += "</table>\n"
         }
         if !anyEvent { body += "<p>No events.</p>\n" }
-        let rest = specs.filter { spec in !key.contains(spec) && !stepKL.contains(spec) }
+        let rest = logged.filter { spec in !key.contains(spec) && !stepKL.contains(spec) }
         if !rest.isEmpty {
             body += "<details><summary>All other metrics (\(rest.count))</summary>\n<div class=charts>\n"
             for spec in rest { body += try chart(spec) + "\n" }
             body += "</div></details>\n"
         }
+        if !unlogged.isEmpty { body += "<p>Declared but never given a finite value: \(escape(unlogged.joined(separator: ", ")))</p>\n" }
         body += try identity(runs)
         return """
         <!doctype html>

@@ -200,6 +200,58 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(RunReport.pickEvenly([0, 1, 2, 3, 4, 5], count: 3), [0, 2, 5])
     }
 
+    /// The report of a small run, rendered by headless Chromium (which `make test` installs as
+    /// root): the page loads without a console message, the screenshot is not blank, and a metric
+    /// that was never given a finite value gets a line, not an empty chart.
+    func testReportRendersInHeadlessChromium() throws {
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+            .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("Chromium is not installed (make test installs Debian's chromium when run as root): the report was not rendered")
+        }
+        let url = temporaryRun()
+        let writer = try RunLogWriter(url: url, layout: RunLayout(metrics: [MetricSpec("reward_alignment", better: .higher, kind: .reward),
+                                                                            MetricSpec("kl", better: .lower, kind: .kl),
+                                                                            MetricSpec("eval_alignment", better: .higher, kind: .evaluation)],
+                                                                  prompts: ["a red circle"], imageSize: [4, 4]), info: info)
+        for epoch in 0..<12 {
+            try writer.record("reward_alignment", 0.3 + 0.02 * Double(epoch))
+            try writer.record("kl", epoch % 4 == 0 ? 10 * Double(epoch) : .nan)
+            try writer.record("eval_alignment", .nan)
+            try writer.appendImages(epoch: epoch, prompts: [0], images: [RGBImage(width: 4, height: 4, fill: [200, 0, 0])])
+            try writer.endEpoch()
+        }
+        try writer.close()
+        let html = try RunReport.html([RunReport.Run(name: "run", reader: try RunLogReader(url: url))], maxImageEpochs: 3)
+        XCTAssertTrue(html.contains("never given a finite value: eval_alignment"), "an empty chart instead of a line")
+        XCTAssertFalse(html.contains("no finite values"))
+        let page = url.deletingPathExtension().appendingPathExtension("html"), shot = url.deletingPathExtension().appendingPathExtension("png")
+        try html.write(to: page, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: chromium)
+        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0", "--window-size=1000,1400",
+                             "--screenshot=\(shot.path)", page.absoluteString]
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, log)
+        let console = log.split(separator: "\n").filter { $0.contains("CONSOLE") || $0.contains("Uncaught") }
+        XCTAssertEqual(console, [], "the page logged to the console")
+        let image = try PNG.read(shot)
+        XCTAssertEqual(image.width, 1000)
+        let rgb = image.rgb().pixels
+        var inked = 0, colors = Set<Int>()
+        for i in stride(from: 0, to: rgb.count, by: 3) {
+            let (r, g, b) = (Int(rgb[i]), Int(rgb[i + 1]), Int(rgb[i + 2]))
+            if r + g + b < 600 { inked += 1 }
+            colors.insert(r << 16 | g << 8 | b)
+        }
+        XCTAssertGreaterThan(Double(inked) / Double(rgb.count / 3), 0.01, "the screenshot is blank")
+        XCTAssertGreaterThan(colors.count, 20, "the screenshot shows no charts")
+    }
+
     /// Metrics declared as per-step KL become one chart per run with a line per measured epoch
     /// (x = the declared step), not a chart per step; epochs without a KL measurement are left out.
     func testReportChartsKLBySamplingStep() throws {
