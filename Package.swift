@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images", "Inputs"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "RewardData", "Inputs", "Statistics", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
-        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining", "Inputs"], swiftSettings: kernelFlags),
+        .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining", "Inputs", "Images"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]
 )

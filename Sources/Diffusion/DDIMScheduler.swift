@@ -11,7 +11,7 @@ public enum DiffusionError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .degeneratePolicy(message): return "not a stochastic policy: \(message)"
-        case let .invalidSettings(message): return "invalid sampler settings: \(message)"
+        case let .invalidSettings(message): return message
         }
     }
 }

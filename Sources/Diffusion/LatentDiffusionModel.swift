@@ -16,6 +16,20 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     public init() {}
 
+    /// Fails with one line naming the first part that does not fit the others.
+    public func validate() throws {
+        guard imageSize >= 1, imageSize % vae.downsamplingFactor == 0 else {
+            throw DiffusionError.invalidSettings("model.imageSize \(imageSize) must be a positive multiple of the VAE's downsampling factor \(vae.downsamplingFactor)")
+        }
+        guard unet.inChannels == vae.latentChannels, unet.outChannels == vae.latentChannels else {
+            throw DiffusionError.invalidSettings("model.unet channels in/out \(unet.inChannels)/\(unet.outChannels) must equal model.vae.latentChannels \(vae.latentChannels)")
+        }
+        guard unet.crossAttentionDimension == text.width else {
+            throw DiffusionError.invalidSettings("model.unet.crossAttentionDimension \(unet.crossAttentionDimension) must equal model.text.width \(text.width)")
+        }
+        try unet.validate()
+    }
+
     /// A tiny model for tests (16×16 images, 4×4×2 latents).
     public static var tiny: ModelConfig {
         var config = ModelConfig()
@@ -74,11 +88,7 @@ public final class LatentDiffusionModel {
     public let schedule: NoiseSchedule
 
     public init(config: ModelConfig, tokenizer: Tokenizer, using rng: inout RandomGenerator) throws {
-        guard config.unet.inChannels == config.vae.latentChannels, config.unet.outChannels == config.vae.latentChannels,
-              config.unet.crossAttentionDimension == config.text.width,
-              config.imageSize % config.vae.downsamplingFactor == 0 else {
-            throw DiffusionError.invalidSettings("model config: UNet channels \(config.unet.inChannels)/\(config.unet.outChannels) for \(config.vae.latentChannels) latent channels, cross-attention \(config.unet.crossAttentionDimension) for text width \(config.text.width)")
-        }
+        try config.validate()
         self.config = config
         self.tokenizer = tokenizer
         vae = AutoencoderKL(config.vae, using: &rng)
@@ -148,8 +158,15 @@ public final class LatentDiffusionModel {
             }
             return try Data(contentsOf: url)
         }
-        let config = try JSONDecoder().decode(ModelConfig.self, from: read("config.json"))
-        let tokenizer = try JSONDecoder().decode(Tokenizer.self, from: read("tokenizer.json"))
+        // A file that is there but unreadable is an error naming it, whatever the decoder's words.
+        func decode<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
+            let data = try read(name)
+            do { return try JSONDecoder().decode(type, from: data) } catch {
+                throw DiffusionError.invalidSettings("\(directory.appendingPathComponent(name).path): not a valid \(name) (\(String(describing: error).prefix(160)))")
+            }
+        }
+        let config = try decode(ModelConfig.self, "config.json")
+        let tokenizer = try decode(Tokenizer.self, "tokenizer.json")
         var rng = RandomGenerator(seed: 0)
         var baseConfig = config
         baseConfig.unetAdapter = nil
@@ -163,7 +180,9 @@ public final class LatentDiffusionModel {
                 _ = try read(file)
                 tensors.merge(try Safetensors.read(directory.appendingPathComponent(file)).tensors) { first, _ in first }
             }
-            try module.loadParameters(tensors)
+            do { try module.loadParameters(tensors) } catch {
+                throw DiffusionError.invalidSettings("\(directory.appendingPathComponent(files[0]).path): \(error)")
+            }
         }
         return model
     }

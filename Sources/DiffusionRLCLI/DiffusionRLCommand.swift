@@ -36,11 +36,27 @@ enum DiffusionRLCommand {
             fail(error.description, status: error.isUsage ? 2 : 1)
         } catch let error as RunInterrupted {
             fail(error.description, status: 130)
+        } catch let error where fileErrorText(error) != nil {
+            fail(fileErrorText(error)!, status: 1)
         } catch let error as CustomStringConvertible {
             fail(error.description, status: 1)
         } catch {
             fail("\(error)", status: 1)
         }
+    }
+
+    /// A Foundation file error (a folder that cannot be created, a file that cannot be written)
+    /// as "PATH: the system's reason", instead of Foundation's dump of its error; nil for others.
+    static func fileErrorText(_ error: Error) -> String? {
+        let top = error as NSError
+        guard top.domain == NSCocoaErrorDomain else { return nil }
+        let path = top.userInfo[NSFilePathErrorKey] as? String ?? (top.userInfo[NSURLErrorKey] as? URL)?.path
+        var reason = top.localizedDescription, current: NSError? = top
+        while let e = current {
+            if e.domain == NSPOSIXErrorDomain { reason = String(cString: strerror(Int32(e.code))); break }
+            current = (e.userInfo[NSUnderlyingErrorKey] as? NSError) ?? (e.userInfo[NSUnderlyingErrorKey] as? Error).map { $0 as NSError }
+        }
+        return path.map { "\($0): \(reason)" } ?? reason
     }
 
     private static func fail(_ message: String, status: Int32) -> Never {

@@ -207,10 +207,10 @@ enum EvalCommand {
             throw CommandError("--prompts: '\(source)' is neither validation, heldout nor a readable prompt file")
         }
         var seen = Set<String>(), prompts: [Prompt] = []
-        for line in text.split(whereSeparator: \.isNewline) where prompts.count < count {
-            let caption = line.trimmingCharacters(in: .whitespaces)
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where prompts.count < count {
+            let caption = line.trimmingCharacters(in: .whitespacesAndNewlines)
             guard !caption.isEmpty, seen.insert(caption).inserted else { continue }
-            do { prompts.append(try Prompt(parsing: caption)) } catch { throw CommandError("\(source): \(error)") }
+            do { prompts.append(try Prompt(parsing: caption)) } catch { throw CommandError("\(source):\(number + 1): \(error)") }
         }
         guard !prompts.isEmpty else { throw CommandError("\(source) holds no prompts") }
         return (prompts, URL(fileURLWithPath: source).lastPathComponent)

@@ -88,7 +88,7 @@ enum RewardCommand {
         settings.seed = args.int("seed").map(UInt64.init) ?? settings.seed
         settings.annotator.noise = args.double("noise") ?? settings.annotator.noise
         settings.annotator.saturationBias = args.double("saturation-bias") ?? settings.annotator.saturationBias
-        guard settings.prompts >= 1 else { throw CommandError("the config's prompts must be at least 1") }
+        try settings.validate()
         Threads.set(args.int("threads")!)
         if let source = args.string("relabel") {
             guard !out.contains("/"), out.hasSuffix(".jsonl") else {
@@ -250,8 +250,9 @@ enum RewardCommand {
     static func score(_ args: ParsedArguments) throws {
         let path = args.positional[0], prompt = args.string("prompt")!, modelPath = args.string("model")!
         Threads.set(args.int("threads")!)
-        let model = try LearnedReward.load(from: URL(fileURLWithPath: modelPath))
+        // The image first: a bad file is reported before a model is loaded for it.
         let image = try PNG.read(URL(fileURLWithPath: path))
+        let model = try LearnedReward.load(from: URL(fileURLWithPath: modelPath))
         guard image.width == model.config.imageSize, image.height == model.config.imageSize else {
             throw CommandError("\(path) is \(image.width)×\(image.height); the reward model takes \(model.config.imageSize)×\(model.config.imageSize)")
         }

@@ -7,7 +7,7 @@ import Layers
 import RunLog
 
 /// Everything `diffusion-rl pretrain` reads from its config, with defaults that run.
-public struct PretrainConfig: Codable, Equatable, Sendable {
+public struct PretrainConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public var model = ModelConfig()
     public var seed: UInt64 = 0
     /// A folder with captions.jsonl and PNGs; empty for the embedded world.
@@ -39,6 +39,24 @@ public struct PretrainConfig: Codable, Equatable, Sendable {
     public var trainTextEncoder = true
 
     public init() {}
+
+    /// Fails with one line naming the first setting that cannot run.
+    public func validate() throws {
+        func require(_ condition: Bool, _ message: String) throws {
+            if !condition { throw DataError(description: message) }
+        }
+        try require(vaeSteps >= 0 && diffusionSteps >= 0 && vaeSteps + diffusionSteps >= 1, "vaeSteps and diffusionSteps must be ≥ 0, and not both 0")
+        try require(vaeBatch >= 1 && diffusionBatch >= 1, "vaeBatch and diffusionBatch must be at least 1")
+        try require([vaeLearningRate, diffusionLearningRate].allSatisfy { $0 > 0 && $0.isFinite }, "vaeLearningRate and diffusionLearningRate must be positive")
+        try require(vaeBeta >= 0 && vaeBeta.isFinite, "vaeBeta must be a finite number ≥ 0")
+        try require(captionDropout >= 0 && captionDropout <= 1 && hazardRate >= 0 && hazardRate <= 1, "captionDropout and hazardRate must be in [0, 1]")
+        try require(warmupSteps >= 0 && gradientClip > 0 && gradientClip.isFinite && threads >= 1,
+                    "warmupSteps must be ≥ 0, gradientClip positive and threads at least 1")
+        try require(checkpointEvery >= 1 && logEvery >= 1 && checkpointEvery % logEvery == 0,
+                    "checkpointEvery (\(checkpointEvery)) must be a positive multiple of logEvery (\(logEvery))")
+        try require(initialModel.isEmpty || vaeSteps == 0, "initialModel continues a trained model's diffusion part; set vaeSteps to 0")
+        if initialModel.isEmpty { try model.validate() }
+    }
 }
 
 /// Trains the VAE, then the text encoder and UNet on frozen VAE latents, logging to one HDF5
@@ -64,12 +82,7 @@ public final class Pretrainer {
     /// Prepares a run in `output` (refusing an existing run unless `overwrite`), or with `resume`
     /// continues the run there from its last checkpoint (same config, same result).
     public init(config: PretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
-        guard config.initialModel.isEmpty || config.vaeSteps == 0 else {
-            throw DataError(description: "initialModel continues a trained model's diffusion part; set vaeSteps to 0")
-        }
-        guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {
-            throw DataError(description: "checkpointEvery (\(config.checkpointEvery)) must be a positive multiple of logEvery (\(config.logEvery))")
-        }
+        try config.validate()
         self.config = config
         Threads.set(config.threads)
         data = config.dataFolder.isEmpty

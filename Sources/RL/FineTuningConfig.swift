@@ -44,7 +44,7 @@ public struct TrainingEvaluation: Codable, Equatable, Sendable {
 /// the prompts and sampling of an epoch, the reward composition, the objective with its own
 /// settings (`advantageWeighted`, `diffusionDPO`, `refl`, `selfTraining`), what trains, the KL
 /// tracking, the evaluation and checkpoints.
-public struct FineTuningConfig: Codable, Equatable, Sendable {
+public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
     /// The model folder to fine-tune (also the frozen reference).
     public var model = "Models/base"
     /// A trained reward model folder (`reward train` writes DIR/model), or empty. Its heads join
@@ -143,6 +143,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable {
         }
         try require(sampling.eta > 0, "sampling.eta = \(sampling.eta): DDIM with η = 0 is deterministic and has no log-probability; use η > 0")
         try require(sampling.steps >= 1, "sampling.steps must be at least 1")
+        try require(sampling.guidance >= 0 && sampling.guidance.isFinite, "sampling.guidance must be a finite number ≥ 0 (1: no guidance)")
         try require(epochs >= 1 && promptsPerEpoch >= 1 && imagesPerPrompt >= 1, "epochs, promptsPerEpoch and imagesPerPrompt must be at least 1")
         try require(samplingBatch >= 1 && trainBatch >= 1 && gradientAccumulation >= 1 && innerEpochs >= 1,
                     "samplingBatch, trainBatch, gradientAccumulation and innerEpochs must be at least 1")

@@ -6,7 +6,7 @@ import RewardModel
 import World
 
 /// What `diffusion-rl reward make-data` makes.
-public struct PreferenceDataSettings: Codable, Equatable, Sendable {
+public struct PreferenceDataSettings: Codable, Equatable, Sendable, ValidatedConfig {
     /// The world split whose prompts are used.
     public var split = Split.train
     public var prompts = 256
@@ -29,6 +29,14 @@ public struct PreferenceDataSettings: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
 
     public init() {}
+
+    /// Fails with one line naming the first setting that cannot run.
+    public func validate() throws {
+        guard prompts >= 1, firstPrompt >= 0, generatedPerPrompt >= 0, contrastiveRenders >= 0, contrastiveGenerated >= 0 else {
+            throw PreferenceDataError(description: "prompts must be at least 1, and firstPrompt, generatedPerPrompt, contrastiveRenders and contrastiveGenerated ≥ 0")
+        }
+        guard renderedHazardRate >= 0, renderedHazardRate <= 1 else { throw PreferenceDataError(description: "renderedHazardRate must be in [0, 1]") }
+    }
 }
 
 /// Makes preference data like VisionPrefer's: for each prompt, images from the base diffusion

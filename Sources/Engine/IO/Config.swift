@@ -12,8 +12,10 @@ public enum ConfigLoader {
     public static func decode<T: Codable>(_ type: T.Type, from data: Data, defaults: T, source: String = "config") throws -> T {
         let given: Any
         do { given = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ConfigError(description: "\(source): malformed JSON (\(error.localizedDescription))")
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
+            throw ConfigError(description: "\(source): malformed JSON (\(detail))")
         }
+        guard given is [String: Any] else { throw ConfigError(description: "\(source): the top level must be a JSON object of settings") }
         let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults))
         let open = (T.self as? OpenConfigMaps.Type)?.openMaps ?? []
         let renamed = (T.self as? RenamedConfigKeys.Type)?.renamedKeys ?? [:]
@@ -22,7 +24,9 @@ public enum ConfigLoader {
             return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
             let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-            throw ConfigError(description: "\(source): wrong value at '\(path)': \(context.debugDescription)")
+            // Some decoders lose the key's path (a fraction where a whole number belongs, on Linux).
+            throw ConfigError(description: "\(source): " + (path.isEmpty ? "a value has the wrong type (\(context.debugDescription))"
+                                                                           : "wrong value at '\(path)': \(context.debugDescription)"))
         } catch {
             throw ConfigError(description: "\(source): \(error)")
         }
@@ -34,7 +38,11 @@ public enum ConfigLoader {
         do { data = try Data(contentsOf: url) } catch {
             throw ConfigError(description: "cannot read config \(url.path): \(error.localizedDescription)")
         }
-        return try decode(type, from: data, defaults: defaults, source: url.lastPathComponent)
+        let value = try decode(type, from: data, defaults: defaults, source: url.lastPathComponent)
+        if let checked = value as? ValidatedConfig {
+            do { try checked.validate() } catch { throw ConfigError(description: "\(url.lastPathComponent): \(error)") }
+        }
+        return value
     }
 
     /// The settings as pretty, key-sorted JSON (what a run writes into its log).
@@ -63,6 +71,12 @@ public enum ConfigLoader {
         }
         return baseObject
     }
+}
+
+/// Settings that check themselves: `ConfigLoader.load` calls `validate()` on what it read, so that
+/// a value out of range is an error naming the file as well as the setting.
+public protocol ValidatedConfig {
+    func validate() throws
 }
 
 /// Settings with dictionary fields whose keys are the user's (reward weights by perspective):

@@ -74,7 +74,8 @@ public enum Safetensors {
         var metadata: [String: String] = [:]
         var tensors: [String: Tensor] = [:]
         var spans: [(begin: Int, end: Int, name: String)] = []
-        for (name, entry) in header {
+        // In name order, so that a damaged file always reports the same tensor first.
+        for (name, entry) in header.sorted(by: { $0.key < $1.key }) {
             if name == "__metadata__" {
                 metadata = (entry as? [String: String]) ?? [:]
                 continue

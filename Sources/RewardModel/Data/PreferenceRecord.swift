@@ -37,6 +37,7 @@ public struct PreferenceRecord: Codable, Equatable, Sendable {
 /// What is wrong with a preference data file, in one line naming the file and line.
 public struct PreferenceDataError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Reading and writing preference JSONL.
@@ -70,6 +71,10 @@ public enum PreferenceData {
                 guard let labels = record.labels, !labels.isEmpty else { throw fail("a single image needs 'labels'") }
             default:
                 throw fail("'images' holds one image (labels) or two (a pair), not \(record.images.count)")
+            }
+            // Images live in the data's folder: an absolute path or a ".." would read files elsewhere.
+            for path in record.images where path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+                throw fail("image path \(path) is outside the data folder (paths are relative to it, without '..')")
             }
             for path in record.images where !FileManager.default.fileExists(atPath: folder.appendingPathComponent(path).path) {
                 throw fail("image \(path) not found next to the file")

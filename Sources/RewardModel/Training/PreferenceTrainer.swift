@@ -6,7 +6,7 @@ import Layers
 import RunLog
 
 /// Everything `diffusion-rl reward train` reads from its config.
-public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
+public struct PreferenceTrainConfig: Codable, Equatable, Sendable, ValidatedConfig {
     /// The captioning-pretrained decoder folder (`reward pretrain` writes `OUT/decoder`).
     public var decoder = "Logs/reward-mllm/decoder"
     /// Preference JSONL (`reward make-data` writes `OUT/data.jsonl`).
@@ -37,6 +37,22 @@ public struct PreferenceTrainConfig: Codable, Equatable, Sendable {
     public var threads = 2
 
     public init() {}
+
+    /// Fails with one line naming the first setting that cannot run.
+    public func validate() throws {
+        func require(_ condition: Bool, _ message: String) throws {
+            if !condition { throw PreferenceDataError(description: message) }
+        }
+        try require(epochs >= 1 && promptsPerBatch >= 1 && logEvery >= 1 && threads >= 1, "epochs, promptsPerBatch, logEvery and threads must be at least 1")
+        try require(learningRate > 0 && learningRate.isFinite && gradientClip > 0 && gradientClip.isFinite && temperature > 0 && temperature.isFinite,
+                    "learningRate, gradientClip and temperature must be positive")
+        try require(warmupSteps >= 0 && loraRank >= 0 && margin.isFinite, "warmupSteps and loraRank must be ≥ 0 and margin finite")
+        let known = SimulatedAnnotator.pairedAspects + SimulatedAnnotator.unpairedAspects
+        try require(!perspectives.isEmpty, "perspectives must name at least one of \(known.joined(separator: ", "))")
+        for name in perspectives + captionLikelihoodPerspectives where !known.contains(name) {
+            throw PreferenceDataError(description: "perspective '\(name)' is not one of \(known.joined(separator: ", "))")
+        }
+    }
 }
 
 /// The distinct images of a preference data set, decoded once (each as its [3, S, S] values), and
@@ -162,6 +178,7 @@ public final class PreferenceTrainer {
     }
 
     public init(config: PreferenceTrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
+        try config.validate()
         self.config = config
         Threads.set(config.threads)
         rng = RandomGenerator(seed: config.seed)
