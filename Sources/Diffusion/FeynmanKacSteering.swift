@@ -85,33 +85,25 @@ extension LatentDiffusionModel {
         }
         let k = steering.particles
         let rows = prompts.flatMap { [String](repeating: $0, count: k) }
-        let scheduler = try DDIMScheduler(schedule: schedule, stepCount: settings.steps, eta: settings.eta)
-        var rng = RandomGenerator(seed: settings.seed)
         // Resampling draws from its own stream, so the sampler's noise is plain sampling's.
         var resamplingRNG = RandomGenerator(seed: settings.seed ^ 0xF11E_57EE)
         var previous = [Double](repeating: 0, count: rows.count)
         var resamplings = 0, survivors = 0, evaluations = 0
-        func score(_ latents: Tensor) throws -> [Double] {
+        /// The images of `latents` and their rewards.
+        func score(_ latents: Tensor) throws -> (images: [RGBImage], rewards: [Double]) {
             let images = try ImageTensors.images(vae.decode(latents / vae.scaleFactor.item))
             evaluations += images.count
             let scores = try reward(images, rows)
             guard scores.count == rows.count else {
                 throw DiffusionError.invalidSettings("the steering reward gave \(scores.count) scores for \(rows.count) images")
             }
-            return scores
+            return (images, scores)
         }
         return try withNoGrad {
-            let (context, mask) = try encodeText(rows)
-            let (empty, emptyMask) = try encodeText([String](repeating: "", count: rows.count))
-            var x = Tensor.randn([rows.count, config.vae.latentChannels, latentSize, latentSize], using: &rng)
-            for (i, t) in scheduler.timesteps.enumerated() {
-                let epsilon = try guidedEpsilon(x, timestep: t, context: context, mask: mask, empty: empty, emptyMask: emptyMask,
-                                                guidance: settings.guidance)
-                let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, using: &rng)
-                x = step.previousSample
+            let x = try denoise(rows, settings: settings) { i, step, x in
                 progress(i)
-                guard (i + 1) % steering.every == 0, i + 1 < scheduler.timesteps.count, k > 1 else { continue }
-                let rewards = try score(step.predictedOriginal)
+                guard (i + 1) % steering.every == 0, i + 1 < settings.steps, k > 1 else { return }
+                let rewards = try score(step.predictedOriginal).rewards
                 var ancestors: [Int] = []
                 for p in prompts.indices {
                     let range = p * k ..< (p + 1) * k
@@ -126,12 +118,7 @@ extension LatentDiffusionModel {
                 x = try x.indexSelect(axis: 0, ancestors)
                 previous = ancestors.map { rewards[$0] }
             }
-            let particles = try ImageTensors.images(vae.decode(x / vae.scaleFactor.item))
-            evaluations += particles.count
-            let finalRewards = try reward(particles, rows)
-            guard finalRewards.count == rows.count else {
-                throw DiffusionError.invalidSettings("the steering reward gave \(finalRewards.count) scores for \(rows.count) images")
-            }
+            let (particles, finalRewards) = try score(x)
             var images: [RGBImage] = [], kept: [Double] = []
             for p in prompts.indices {
                 // NaN never wins; among equal rewards the earlier particle does.

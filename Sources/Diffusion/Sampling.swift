@@ -35,6 +35,17 @@ extension LatentDiffusionModel {
     /// Images for prompts by DDIM with η and classifier-free guidance, without gradients.
     /// `progress` gets each step's index.
     public func generate(_ prompts: [String], settings: SamplingSettings, progress: (Int) -> Void = { _ in }) throws -> [RGBImage] {
+        try withNoGrad {
+            let x = try denoise(prompts, settings: settings) { i, _, _ in progress(i) }
+            return try ImageTensors.images(vae.decode(x / vae.scaleFactor.item))
+        }
+    }
+
+    /// The final latents of DDIM with η and guidance from x_T ~ N(0, I), all noise drawn from
+    /// `settings.seed` in one stream. After each step, `afterStep` gets the step's index, the step
+    /// and the new latents x_t′, which it may replace (Feynman–Kac steering resamples them).
+    func denoise(_ prompts: [String], settings: SamplingSettings,
+                 afterStep: (Int, DDIMStep, inout Tensor) throws -> Void) throws -> Tensor {
         guard !prompts.isEmpty else { throw DiffusionError.invalidSettings("no prompts") }
         let scheduler = try DDIMScheduler(schedule: schedule, stepCount: settings.steps, eta: settings.eta)
         var rng = RandomGenerator(seed: settings.seed)
@@ -45,10 +56,11 @@ extension LatentDiffusionModel {
             for (i, t) in scheduler.timesteps.enumerated() {
                 let epsilon = try guidedEpsilon(x, timestep: t, context: context, mask: mask, empty: empty, emptyMask: emptyMask,
                                                 guidance: settings.guidance)
-                x = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, using: &rng).previousSample
-                progress(i)
+                let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, using: &rng)
+                x = step.previousSample
+                try afterStep(i, step, &x)
             }
-            return try ImageTensors.images(vae.decode(x / vae.scaleFactor.item))
+            return x
         }
     }
 }
