@@ -30,6 +30,7 @@ enum DebugCommand {
                 .integer("seed", default: 0, minimum: 0, "initialization and input seed"),
                 .text("model", "DIR", "a model folder whose UNet to write instead of a random one"),
             ], run: unetParity),
+        FuzzCommand.command,
     ])
 
     static func writeLog(_ args: ParsedArguments) throws {

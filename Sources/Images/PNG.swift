@@ -79,8 +79,9 @@ public enum PNG {
                 case 6: channels = 4
                 default: throw DecodeError(description: "color type \(colorType) (supported: gray, gray+alpha, RGB, RGBA)")
                 }
-                guard width > 0, height > 0, width <= 1 << 15, height <= 1 << 15 else {
-                    throw DecodeError(description: "image size \(width)×\(height)")
+                // A header may claim any size; at most 2²⁴ pixels (4096 × 4096) are allocated.
+                guard width > 0, height > 0, width <= 1 << 15, height <= 1 << 15, width * height <= 1 << 24 else {
+                    throw DecodeError(description: "image size \(width)×\(height) (at most 2^24 pixels)")
                 }
             case "IDAT": compressed += body
             case "IEND": sawEnd = true
@@ -135,7 +136,7 @@ public enum PNG {
         data.appendBigEndian(crc(typeBytes + [UInt8](body)))
     }
 
-    private static func crc(_ bytes: [UInt8]) -> UInt32 {
+    static func crc(_ bytes: [UInt8]) -> UInt32 {
         UInt32(bytes.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) })
     }
 

@@ -360,6 +360,20 @@ final class CLITests: XCTestCase {
                                                       killAfter: 20, compare: ["decoder/decoder.safetensors"])
     }
 
+    /// A fuzz smoke: 5,000 mutated inputs for each parser of users' files, none crashing the
+    /// process, some accepted and most rejected (so the mutations reach past the first check).
+    func testFuzzSmokeCrashesNoParser() throws {
+        let result = try run(["debug", "fuzz", "--inputs", "5000", "--seed", "7", "--json"])
+        XCTAssertEqual(result.status, 0, "a parser crashed: \(result.stderr.suffix(300))")
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+        XCTAssertEqual(rows.compactMap { $0["parser"] as? String }, ["safetensors", "png", "config", "preferences", "caption"])
+        for row in rows {
+            XCTAssertEqual(row["inputs"] as? Int, 5000)
+            XCTAssertGreaterThan(row["accepted"] as? Int ?? 0, 0, "\(row): no mutated input parsed, so the mutations only test the first check")
+            XCTAssertGreaterThan(row["rejected"] as? Int ?? 0, 2500, "\(row)")
+        }
+    }
+
     func testFinetuneRefusesEtaZeroAndEmptyPromptFiles() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-bad-\(UUID())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

@@ -90,6 +90,19 @@ final class PNGTests: XCTestCase {
         XCTAssertThrowsError(try PNG.decode(Data(flipped))) { XCTAssertTrue("\($0)".contains("CRC")) }
     }
 
+    /// A header that claims 30,000 × 30,000 pixels (3.6 GB of RGBA) is refused before anything
+    /// is allocated for it, with a valid CRC, so the size check is what stops it.
+    func testHugeDeclaredSizesAreRefused() throws {
+        var good = [UInt8](PNG.encode(sample(channels: 3)))
+        // IHDR's body starts at byte 16 (8 signature + 4 length + 4 type): width, then height.
+        for (offset, value) in [(16, 30_000), (20, 30_000)] {
+            for b in 0..<4 { good[offset + b] = UInt8(truncatingIfNeeded: value >> (8 * (3 - b))) }
+        }
+        let crc = PNG.crc(Array(good[12..<29]))
+        for b in 0..<4 { good[29 + b] = UInt8(truncatingIfNeeded: crc >> (8 * (3 - UInt32(b)))) }
+        XCTAssertThrowsError(try PNG.decode(Data(good))) { XCTAssertTrue("\($0)".contains("30000×30000"), "\($0)") }
+    }
+
     func testGridTilesImages() {
         let a = RGBImage(width: 2, height: 2, fill: [255, 0, 0]), b = RGBImage(width: 2, height: 2, fill: [0, 0, 255])
         let grid = imageGrid([a, b, a], columns: 2, gap: 1, background: 0)

@@ -48,13 +48,17 @@ public enum PreferenceData {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else {
             throw PreferenceDataError(description: "cannot read preference data \(url.path)")
         }
-        let folder = url.deletingLastPathComponent()
+        return try parse(text, folder: url.deletingLastPathComponent(), name: url.lastPathComponent, path: url.path)
+    }
+
+    /// The records of JSONL `text` whose images lie in `folder`; `name` and `path` name the file in errors.
+    public static func parse(_ text: String, folder: URL, name: String, path: String) throws -> [PreferenceRecord] {
         var records: [PreferenceRecord] = []
         for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty else { continue }
             func fail(_ why: String) -> PreferenceDataError {
-                PreferenceDataError(description: "\(url.lastPathComponent) line \(index + 1): \(why)")
+                PreferenceDataError(description: "\(name) line \(index + 1): \(why)")
             }
             let data = Data(trimmed.utf8)
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw fail("not a JSON object") }
@@ -81,7 +85,7 @@ public enum PreferenceData {
             }
             records.append(record)
         }
-        guard !records.isEmpty else { throw PreferenceDataError(description: "\(url.path) holds no records") }
+        guard !records.isEmpty else { throw PreferenceDataError(description: "\(path) holds no records") }
         return records
     }
 
