@@ -288,7 +288,9 @@ public final class FineTuningTrainer {
             return try objective.train(samples, trainer: self, rng: &rng)
         }
         training["skipped_updates"] = Double(skippedUpdates)
+        try noteUpdates(attempted: attemptedUpdates, skipped: skippedUpdates)
         skippedUpdates = 0
+        attemptedUpdates = 0
         let evaluation = try clock.time("evaluation") { () -> GoldEvaluation.Report? in
             (epoch + 1) % config.evaluation.every == 0 || epoch + 1 == config.epochs ? try evaluate() : nil
         }
@@ -310,6 +312,22 @@ public final class FineTuningTrainer {
     var skippedUpdates = 0
     /// Consecutive epochs in which no sample had a finite reward; at `maxEpochsWithoutSamples` the run stops.
     var epochsWithoutSamples = 0
+    /// Optimizer steps tried since the last epoch's record (`skippedUpdates` of them skipped).
+    var attemptedUpdates = 0
+    /// Consecutive epochs whose every optimizer step had a non-finite gradient.
+    var epochsWithoutUpdates = 0
+
+    /// Counts an epoch whose updates were all skipped (some tried, none taken); after
+    /// `maxEpochsWithoutSamples` such epochs in a row the run stops, logged, instead of sampling on
+    /// with weights that no longer move.
+    func noteUpdates(attempted: Int, skipped: Int) throws {
+        epochsWithoutUpdates = attempted > 0 && skipped == attempted ? epochsWithoutUpdates + 1 : 0
+        guard epochsWithoutUpdates >= FineTuningTrainer.maxEpochsWithoutSamples else { return }
+        try log.event(epoch: epoch, kind: "stopped", "every update skipped in \(epochsWithoutUpdates) epochs in a row (non-finite gradients)")
+        try log.close()
+        throw FineTuningError("\(epochsWithoutUpdates) epochs in a row had every update skipped for a non-finite gradient; stopping "
+                              + "(lower the learning rate, or look for a reward or loss that overflows)")
+    }
     static let maxEpochsWithoutSamples = 3
 
     /// The samples whose rewards are all finite; a sampling batch with a non-finite reward is left

@@ -41,6 +41,7 @@ extension FineTuningTrainer {
     /// `skipped_updates`, and returns nil.
     func applyAccumulatedGradients() throws -> Double? {
         defer { for p in parameters { p.tensor.grad = nil } }
+        attemptedUpdates += 1
         let norm = gradientNorm(parameters)
         guard norm.isFinite else {
             skippedUpdates += 1

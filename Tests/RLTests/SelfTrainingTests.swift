@@ -290,6 +290,22 @@ final class SelfTrainingTests: XCTestCase {
         XCTAssertEqual(try reader.metric("skipped_updates"), [1])
     }
 
+    /// Epochs whose every update was skipped stop the run at the third in a row, logged; an epoch
+    /// with one update taken, or with none tried, resets the count.
+    func testARunWhoseEveryUpdateIsSkippedStops() throws {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("all-skipped-\(UUID())")
+        let trainer = try FineTuningTrainer(config: Self.tinySelfTrainingConfig(), output: output, commandLine: "test")
+        try trainer.noteUpdates(attempted: 4, skipped: 4)
+        try trainer.noteUpdates(attempted: 4, skipped: 3)
+        try trainer.noteUpdates(attempted: 2, skipped: 2)
+        try trainer.noteUpdates(attempted: 0, skipped: 0)
+        try trainer.noteUpdates(attempted: 2, skipped: 2)
+        try trainer.noteUpdates(attempted: 2, skipped: 2)
+        XCTAssertThrowsError(try trainer.noteUpdates(attempted: 1, skipped: 1)) { XCTAssertTrue("\($0)".contains("3 epochs in a row"), "\($0)") }
+        let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
+        XCTAssertTrue(try reader.events().contains { $0.kind == "stopped" && $0.message.contains("non-finite gradients") })
+    }
+
     /// More prompt groups than prompts: prompts repeat, but each group stays its own, so group
     /// advantages and pairs never mix two groups' images.
     func testPromptGroupsDoNotMergeWhenThePoolIsSmall() throws {
