@@ -31,9 +31,9 @@ public func geglu(_ h: Tensor) throws -> Tensor {
                     let a = ph + r * 2 * n, b = a + n, gr = pg + r * n
                     let ga = pgh + r * 2 * n, gb = ga + n
                     for j in 0..<n {
-                        let y = gelu.value(b[j])
+                        let (y, dy) = gelu.valueAndDerivative(b[j])
                         ga[j] = gr[j] * y
-                        gb[j] = gr[j] * a[j] * gelu.derivative(b[j], y)
+                        gb[j] = gr[j] * a[j] * dy
                     }
                 }
             }

@@ -28,6 +28,15 @@ private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ 
             let r = 1 / (rowSquaredDeviation(px + base, m, from: mean) / T(m) + T(eps)).squareRoot()
             pr[row] = r
             let firstChannel = (row % layout.groups) * channels
+            if spatial == 1 {
+                // Layer norm: one run over the row's features, which the compiler vectorizes.
+                for j in 0..<m {
+                    let h = (px[base + j] - mean) * r
+                    ph[base + j] = h
+                    py[base + j] = h * (pgamma?[firstChannel + j] ?? 1) + (pbeta?[firstChannel + j] ?? 0)
+                }
+                continue
+            }
             for channel in 0..<channels {
                 let scale = pgamma?[firstChannel + channel] ?? 1, shift = pbeta?[firstChannel + channel] ?? 0
                 let offset = base + channel * spatial
@@ -51,6 +60,21 @@ private func normalizeBackward<T: Real>(_: T.Type, _ g: Storage, _ xHat: Storage
         for row in range {
             let base = row * m, firstChannel = (row % layout.groups) * channels
             var meanD: T = 0, meanDH: T = 0
+            let r = pr[row]
+            if spatial == 1 {
+                // Layer norm: dx̂ = g·γ over the row's features in two vectorizable passes.
+                for j in 0..<m {
+                    let d = pg[base + j] * (pgamma?[firstChannel + j] ?? 1)
+                    meanD += d
+                    meanDH += d * ph[base + j]
+                }
+                meanD = centered ? meanD / T(m) : 0
+                meanDH /= T(m)
+                for j in 0..<m {
+                    po[base + j] = r * (pg[base + j] * (pgamma?[firstChannel + j] ?? 1) - meanD - ph[base + j] * meanDH)
+                }
+                continue
+            }
             for channel in 0..<channels {
                 let scale = pgamma?[firstChannel + channel] ?? 1, offset = base + channel * spatial
                 meanD += rowSum(pg + offset, spatial) * scale
@@ -58,7 +82,6 @@ private func normalizeBackward<T: Real>(_: T.Type, _ g: Storage, _ xHat: Storage
             }
             meanD = centered ? meanD / T(m) : 0
             meanDH /= T(m)
-            let r = pr[row]
             for channel in 0..<channels {
                 let scale = pgamma?[firstChannel + channel] ?? 1, offset = base + channel * spatial
                 for s in 0..<spatial {
@@ -70,6 +93,19 @@ private func normalizeBackward<T: Real>(_: T.Type, _ g: Storage, _ xHat: Storage
     // Parameter gradients on one thread: rows of different groups write the same channels.
     guard gGamma != nil || gBeta != nil else { return }
     let pgg = gGamma?.pointer(T.self), pgb = gBeta?.pointer(T.self)
+    if spatial == 1 {
+        // Layer norm: each thread sums its own block of features over all rows.
+        parallelFor(m, costPerItem: layout.rows * 2) { features in
+            for row in 0..<layout.rows {
+                let base = row * m
+                for j in features {
+                    pgg?[j] += pg[base + j] * ph[base + j]
+                    pgb?[j] += pg[base + j]
+                }
+            }
+        }
+        return
+    }
     for row in 0..<layout.rows {
         let base = row * m, firstChannel = (row % layout.groups) * channels
         for channel in 0..<channels {

@@ -133,6 +133,12 @@ struct GELUMap: UnaryMap {
         let pdf = T.exp(-T(0.5) * x * x) * T(0.39894228040143267794)
         return cdf + x * pdf
     }
+    /// GELU(x) and its derivative from one erf and one exp (backward needs both).
+    @inline(__always) func valueAndDerivative<T: Real>(_ x: T) -> (value: T, derivative: T) {
+        let cdf = T(0.5) * (1 + T.erf(x * T(0.70710678118654752440)))
+        let pdf = T.exp(-T(0.5) * x * x) * T(0.39894228040143267794)
+        return (x * cdf, cdf + x * pdf)
+    }
 }
 
 /// softplus(x) = log(1 + eˣ), computed without overflow.
