@@ -81,6 +81,9 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public var selfTraining = SelfTrainingSettings()
     /// With `"objective": "diffusionNFT"`: β, the advantage scale, the noise levels trained.
     public var diffusionNFT = DiffusionNFTSettings()
+    /// Online reward learning: every `every` epochs the learned reward (`rewardModel`) is
+    /// re-trained on annotator-labeled pairs of the epoch's own images; `every` 0: never.
+    public var rewardRefresh = RewardRefreshSettings()
     public var advantages = AdvantageKind.perPrompt
     /// The images of one prompt in an epoch start from the same x_T. x_T is not an action of the
     /// policy, yet it decides much of the layout: with a shared x_T, group advantages compare only
@@ -182,6 +185,10 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
         try require(objective != "refl" || rewards.standardize.isEmpty, "refl backpropagates raw rewards; rewards.standardize must be empty")
         try require(objective != "diffusionDPO" || imagesPerPrompt >= 2, "diffusionDPO pairs a prompt's images, so imagesPerPrompt must be at least 2")
         try require(learningRate > 0 && learningRate.isFinite, "learningRate must be positive")
+        try require(rewardRefresh.every >= 0 && rewardRefresh.steps >= 1 && rewardRefresh.pairsPerStep >= 1
+                    && rewardRefresh.learningRate > 0 && rewardRefresh.learningRate.isFinite,
+                    "rewardRefresh: every must be ≥ 0, steps and pairsPerStep at least 1, learningRate positive")
+        try require(rewardRefresh.every == 0 || imagesPerPrompt >= 2, "rewardRefresh labels pairs of a prompt's images, so imagesPerPrompt must be at least 2")
         try require(loraRank >= 0, "loraRank must be ≥ 0")
         try require(!trainTextEncoder || loraRank == 0, "trainTextEncoder trains the text encoder's full weights beside the UNet's, so loraRank must be 0")
         try requireRange(loraTimestepRange, "loraTimestepRange", end: nil)

@@ -43,6 +43,8 @@ public final class FineTuningTrainer {
     let composer: RewardComposer
     /// The reward functions the composer draws on (ReFL differentiates some of them).
     let rewardFunctions: [any RewardFunction]
+    /// The learned rewards among them that `rewardRefresh` re-trains.
+    let refreshable: [any RefreshableReward]
     let gold = GoldJudgeReward()
     let objective: any FineTuningObjective
     let parameters: [(name: String, tensor: Tensor)]
@@ -77,6 +79,10 @@ public final class FineTuningTrainer {
         self.rewardFunctions = rewardFunctions
         overoptimizationGuard = OveroptimizationGuard(settings: config.guard, beta: config.kl.beta)
         guardComposer = try FineTuningTrainer.guardComposer(config, functions: rewardFunctions)
+        refreshable = refreshableRewards(rewardFunctions)
+        if config.rewardRefresh.every > 0 && refreshable.isEmpty {
+            throw FineTuningError("rewardRefresh re-trains a learned reward, but none is loaded (set rewardModel)")
+        }
         objective = try FineTuningObjectives.make(config)
         try objective.prepare(rewardFunctions: rewardFunctions, composition: config.rewards)
         promptPool = try FineTuningTrainer.trainingPrompts(config)
@@ -93,7 +99,7 @@ public final class FineTuningTrainer {
         if resume {
             let checkpoint = folder.latestCheckpoint!
             let state = try FineTuningTrainer.restore(from: checkpoint, in: folder, config: config, parameters: parameters, optimizer: optimizer,
-                                                      objective: objective)
+                                                      objective: objective, refreshable: refreshable)
             tracker = state.tracker
             epoch = state.epoch
             if let saved = state.guardState {
@@ -182,6 +188,7 @@ public final class FineTuningTrainer {
         specs += [MetricSpec("loss", better: .lower, kind: .loss), MetricSpec("grad_norm")] + objective.metricNames.map { MetricSpec($0) }
         specs += [MetricSpec("learning_rate"), MetricSpec("skipped_batches", better: .lower), MetricSpec("skipped_updates", better: .lower)]
         if config.guard.isActive { specs += guardMetrics.map { MetricSpec($0) } }
+        if config.rewardRefresh.every > 0 { specs += [MetricSpec("reward_refresh_loss", better: .lower), MetricSpec("reward_refresh_agreement", better: .higher)] }
         for prefix in ["base_eval", "eval"] {
             specs += evaluationScores.map { MetricSpec("\(prefix)_\($0)", better: .higher, kind: .evaluation) }
             specs.append(MetricSpec("\(prefix)_alignment_se"))
@@ -281,6 +288,15 @@ public final class FineTuningTrainer {
         if config.guard.isActive {
             try applyGuard(try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl))
         }
+        // The learned reward re-trained on this epoch's images before the update, so that the
+        // objective (ReFL's gradient) and the next epochs' scores see the refreshed reward.
+        var refreshFigures: (loss: Double, agreementBefore: Double)?
+        if config.rewardRefresh.every > 0 && (epoch + 1) % config.rewardRefresh.every == 0 {
+            for reward in refreshable {
+                refreshFigures = try reward.refresh(images: usable.map { trajectories.images[$0] }, prompts: usable.map { prompts[$0] },
+                                                    groups: usable.map { groups[$0] }, settings: config.rewardRefresh, using: &rng)
+            }
+        }
         let samples = EpochSamples(trajectories: trajectories, groups: groups, promptIndices: promptIndices, usable: usable, rewards: rewards.total, advantages: advantages)
         var training = try clock.time("training") { () -> [String: Double] in
             // A guard that stops the run stops it before this epoch's update: its signals judged the weights as they are.
@@ -288,6 +304,10 @@ public final class FineTuningTrainer {
             return try objective.train(samples, trainer: self, rng: &rng)
         }
         training["skipped_updates"] = Double(skippedUpdates)
+        if config.rewardRefresh.every > 0 {
+            training["reward_refresh_loss"] = refreshFigures?.loss ?? .nan
+            training["reward_refresh_agreement"] = refreshFigures?.agreementBefore ?? .nan
+        }
         try noteUpdates(attempted: attemptedUpdates, skipped: skippedUpdates)
         skippedUpdates = 0
         attemptedUpdates = 0
@@ -351,6 +371,9 @@ public final class FineTuningTrainer {
         for (name, value) in s.perspectives.sorted(by: { $0.key < $1.key }) { text += String(format: "  %@ %.4f", name, value) }
         if let kl = s.kl { text += String(format: "  KL %.3g (√ %.3g)", kl.mean, kl.rootMean) }
         text += "  " + objective.progressText(s.training)
+        if let loss = s.training["reward_refresh_loss"], loss.isFinite {
+            text += String(format: "  reward refresh: loss %.3f, agreed %.2f", loss, s.training["reward_refresh_agreement"] ?? .nan)
+        }
         if s.skippedBatches > 0 { text += "  skipped \(s.skippedBatches) batches" }
         if let skipped = s.training["skipped_updates"], skipped > 0 { text += "  skipped \(Int(skipped)) updates" }
         if let e = s.evaluation {

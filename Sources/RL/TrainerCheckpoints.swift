@@ -2,6 +2,7 @@ import Diffusion
 import Engine
 import Foundation
 import Layers
+import Rewards
 import RunLog
 
 extension FineTuningTrainer {
@@ -33,6 +34,10 @@ extension FineTuningTrainer {
                                   to: temporary.appendingPathComponent("trainable.safetensors"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
             if !objectiveState.isEmpty { try Safetensors.write(objectiveState, to: temporary.appendingPathComponent("objective.safetensors")) }
+            for (index, reward) in refreshable.enumerated() {
+                let state = try reward.refreshState()
+                if !state.isEmpty { try Safetensors.write(state, to: temporary.appendingPathComponent("reward_refresh_\(index).safetensors")) }
+            }
             if let guardBest { try Safetensors.write(guardBest, to: temporary.appendingPathComponent("guard_best.safetensors")) }
             let guardState = config.guard.isActive ? GuardState(guard: overoptimizationGuard, learningRate: optimizer.learningRate) : nil
             try folder.writeState(TrainerState(epoch: epoch, tracker: tracker, config: config, guardState: guardState), into: temporary)
@@ -45,7 +50,7 @@ extension FineTuningTrainer {
     /// Puts back the weights, optimizer and objective state of `checkpoint` and returns its state
     /// (epoch, reward statistics); refuses a checkpoint of another config.
     static func restore(from checkpoint: URL, in folder: RunFolder, config: FineTuningConfig, parameters: [(name: String, tensor: Tensor)],
-                        optimizer: AdamW, objective: any FineTuningObjective) throws -> TrainerState {
+                        optimizer: AdamW, objective: any FineTuningObjective, refreshable: [any RefreshableReward] = []) throws -> TrainerState {
         var state = try folder.readState(TrainerState.self, from: checkpoint, expecting: config)
         let best = checkpoint.appendingPathComponent("guard_best.safetensors")
         if FileManager.default.fileExists(atPath: best.path) { state.guardState?.best = try Safetensors.read(best).tensors }
@@ -56,6 +61,10 @@ extension FineTuningTrainer {
         try optimizer.loadState(Safetensors.read(checkpoint.appendingPathComponent("optimizer.safetensors")).tensors)
         let objectiveFile = checkpoint.appendingPathComponent("objective.safetensors")
         try objective.restore(FileManager.default.fileExists(atPath: objectiveFile.path) ? Safetensors.read(objectiveFile).tensors : [:])
+        for (index, reward) in refreshable.enumerated() {
+            let file = checkpoint.appendingPathComponent("reward_refresh_\(index).safetensors")
+            if FileManager.default.fileExists(atPath: file.path) { try reward.restoreRefreshState(Safetensors.read(file).tensors) }
+        }
         return state
     }
 

@@ -13,6 +13,8 @@ public final class LearnedReward: DifferentiableReward {
     public let tokenizer: Tokenizer
     /// Images per forward pass when scoring.
     public var batchSize = 32
+    /// The optimizer of online refreshes (`RefreshableReward`), made at the first one.
+    var refreshOptimizer: AdamW?
 
     public init(model: LLaVAReward, tokenizer: Tokenizer) {
         self.model = model

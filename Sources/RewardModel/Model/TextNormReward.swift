@@ -7,7 +7,8 @@ import Rewards
 /// A learned reward model's prompt-dependent heads, confidence-normalized (TextNorm), as the
 /// perspectives `textnorm_<head>`; differentiable in the image, so ReFL can climb them. Each
 /// image's tokens are computed once and shared by its k + 1 prompts.
-public final class TextNormReward: DifferentiableReward {
+public final class TextNormReward: DifferentiableReward, RewardWrapping {
+    public var wrappedReward: any RewardFunction { base }
     public let base: LearnedReward
     public let settings: TextNormSettings
     public let sets: ContrastiveSets
