@@ -36,12 +36,8 @@ enum DiffusionRLCommand {
             fail(error.description, status: error.isUsage ? 2 : 1)
         } catch let error as RunInterrupted {
             fail(error.description, status: 130)
-        } catch let error where fileErrorText(error) != nil {
-            fail(fileErrorText(error)!, status: 1)
-        } catch let error as CustomStringConvertible {
-            fail(error.description, status: 1)
         } catch {
-            fail("\(error)", status: 1)
+            fail(fileErrorText(error) ?? String(describing: error), status: 1)
         }
     }
 

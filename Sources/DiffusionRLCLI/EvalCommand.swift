@@ -132,9 +132,7 @@ enum EvalCommand {
         guard let perspective = args.string("select-by"), !perspective.contains(",") else {
             throw CommandError("--steer-particles needs --select-by with one perspective (the steering reward)", usage: true)
         }
-        let functions = try availableRewardFunctions(rewardModel: args.string("reward-model") ?? "")
-        let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]), functions: functions)
-        let selection = GoldEvaluation.Selection(name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }
+        let selection = try selections([perspective], args)[0]
         var steering = SteeringSettings()
         steering.particles = k
         steering.lambda = args.double("steer-lambda")!
@@ -189,8 +187,14 @@ enum EvalCommand {
             return []
         }
         guard let list = args.string("select-by") else { throw CommandError("--best-of needs --select-by PERSPECTIVE", usage: true) }
+        return try selections(list.split(separator: ",").map(String.init), args)
+    }
+
+    /// A selector for each perspective, scoring by it alone (gold, or with `--reward-model` the
+    /// reward model's heads).
+    static func selections(_ perspectives: [String], _ args: ParsedArguments) throws -> [GoldEvaluation.Selection] {
         let functions = try availableRewardFunctions(rewardModel: args.string("reward-model") ?? "")
-        return try list.split(separator: ",").map(String.init).map { perspective in
+        return try perspectives.map { perspective in
             let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]), functions: functions)
             return GoldEvaluation.Selection(name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }
         }

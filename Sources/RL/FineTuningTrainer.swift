@@ -65,6 +65,8 @@ public final class FineTuningTrainer {
     var stoppedByGuard = false
 
     static let goldColumns = ["alignment", "fidelity", "safety", "overall"]
+    /// What `rewardRefresh` logs: the refresh's loss, and how often the reward agreed with the annotators before it.
+    static let refreshMetrics = (loss: "reward_refresh_loss", agreement: "reward_refresh_agreement")
     static let evaluationScores = ["alignment", "alignment_partial", "fidelity", "safety", "overall"]
 
     /// Prepares a run in `output`: a new one (refusing an existing run unless `overwrite`), or with
@@ -188,7 +190,9 @@ public final class FineTuningTrainer {
         specs += [MetricSpec("loss", better: .lower, kind: .loss), MetricSpec("grad_norm")] + objective.metricNames.map { MetricSpec($0) }
         specs += [MetricSpec("learning_rate"), MetricSpec("skipped_batches", better: .lower), MetricSpec("skipped_updates", better: .lower)]
         if config.guard.isActive { specs += guardMetrics.map { MetricSpec($0) } }
-        if config.rewardRefresh.every > 0 { specs += [MetricSpec("reward_refresh_loss", better: .lower), MetricSpec("reward_refresh_agreement", better: .higher)] }
+        if config.rewardRefresh.every > 0 {
+            specs += [MetricSpec(refreshMetrics.loss, better: .lower), MetricSpec(refreshMetrics.agreement, better: .higher)]
+        }
         for prefix in ["base_eval", "eval"] {
             specs += evaluationScores.map { MetricSpec("\(prefix)_\($0)", better: .higher, kind: .evaluation) }
             specs.append(MetricSpec("\(prefix)_alignment_se"))
@@ -305,8 +309,8 @@ public final class FineTuningTrainer {
         }
         training["skipped_updates"] = Double(skippedUpdates)
         if config.rewardRefresh.every > 0 {
-            training["reward_refresh_loss"] = refreshFigures?.loss ?? .nan
-            training["reward_refresh_agreement"] = refreshFigures?.agreementBefore ?? .nan
+            training[FineTuningTrainer.refreshMetrics.loss] = refreshFigures?.loss ?? .nan
+            training[FineTuningTrainer.refreshMetrics.agreement] = refreshFigures?.agreementBefore ?? .nan
         }
         try noteUpdates(attempted: attemptedUpdates, skipped: skippedUpdates)
         skippedUpdates = 0
@@ -371,8 +375,8 @@ public final class FineTuningTrainer {
         for (name, value) in s.perspectives.sorted(by: { $0.key < $1.key }) { text += String(format: "  %@ %.4f", name, value) }
         if let kl = s.kl { text += String(format: "  KL %.3g (√ %.3g)", kl.mean, kl.rootMean) }
         text += "  " + objective.progressText(s.training)
-        if let loss = s.training["reward_refresh_loss"], loss.isFinite {
-            text += String(format: "  reward refresh: loss %.3f, agreed %.2f", loss, s.training["reward_refresh_agreement"] ?? .nan)
+        if let loss = s.training[FineTuningTrainer.refreshMetrics.loss], loss.isFinite {
+            text += String(format: "  reward refresh: loss %.3f, agreed %.2f", loss, s.training[FineTuningTrainer.refreshMetrics.agreement] ?? .nan)
         }
         if s.skippedBatches > 0 { text += "  skipped \(s.skippedBatches) batches" }
         if let skipped = s.training["skipped_updates"], skipped > 0 { text += "  skipped \(Int(skipped)) updates" }

@@ -60,10 +60,8 @@ extension FineTuningTrainer {
             try log.record("kl_sqrt", kl.rootMean)
             for (s, value) in kl.byStep.enumerated() { try log.record(String(format: "kl_step_%02d", s), value) }
         }
-        for name in ["loss", "grad_norm", "skipped_updates"] + objective.metricNames { try log.record(name, training[name] ?? .nan) }
-        if config.rewardRefresh.every > 0 {
-            for name in ["reward_refresh_loss", "reward_refresh_agreement"] { try log.record(name, training[name] ?? .nan) }
-        }
+        let refresh = config.rewardRefresh.every > 0 ? [FineTuningTrainer.refreshMetrics.loss, FineTuningTrainer.refreshMetrics.agreement] : []
+        for name in ["loss", "grad_norm", "skipped_updates"] + objective.metricNames + refresh { try log.record(name, training[name] ?? .nan) }
         try log.record("learning_rate", optimizer.learningRate)
         try log.record("skipped_batches", Double(skipped))
         if let evaluation {

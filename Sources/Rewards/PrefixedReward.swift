@@ -3,9 +3,10 @@ import Images
 /// Another reward function's perspectives under prefixed names (`proxy_alignment` for a learned
 /// model's `alignment` head), so a learned proxy and the gold judge can be composed and logged
 /// side by side without their names colliding.
-public struct PrefixedReward: RewardFunction {
+public struct PrefixedReward: RewardFunction, RewardWrapping {
     public let prefix: String
     public let base: any RewardFunction
+    public var wrappedReward: any RewardFunction { base }
 
     public init(prefix: String, _ base: any RewardFunction) {
         self.prefix = prefix

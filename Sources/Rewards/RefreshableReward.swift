@@ -31,16 +31,14 @@ public protocol RefreshableReward: AnyObject {
     func restoreRefreshState(_ state: [String: Tensor]) throws
 }
 
-/// The refreshable rewards behind `functions`, each once: looked up through `PrefixedReward`
-/// (`proxy_…`) and through rewards that name the learned reward they normalize
-/// (`RewardWrapping`), so that a model behind two names is re-trained once.
+/// The refreshable rewards behind `functions`, each once: looked up through every reward that
+/// wraps another (`RewardWrapping`: `proxy_…` names, TextNorm), so that a model behind two names
+/// is re-trained once.
 public func refreshableRewards(_ functions: [any RewardFunction]) -> [any RefreshableReward] {
     var found: [any RefreshableReward] = []
     func visit(_ function: any RewardFunction) {
         if let refreshable = function as? RefreshableReward {
             if !found.contains(where: { $0 === refreshable }) { found.append(refreshable) }
-        } else if let prefixed = function as? PrefixedReward {
-            visit(prefixed.base)
         } else if let wrapping = function as? RewardWrapping {
             visit(wrapping.wrappedReward)
         }
@@ -49,7 +47,8 @@ public func refreshableRewards(_ functions: [any RewardFunction]) -> [any Refres
     return found
 }
 
-/// A reward computed from another reward function (TextNorm from a learned reward's heads).
+/// A reward computed from another reward function (a learned reward's heads under `proxy_` names,
+/// TextNorm from them).
 public protocol RewardWrapping {
     var wrappedReward: any RewardFunction { get }
 }

@@ -27,6 +27,13 @@ enum H5 {
     /// Turns off HDF5's printing of error stacks (once per process).
     static let silenced: Bool = { chdf5_silence_errors(); return true }()
 
+    /// A file-access property list that writes the latest file format (what SWMR needs).
+    static func latestFormatAccess() throws -> Handle {
+        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        try check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        return access
+    }
+
     static func check(_ status: herr_t, _ what: @autoclosure () -> String) throws {
         guard status >= 0 else { throw HDF5Error(description: what()) }
     }

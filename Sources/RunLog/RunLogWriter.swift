@@ -43,8 +43,7 @@ public final class RunLogWriter {
         if FileManager.default.fileExists(atPath: url.path) && !overwrite {
             throw HDF5Error(description: "\(url.path) exists; refusing to overwrite a run (pass --force to replace it)")
         }
-        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
-        try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        let access = try H5.latestFormatAccess()
         let file = try Handle(H5Fcreate(url.path, overwrite ? chdf5_f_acc_trunc() : chdf5_f_acc_excl(), chdf5_p_default(), access.id),
                               "cannot create \(url.path)", closer: H5Fclose)
         self.file = file
@@ -104,8 +103,7 @@ public final class RunLogWriter {
     /// public headers, so it is set by name. Fails when the file cannot be opened even so (another
     /// process holds it, or it is not an HDF5 file).
     static func clearStatusFlags(_ url: URL) throws {
-        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
-        try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        let access = try H5.latestFormatAccess()
         // hbool_t is one byte (C99 bool) or an int, by build; eight bytes holding 1 read as true either way.
         var clear: UInt64 = 1
         try H5.check(H5Pset(access.id, "clear_status_flags", &clear), "this libhdf5 cannot clear the status flag of \(url.path)")
@@ -128,8 +126,7 @@ public final class RunLogWriter {
         // The reader must be gone before the file is opened for writing in this process.
         layout = try { try RunLogReader(url: url).layout }()
         var notes: [String] = []
-        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
-        try H5.check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
+        let access = try H5.latestFormatAccess()
         var id = H5Fopen(url.path, chdf5_f_acc_rdwr(), access.id)
         if id < 0 {
             try RunLogWriter.clearStatusFlags(url)

@@ -191,15 +191,10 @@ final class SelfTrainingObjective: FineTuningObjective {
         let usable = samples.usable
         let chosen = selfTrainingSelection(rewards: usable.map { samples.rewards[$0] }, groups: usable.map { samples.groups[$0] },
                                            settings: settings).map { (index: usable[$0.index], weight: $0.weight) }
-        var fresh = try chosen.map { (latent: try finalLatents.indexSelect(axis: 0, [$0.index]),
+        let relabeled = settings.relabelCandidates > 0 ? try relabel(samples, trainer: trainer) : []
+        let fresh = try chosen.map { (latent: try finalLatents.indexSelect(axis: 0, [$0.index]),
                                       caption: trainer.promptPool[samples.promptIndices[$0.index]], weight: $0.weight) }
-        var relabeled = 0
-        if settings.relabelCandidates > 0 {
-            for (index, caption) in try relabel(samples, trainer: trainer) {
-                fresh.append((latent: try finalLatents.indexSelect(axis: 0, [index]), caption: caption, weight: 1))
-                relabeled += 1
-            }
-        }
+            + relabeled.map { (latent: try finalLatents.indexSelect(axis: 0, [$0.index]), caption: $0.caption, weight: 1.0) }
         if settings.bufferSize > 0 {
             buffer = Array((buffer + fresh).suffix(settings.bufferSize))
         } else {
@@ -209,7 +204,7 @@ final class SelfTrainingObjective: FineTuningObjective {
                        "selected_reward": chosen.isEmpty ? .nan : chosen.map { samples.rewards[$0.index] }.reduce(0, +) / Double(chosen.count),
                        "buffer_size": Double(buffer.count),
                        "within_prompt_diversity": withinGroupDistance(finalLatents, groups: samples.groups, members: usable)]
-        if settings.relabelCandidates > 0 { metrics["relabeled"] = Double(relabeled) }
+        if settings.relabelCandidates > 0 { metrics["relabeled"] = Double(relabeled.count) }
         anchorsDrawn = 0
         anchorsRejected = 0
         var statistics = UpdateStatistics()
