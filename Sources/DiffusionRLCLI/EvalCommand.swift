@@ -2,6 +2,7 @@ import Diffusion
 import Engine
 import Evaluation
 import Foundation
+import Images
 import Rewards
 import World
 
@@ -31,7 +32,9 @@ enum EvalCommand {
             .integer("best-of", default: 1, minimum: 1, "keep the best of N candidates per image (with --compare: for DIR2 only)"),
             .text("select-by", "PERSPECTIVE[,...]", "what ranks the candidates: a gold perspective (alignment, fidelity, …; the oracle), "
                   + "or with --reward-model proxy_<head> or proxy_textnorm_<head>; several (without --compare) share one round of candidates"),
-            .text("reward-model", "DIR", "a trained reward model whose heads --select-by may name"),
+            .text("reward-model", "DIR", "a trained reward model whose heads --select-by and --also-score may name"),
+            .text("also-score", "PERSPECTIVE[,...]", "also score every kept image by these (with --reward-model: proxy_<head>, "
+                  + "proxy_textnorm_<head>), reported and compared paired like the judge's scores"),
             .integer("steer-particles", "K", default: 0, minimum: 0, "Feynman–Kac steering with K particles per image (0: off)"),
             .number("steer-lambda", "L", default: 10, minimum: 0, "λ of the steering potential exp(λ·Δreward)"),
             .integer("steer-every", default: 5, minimum: 1, "resample the particles after every N sampling steps"),
@@ -76,11 +79,12 @@ enum EvalCommand {
             let result = try GoldEvaluation.runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
                                                           settings: settings, candidates: args.int("best-of")!, selections: selections,
                                                           progress: { progress("  \($0)/\($1) candidates drawn") })
+            let plain = try withExtraScores(result.plain, prompts: prompts, args)
             var comparisons: [String: Comparison] = [:]
-            for (report, _) in result.selected {
-                let name = report.selectedBy!
-                comparisons[name] = try comparison(result.plain.report, report, names: (modelPath, "\(modelPath), best of \(report.bestOf) by \(name)"))
-                if !args.flag("json") { try compare(result.plain.report, report, names: (modelPath, modelPath), json: false) }
+            for selected in result.selected {
+                let report = try withExtraScores(selected, prompts: prompts, args), name = report.selectedBy!
+                comparisons[name] = try comparison(plain, report, names: (modelPath, "\(modelPath), best of \(report.bestOf) by \(name)"))
+                if !args.flag("json") { try compare(plain, report, names: (modelPath, modelPath), json: false) }
             }
             if args.flag("json") { try printJSON(["selections": comparisons]) }
             return
@@ -89,12 +93,13 @@ enum EvalCommand {
         guard selections.count <= 1 else { throw CommandError("with --compare, --select-by takes one perspective", usage: true) }
         func evaluate(_ path: String, selected: Bool) throws -> (LatentDiffusionModel, GoldEvaluation.Report) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: path))
+            var images: [RGBImage] = []
             let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
                                                 settings: settings, bestOf: args.int("best-of")!, selection: selected ? selection : nil,
                                                 progress: { done, total in
                 progress("  \(args.given("compare") ? "\(path): " : "")\(done)/\(total) images judged")
-            })
-            return (model, report)
+            }, collect: { images += $1 })
+            return (model, try withExtraScores((report, images), prompts: prompts, args))
         }
         let (model, report) = try evaluate(modelPath, selected: false)
         if let otherPath = args.string("compare") {
@@ -112,7 +117,7 @@ enum EvalCommand {
         func line(_ name: String, _ e: GoldEvaluation.Estimate) {
             print(name.padding(toLength: 28, withPad: " ", startingAt: 0) + String(format: "%6.3f ± %.3f  (n = %d)", e.mean, e.standardError, e.count))
         }
-        for name in scoreNames { if let e = report.scores[name] { line(name, e) } }
+        for name in orderedScoreNames(report) { if let e = report.scores[name] { line(name, e) } }
         line("color, single-object", report.singleObjectColor)
         line("shape, single-object", report.singleObjectShape)
         line("count, 2–3 objects", report.multiObjectCount)
@@ -146,7 +151,8 @@ enum EvalCommand {
         let fk = try GoldEvaluation.runSteered(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt,
                                                settings: settings, steering: steering, selection: selection,
                                                progress: { progress("  steering: \($0)/\($1) images") })
-        let plain = bestOf.plain.report, best = bestOf.selected[0].report
+        let plain = try withExtraScores(bestOf.plain, prompts: prompts, args), best = try withExtraScores(bestOf.selected[0], prompts: prompts, args)
+        let steered = try withExtraScores((fk.report, fk.images), prompts: prompts, args)
         let names = (plain: "\(modelPath), plain", best: "\(modelPath), best of \(k) by \(perspective)",
                      fk: String(format: "%@, FK steering by %@ (K %d, λ %g, every %d)", modelPath, perspective, k, steering.lambda, steering.every))
         // Guidance doubles the UNet rows; both methods run K rows per image for every step.
@@ -157,17 +163,40 @@ enum EvalCommand {
                 var unetForwardsEach: Int, meanSurvivors: Double, seconds: [String: Double]
             }
             try printJSON(Output(bestOf: try comparison(plain, best, names: (names.plain, names.best)),
-                                 steering: try comparison(plain, fk.report, names: (names.plain, names.fk)),
-                                 steeringVersusBestOf: try comparison(best, fk.report, names: (names.best, names.fk)),
+                                 steering: try comparison(plain, steered, names: (names.plain, names.fk)),
+                                 steeringVersusBestOf: try comparison(best, steered, names: (names.best, names.fk)),
                                  unetForwardsEach: unetForwards, meanSurvivors: fk.meanSurvivors,
-                                 seconds: ["bestOf": best.seconds, "steering": fk.report.seconds]))
+                                 seconds: ["bestOf": best.seconds, "steering": steered.seconds]))
             return
         }
         print("cost: \(unetForwards) UNet rows each for best-of-\(k) and steering; steering kept \(String(format: "%.2f", fk.meanSurvivors)) "
-              + "of \(k) ancestors per resampling on average; \(Int(best.seconds)) s and \(Int(fk.report.seconds)) s")
+              + "of \(k) ancestors per resampling on average; \(Int(best.seconds)) s and \(Int(steered.seconds)) s")
         try compare(plain, best, names: (names.plain, names.best), json: false)
-        try compare(plain, fk.report, names: (names.plain, names.fk), json: false)
-        try compare(best, fk.report, names: (names.best, names.fk), json: false)
+        try compare(plain, steered, names: (names.plain, names.fk), json: false)
+        try compare(best, steered, names: (names.best, names.fk), json: false)
+    }
+
+    /// The report with `--also-score`'s perspectives of every image added (unchanged without it);
+    /// `images[j]` was drawn for prompt j / images-per-prompt.
+    static func withExtraScores(_ evaluated: (report: GoldEvaluation.Report, images: [RGBImage]), prompts: [Prompt],
+                                _ args: ParsedArguments) throws -> GoldEvaluation.Report {
+        guard let list = args.string("also-score") else { return evaluated.report }
+        var report = evaluated.report
+        let captions = prompts.flatMap { [String](repeating: $0.caption, count: report.imagesPerPrompt) }
+        for scorer in try selections(list.split(separator: ",").map(String.init), args) {
+            var values: [Double] = []
+            for first in stride(from: 0, to: evaluated.images.count, by: 32) {
+                let range = first ..< min(first + 32, evaluated.images.count)
+                values += try scorer.score(Array(evaluated.images[range]), Array(captions[range]))
+            }
+            try report.addScore(scorer.name, values)
+        }
+        return report
+    }
+
+    /// The judge's score names in table order, then any added ones (`--also-score`) by name.
+    static func orderedScoreNames(_ report: GoldEvaluation.Report) -> [String] {
+        scoreNames + report.scores.keys.filter { !scoreNames.contains($0) }.sorted()
     }
 
     /// ", each the best of N by X" (or how it was steered), or nothing for plain sampling.
@@ -253,7 +282,7 @@ enum EvalCommand {
               + "(\(a.settings.steps) steps, η = \(a.settings.eta), guidance \(a.settings.guidance)); errors clustered by prompt")
         print("A = \(names.0)\(selectionText(a))\nB = \(names.1)\(selectionText(b))")
         print("score".padding(toLength: 20, withPad: " ", startingAt: 0) + "           A                B           B − A (paired)     SEs")
-        for name in scoreNames {
+        for name in orderedScoreNames(a) {
             guard let d = difference[name], let x = a.scores[name], let y = b.scores[name] else { continue }
             print(name.padding(toLength: 20, withPad: " ", startingAt: 0)
                   + String(format: "%6.3f ± %.3f   %6.3f ± %.3f   %+7.3f ± %.3f   %+5.1f", x.mean, x.standardError, y.mean, y.standardError,

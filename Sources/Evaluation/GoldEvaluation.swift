@@ -53,6 +53,17 @@ public enum GoldEvaluation {
             }
             return result
         }
+
+        /// Adds a score of every image under `name` (a reward model's head, say), estimated and
+        /// compared like the judge's own; `values[j]` belongs to image j in generation order.
+        public mutating func addScore(_ name: String, _ values: [Double]) throws {
+            guard values.count == imagePrompts.count else {
+                throw EvaluationError("\(name): \(values.count) scores for \(imagePrompts.count) images")
+            }
+            guard scores[name] == nil else { throw EvaluationError("the report already has a score named '\(name)'") }
+            imageScores[name] = values
+            scores[name] = Estimate(values, clusters: imagePrompts)
+        }
     }
 
     /// An evaluation that cannot be made as asked, in one line.

@@ -431,6 +431,22 @@ final class CLITests: XCTestCase {
             XCTAssertGreaterThanOrEqual(gain, 0, name)
         }
         XCTAssertEqual(try run(["eval", "--model", "M", "--select-by", "alignment"]).status, 2, "--select-by without --best-of")
+        // --also-score: brightness of every kept image, compared paired like a judge score; best of 3
+        // by brightness is, image by image, at least as bright as the plain sample it started from.
+        let alsoScored = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--compare",
+                                  folder.appendingPathComponent("diffusion").path, "--best-of", "3", "--select-by", "brightness",
+                                  "--also-score", "brightness,compressibility", "--n-prompts", "2", "--images-per-prompt", "2",
+                                  "--steps", "2", "--threads", "1", "--json"])
+        XCTAssertEqual(alsoScored.status, 0, alsoScored.stderr)
+        let extra = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(alsoScored.stdout.utf8)) as? [String: Any])?["scores"] as? [String: Any])
+        let brightness = try XCTUnwrap(extra["brightness"] as? [String: [String: Any]])
+        XCTAssertGreaterThan(try XCTUnwrap(brightness["difference"]?["mean"] as? Double), 0)
+        XCTAssertEqual(brightness["first"]?["count"] as? Int, 4)
+        XCTAssertNotNil(extra["compressibility"])
+        let unknownProxy = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--also-score", "proxy_alignment",
+                               "--n-prompts", "1", "--images-per-prompt", "1", "--steps", "1", "--threads", "1"])
+        XCTAssertEqual(unknownProxy.status, 1, "a proxy perspective without --reward-model")
+        XCTAssertTrue(unknownProxy.stderr.contains("proxy_alignment"), unknownProxy.stderr)
         // Feynman–Kac steering with 3 particles against best-of-3 by the same oracle perspective.
         let steered = try run(["eval", "--model", folder.appendingPathComponent("diffusion").path, "--steer-particles", "3",
                                "--steer-every", "1", "--select-by", "alignment_partial", "--n-prompts", "2", "--images-per-prompt", "2",
