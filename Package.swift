@@ -62,9 +62,11 @@ let package = Package(
                 swiftSettings: kernelFlags),
         // Layer 5: preference data from a diffusion model's images, labeled by simulated annotators.
         .target(name: "RewardData", dependencies: ["RewardModel", "Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),
+        // Layer 5: best-of-N studies (overoptimization, perspectives) over any scorers of images.
+        .target(name: "Studies", dependencies: ["Diffusion", "Evaluation", "Statistics", "World", "RunLog", "Images"], swiftSettings: kernelFlags),
         // Layer 6: the command line tool.
         .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "Inputs", "Statistics", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation",
-                                                                         "Rewards", "RL", "RewardModel", "RewardData"],
+                                                                         "Rewards", "RL", "RewardModel", "RewardData", "Studies"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
@@ -79,6 +81,8 @@ let package = Package(
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images", "Inputs"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "RewardData", "Inputs", "Statistics", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
+        .testTarget(name: "StudiesTests", dependencies: ["Studies", "Statistics", "Evaluation", "Diffusion", "World", "RunLog", "Inputs", "Engine"],
+                    swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining", "Inputs", "Images"], swiftSettings: kernelFlags),
     ],
     swiftLanguageModes: [.v5]

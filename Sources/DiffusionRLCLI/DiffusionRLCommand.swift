@@ -14,7 +14,7 @@ enum DiffusionRLCommand {
                               subcommands: [
         DemoCommand.command, PretrainCommand.command, SampleCommand.command, FinetuneCommand.command, EvalCommand.command,
         EvalCommand.vaeCommand, ConvertCommand.command, InspectCommand.command, ReportCommand.command, RewardCommand.command,
-        WorldCommand.command, BenchCommand.command, DebugCommand.command,
+        WorldCommand.command, StudyCommand.command, BenchCommand.command, DebugCommand.command,
     ])
 
     static func main(_ arguments: [String]) {

@@ -222,7 +222,12 @@ enum EvalCommand {
     /// A selector for each perspective, scoring by it alone (gold, or with `--reward-model` the
     /// reward model's heads).
     static func selections(_ perspectives: [String], _ args: ParsedArguments) throws -> [GoldEvaluation.Selection] {
-        let functions = try availableRewardFunctions(rewardModel: args.string("reward-model") ?? "")
+        try selections(perspectives, rewardModel: args.string("reward-model") ?? "")
+    }
+
+    /// A selector for each perspective, with the heads of the reward model at `rewardModel` (none when empty).
+    static func selections(_ perspectives: [String], rewardModel: String) throws -> [GoldEvaluation.Selection] {
+        let functions = try availableRewardFunctions(rewardModel: rewardModel)
         return try perspectives.map { perspective in
             let composer = try RewardComposer(composition: RewardComposition(weights: [perspective: 1]), functions: functions)
             return GoldEvaluation.Selection(name: perspective) { images, prompts in try composer.score(images, prompts: prompts).total }

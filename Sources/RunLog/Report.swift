@@ -21,10 +21,25 @@ public enum RunReport {
         public var title: String
         public var table: [[String]]
         public var images: [(caption: String, image: RGBImage)]
-        public init(title: String, table: [[String]] = [], images: [(caption: String, image: RGBImage)] = []) {
+        /// Line charts drawn under the table (a study's gain against √KL, say).
+        public var charts: [Chart]
+        public init(title: String, table: [[String]] = [], images: [(caption: String, image: RGBImage)] = [], charts: [Chart] = []) {
             self.title = title
             self.table = table
             self.images = images
+            self.charts = charts
+        }
+    }
+
+    /// A line chart of a section: one line per label, points (x, y) in order (non-finite ones skipped).
+    public struct Chart {
+        public var title: String
+        public var xLabel: String
+        public var lines: [(label: String, points: [(Double, Double)])]
+        public init(title: String, xLabel: String, lines: [(label: String, points: [(Double, Double)])]) {
+            self.title = title
+            self.xLabel = xLabel
+            self.lines = lines
         }
     }
 
@@ -41,6 +56,15 @@ public enum RunReport {
                 body += "<table class=results><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>\n"
                 for row in section.table.dropFirst() { body += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n" }
                 body += "</table>\n"
+            }
+            if !section.charts.isEmpty {
+                body += "<div class=charts>\n"
+                for chart in section.charts {
+                    body += lineChart(title: chart.title, xLabel: chart.xLabel, series: chart.lines.enumerated().map {
+                        Series(label: $1.label, color: color($0), points: $1.points)
+                    }) + "\n"
+                }
+                body += "</div>\n"
             }
             if !section.images.isEmpty {
                 body += "<div class=grid>\n"

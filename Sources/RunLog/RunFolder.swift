@@ -21,9 +21,10 @@ public struct RunFolder: Sendable {
     public var checkpointsURL: URL { url.appendingPathComponent("checkpoints") }
 
     /// Opens `url` for `start`: `.new` refuses a folder that already holds a run, `.resume` one
-    /// without a checkpoint, and `.overwrite` removes the old run's checkpoints (the log writer
-    /// replaces `run.h5`). Creates the folder for a new run.
-    public init(_ url: URL, start: RunStart) throws {
+    /// without a checkpoint (or, when `resumesFromLog` — a job whose whole state is its log, like a
+    /// study — one without a log), and `.overwrite` removes the old run's checkpoints (the log
+    /// writer replaces `run.h5`). Creates the folder for a new run.
+    public init(_ url: URL, start: RunStart, resumesFromLog: Bool = false) throws {
         self.url = url
         self.start = start
         let manager = FileManager.default
@@ -35,8 +36,8 @@ public struct RunFolder: Sendable {
         case .overwrite:
             try? manager.removeItem(at: checkpointsURL)
         case .resume:
-            guard manager.fileExists(atPath: logURL.path), latestCheckpoint != nil else {
-                throw RunFolderError("\(url.path) has no checkpoint to resume from")
+            guard manager.fileExists(atPath: logURL.path), resumesFromLog || latestCheckpoint != nil else {
+                throw RunFolderError("\(url.path) has no \(resumesFromLog ? "log" : "checkpoint") to resume from")
             }
         }
         try manager.createDirectory(at: url, withIntermediateDirectories: true)

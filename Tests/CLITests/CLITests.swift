@@ -554,6 +554,37 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(score.status, 0, score.stderr)
         let scores = try JSONSerialization.jsonObject(with: Data(score.stdout.utf8)) as? [String: Double]
         XCTAssertEqual(scores.map { Set($0.keys) }, ["alignment", "fidelity", "safety", "overall"])
+        // The two best-of-N studies on the tiny models: one folder each, resumable, never clobbered.
+        let diffusionPath = folder.appendingPathComponent("diffusion").path, rewardPath = reward.appendingPathComponent("model").path
+        let studyOptions = ["--model", diffusionPath, "--n-prompts", "2", "--images-per-prompt", "2", "--steps", "2", "--threads", "1", "--json"]
+        let perspectivesStudy = folder.appendingPathComponent("study-perspectives").path
+        let studied = try run(["study", "perspectives", "--reward-model", rewardPath, "--best-of", "3", "--out", perspectivesStudy] + studyOptions)
+        XCTAssertEqual(studied.status, 0, studied.stderr)
+        XCTAssertTrue(studied.stderr.contains("candidate 3/3"), studied.stderr)
+        let perspectivesResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(studied.stdout.utf8)) as? [String: Any])
+        let selectorNames = (perspectivesResult["selectors"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        XCTAssertEqual(selectorNames, ["proxy_alignment", "proxy_fidelity", "proxy_safety", "proxy_overall", "all", "all_but_alignment",
+                                       "all_but_fidelity", "all_but_safety", "all_but_overall"])
+        for file in ["run.h5", "study.json", "study.html"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: perspectivesStudy + "/" + file), file)
+        }
+        XCTAssertEqual(try run(["study", "perspectives", "--reward-model", rewardPath, "--best-of", "3", "--out", perspectivesStudy] + studyOptions).status, 1,
+                       "an existing study without --force or --resume")
+        let resumedStudy = try run(["study", "perspectives", "--reward-model", rewardPath, "--best-of", "3", "--out", perspectivesStudy, "--resume"] + studyOptions)
+        XCTAssertEqual(resumedStudy.status, 0, resumedStudy.stderr)
+        XCTAssertFalse(resumedStudy.stderr.contains("candidate 1/3"), "a finished study resumed draws nothing")
+        let resumedResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(resumedStudy.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(resumedResult["selectors"] as? NSArray, perspectivesResult["selectors"] as? NSArray, "the same results, read from the log")
+        let overoptimization = try run(["study", "overoptimization", "--reward-model", "\(rewardPath),\(folder.appendingPathComponent("r-whole/model").path)",
+                                        "--max-n", "3", "--out", folder.appendingPathComponent("study-overoptimization").path] + studyOptions)
+        XCTAssertEqual(overoptimization.status, 0, overoptimization.stderr)
+        let overoptimizationResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(overoptimization.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((overoptimizationResult["selectors"] as? [[String: Any]])?.compactMap { $0["name"] as? String },
+                       ["rm1_proxy_alignment", "rm2_proxy_alignment", "gold_alignment"])
+        let klBound = try XCTUnwrap(overoptimizationResult["klBound"] as? [Double])
+        for (value, expected) in zip(klBound, [0, log(2.0) - 0.5, log(3.0) - 2.0 / 3]) { XCTAssertEqual(value, expected, accuracy: 1e-12) }
+        XCTAssertEqual(klBound.count, 3)
+        XCTAssertEqual(try run(["study", "overoptimization", "--reward-model", "\(rewardPath),\(rewardPath)", "--out", folder.appendingPathComponent("s3").path]).status, 2)
         let wrongSize = try run(["reward", "score", data.appendingPathComponent("images/000000.png").path, "--prompt", "a red circle",
                                  "--model", folder.appendingPathComponent("nothing").path])
         XCTAssertEqual(wrongSize.status, 1)

@@ -1,0 +1,218 @@
+import Diffusion
+import Engine
+import Evaluation
+import Foundation
+import RunLog
+import Statistics
+import Studies
+
+/// `diffusion-rl study overoptimization|perspectives`: best-of-N studies, each one run folder
+/// (`run.h5`, `study.json`, `study.html`), resumable by candidate.
+enum StudyCommand {
+    static let common: [Option] = [
+        .text("model", "DIR", default: "Models/base", "the diffusion model"),
+        .text("prompts", "validation|heldout|FILE", default: "validation", "a split's fixed prompts, or a prompt file"),
+        .text("out", "DIR", required: true, "the study folder (run.h5, study.json, study.html)"),
+        .flag("force", "replace an existing study in DIR"),
+        .flag("resume", "continue a stopped study in DIR (same settings): finished candidates are not drawn again"),
+    ]
+
+    static let command = Command("study", summary: "best-of-N studies: reward overoptimization, the perspective ablation", subcommands: [
+        Command("overoptimization", summary: "gold and proxy gains of best-of-N by reward models against √KL, with Gao et al.'s fit",
+                description: """
+            Draws N candidates per image slot (prompt × repeat) from the model, scores each with the
+            gold judge and with every reward model's --perspective, and for N = 1 … --max-n keeps the
+            candidate each reward model ranks first, and the one gold alignment ranks first (the
+            ceiling; its ties broken at random). Gains over plain sampling (candidate 0) are paired and
+            clustered by prompt, against d = √KL with KL ≤ log N − (N − 1)/N (Beirami et al. 2024: exact
+            for a selecting score without ties, an upper bound with them — so for the gold ceiling).
+            Gao et al.'s best-of-N form, gain = d(α − βd), is fitted to each selector's gold gains.
+            Writes DIR/run.h5 (every candidate's scores, and the gains per N as metrics), DIR/study.json
+            and DIR/study.html; --resume continues a stopped study.
+            """, options: [
+                .text("reward-model", "DIR[,DIR...]", default: "Models/reward", "reward models to select by (e.g. trained on 1×, 2×, 4× the data)"),
+                .text("perspective", "NAME", default: "alignment", "the reward models' head to select by (alignment, or textnorm_alignment, …)"),
+                .integer("n-prompts", default: 64, minimum: 1, "prompts (distinct captions)"),
+                .integer("images-per-prompt", default: 2, minimum: 1, "image slots per prompt"),
+                .integer("max-n", default: 64, minimum: 2, "candidates per image slot: the largest N"),
+            ] + common + SamplingOptions.options + [.threads, .json], exclusive: [["force", "resume"]], run: overoptimization),
+        Command("perspectives", summary: "best-of-N by each reward head alone, all together and each left out, scored by every gold perspective",
+                description: """
+            Draws --best-of candidates per image slot, scores each with the gold judge and every head
+            of the reward model, and keeps the candidate ranked first by each head alone, by all heads
+            together (each standardized by the plain samples' spread, equal weights) and by all but one.
+            The table gives each selector's paired, prompt-clustered gain over plain sampling in gold
+            alignment, partial alignment, fidelity, the hazard rate and overall: the cross-effects of
+            selecting for one perspective. Writes DIR/run.h5, DIR/study.json and DIR/study.html;
+            --resume continues a stopped study.
+            """, options: [
+                .text("reward-model", "DIR", default: "Models/reward", "the reward model whose heads select"),
+                .integer("n-prompts", default: 128, minimum: 1, "prompts (distinct captions)"),
+                .integer("images-per-prompt", default: 4, minimum: 1, "image slots per prompt"),
+                .integer("best-of", default: 8, minimum: 2, "candidates per image slot"),
+            ] + common + SamplingOptions.options + [.threads, .json], exclusive: [["force", "resume"]], run: perspectives),
+    ])
+
+    /// One selector's results: its gains per N in every reported column, and for the gold columns the fit.
+    struct SelectorResult: Encodable {
+        var name: String
+        var weights: [String: Double]
+        var gains: [String: [Estimate]]
+        var fit: OveroptimizationFit?
+        var peakN: Int
+    }
+
+    /// What `study.json` and `--json` hold.
+    struct Result: Encodable {
+        var study: String
+        var folder: String
+        var settings: BestOfNStudySettings
+        var n: [Int]
+        var klBound: [Double]
+        var selectors: [SelectorResult]
+        var finding: String
+        var seconds: Double
+    }
+
+    static func overoptimization(_ args: ParsedArguments) throws {
+        let paths = args.string("reward-model")!.split(separator: ",").map(String.init)
+        guard Set(paths).count == paths.count else { throw CommandError("--reward-model names a model twice", usage: true) }
+        let perspective = "proxy_" + args.string("perspective")!
+        // One column per reward model: its head's name, numbered when several models are compared.
+        let columns = paths.count == 1 ? [perspective] : paths.indices.map { "rm\($0 + 1)_\(perspective)" }
+        var scorers: [GoldEvaluation.Selection] = []
+        for (path, column) in zip(paths, columns) {
+            var scorer = try EvalCommand.selections([perspective], rewardModel: path)[0]
+            scorer.name = column
+            scorers.append(scorer)
+        }
+        var selectors = columns.map { StudySelector(name: $0, weights: [$0: 1]) }
+        selectors.append(StudySelector(name: "gold_alignment", weights: ["gold_alignment": 1]))
+        let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity"] + columns
+        let result = try runStudy("overoptimization", args, rewardModels: paths, candidates: args.int("max-n")!, scorers: scorers,
+                                  selectors: selectors, reported: reported)
+        try finish(result, args, sections: overoptimizationSections(result, columns: columns, paths: paths))
+    }
+
+    static func perspectives(_ args: ParsedArguments) throws {
+        let path = args.string("reward-model")!
+        let heads = try availableRewardFunctions(rewardModel: path)[0].perspectives
+        let scorers = try EvalCommand.selections(heads, rewardModel: path)
+        var selectors = heads.map { StudySelector(name: $0, weights: [$0: 1]) }
+        selectors.append(StudySelector(name: "all", weights: Dictionary(uniqueKeysWithValues: heads.map { ($0, 1) })))
+        for left in heads where heads.count > 2 {
+            selectors.append(StudySelector(name: "all_but_" + left.dropFirst("proxy_".count),
+                                           weights: Dictionary(uniqueKeysWithValues: heads.filter { $0 != left }.map { ($0, 1) })))
+        }
+        let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity", "gold_safety", "gold_overall"] + heads
+        let result = try runStudy("perspectives", args, rewardModels: [path], candidates: args.int("best-of")!, scorers: scorers,
+                                  selectors: selectors, reported: reported)
+        try finish(result, args, sections: [perspectivesSection(result)])
+    }
+
+    /// Loads the model and prompts, runs or resumes the study with progress, and gathers the results.
+    static func runStudy(_ study: String, _ args: ParsedArguments, rewardModels: [String], candidates: Int,
+                         scorers: [GoldEvaluation.Selection], selectors: [StudySelector], reported: [String]) throws -> Result {
+        Threads.set(args.int("threads")!)
+        let (prompts, label) = try EvalCommand.evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
+        let settings = BestOfNStudySettings(study: study, model: args.string("model")!, rewardModels: rewardModels, promptSource: label,
+                                            captions: prompts.map(\.caption), imagesPerPrompt: args.int("images-per-prompt")!,
+                                            candidates: candidates, sampling: SamplingOptions.settings(args), scorers: scorers.map(\.name),
+                                            selectors: selectors, reported: reported)
+        let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: settings.model))
+        let folder = URL(fileURLWithPath: args.string("out")!)
+        let start: RunStart = args.flag("resume") ? .resume : args.flag("force") ? .overwrite : .new
+        StopSignal.install()
+        let started = Date()
+        let slots = prompts.count * settings.imagesPerPrompt
+        progress("study \(study): \(prompts.count) \(label) prompts × \(settings.imagesPerPrompt) images, \(candidates) candidates each "
+                 + "(\(slots * candidates) images); \(folder.path)/run.h5")
+        let table = try BestOfNStudy.run(model: model, prompts: prompts, settings: settings, scorers: scorers, folder: folder, start: start) {
+            done, total, seconds in
+            progress(String(format: "candidate %d/%d  %.1f s (%.1f images/s)", done, total, seconds, Double(slots) / seconds))
+        }
+        let ns = Array(1...candidates)
+        let results = try selectors.map { selector -> SelectorResult in
+            var gains: [String: [Estimate]] = [:]
+            for n in ns { for (column, gain) in try table.gains(selector, n: n, in: reported) { gains[column, default: []].append(gain) } }
+            let alignment = gains["gold_alignment"]!.map(\.mean)
+            let fit = OveroptimizationFit.fit(.bestOfN, distances: ns.map { bestOfNKLBound($0).squareRoot() }, gains: alignment)
+            return SelectorResult(name: selector.name, weights: selector.weights, gains: gains, fit: fit,
+                                  peakN: ns[alignment.indices.max { alignment[$0] < alignment[$1] }!])
+        }
+        return Result(study: study, folder: folder.path, settings: settings, n: ns, klBound: ns.map(bestOfNKLBound), selectors: results,
+                      finding: finding(study, results), seconds: Date().timeIntervalSince(started))
+    }
+
+    /// One sentence on what the study shows (overoptimization: Gao et al.'s shape or not).
+    static func finding(_ study: String, _ results: [SelectorResult]) -> String {
+        guard study == "overoptimization" else { return "" }
+        var sentences: [String] = []
+        for result in results {
+            let gains = result.gains["gold_alignment"]!, last = gains.last!, peak = gains[result.peakN - 1]
+            let falls = result.peakN < gains.count && peak.mean - last.mean > last.standardError
+            sentences.append(String(format: "%@: gold alignment gain peaks at N = %d (%+.3f) and is %+.3f ± %.3f at N = %d — %@",
+                                    result.name, result.peakN, peak.mean, last.mean, last.standardError, gains.count,
+                                    falls ? "it falls past the peak by more than a standard error (overoptimization)"
+                                          : "no fall past the peak larger than a standard error"))
+        }
+        return sentences.joined(separator: "; ")
+    }
+
+    static func format(_ e: Estimate) -> String { String(format: "%+.3f ± %.3f", e.mean, e.standardError) }
+
+    /// The overoptimization page's table (every selector at N = 1, 2, 4, … and the fit) and charts.
+    static func overoptimizationSections(_ result: Result, columns: [String], paths: [String]) -> [RunReport.Section] {
+        let shown = result.n.filter { $0 & ($0 - 1) == 0 || $0 == result.n.last! }
+        var table = [["selected by", "column"] + shown.map { "N = \($0)" } + ["fit α, β (R²)"]]
+        for selector in result.selectors {
+            for column in ["gold_alignment"] + columns {
+                let fit = column == "gold_alignment" ? selector.fit.map { f in
+                    String(format: "%.3f, %.3f (%@)", f.alpha, f.beta, f.rSquared.map { String(format: "%.2f", $0) } ?? "—")
+                } ?? "—" : ""
+                table.append([selector.name, column] + shown.map { format(selector.gains[column]![$0 - 1]) } + [fit])
+            }
+        }
+        let d = result.klBound.map { $0.squareRoot() }
+        let gold = RunReport.Chart(title: "gold alignment gain vs √KL bound", xLabel: "d = √(log N − (N − 1)/N)",
+                                   lines: result.selectors.map { s in (s.name, Array(zip(d, s.gains["gold_alignment"]!.map(\.mean)))) })
+        let proxy = RunReport.Chart(title: "proxy gain vs √KL bound (the selecting head's own gain)", xLabel: "d",
+                                    lines: result.selectors.compactMap { s in s.gains[s.name].map { (s.name, Array(zip(d, $0.map(\.mean)))) } })
+        let legend = zip(columns, paths).map { "\($0) = \($1)" }.joined(separator: "; ")
+        return [RunReport.Section(title: "Best-of-N: gains over plain sampling (\(legend)); \(result.finding)", table: table, charts: [gold, proxy])]
+    }
+
+    /// The perspectives page's table: every selector's gain in each gold perspective at the largest N.
+    static func perspectivesSection(_ result: Result) -> RunReport.Section {
+        let n = result.n.last!
+        var table = [["selected by (best of \(n))", "alignment", "partial", "fidelity", "hazard rate", "overall"]]
+        for selector in result.selectors {
+            let g = { (column: String) in selector.gains[column]![n - 1] }
+            let safety = g("gold_safety")
+            table.append([selector.name] + ["gold_alignment", "gold_alignment_partial", "gold_fidelity"].map { format(g($0)) }
+                         + [String(format: "%+.3f ± %.3f", -safety.mean, safety.standardError), format(g("gold_overall"))])
+        }
+        return RunReport.Section(title: "Gold gains of best-of-\(n) by each selector over plain sampling (paired, clustered by prompt)", table: table)
+    }
+
+    /// Writes study.json and study.html beside the log, then prints the result (or its JSON).
+    static func finish(_ result: Result, _ args: ParsedArguments, sections: [RunReport.Section]) throws {
+        let folder = URL(fileURLWithPath: result.folder)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try encoder.encode(result).write(to: folder.appendingPathComponent("study.json"), options: .atomic)
+        let reader = try RunLogReader(url: folder.appendingPathComponent("run.h5"))
+        let html = try RunReport.html([RunReport.Run(name: "study \(result.study)", reader: reader)], sections: sections)
+        try html.write(to: folder.appendingPathComponent("study.html"), atomically: true, encoding: .utf8)
+        if args.flag("json") {
+            try printJSON(result)
+            return
+        }
+        for section in sections {
+            print(section.title)
+            for row in section.table { print(row.joined(separator: "  |  ")) }
+        }
+        print("wrote \(folder.path)/run.h5, study.json, study.html (\(Int(result.seconds)) s)")
+    }
+}
