@@ -176,6 +176,8 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
                     "selfTraining.anchorShare must be in [0, 1) and selfTraining.captionDropout in [0, 1]")
         try require(selfTraining.threshold.isFinite, "selfTraining.threshold must be a finite number")
         try require(selfTraining.relabelCandidates >= 0, "selfTraining.relabelCandidates must be 0 (off) or more")
+        try require(selfTraining.composites >= 0 && selfTraining.partsPerObject >= 1 && selfTraining.compositesKept >= 1,
+                    "selfTraining.composites must be 0 (off) or more, selfTraining.partsPerObject and selfTraining.compositesKept at least 1")
         try requireRange(selfTraining.timestepRange, "selfTraining.timestepRange", end: nil)
         try require(diffusionNFT.beta > 0 && diffusionNFT.beta.isFinite && diffusionNFT.advantageScale > 0 && diffusionNFT.advantageScale.isFinite,
                     "diffusionNFT.beta and diffusionNFT.advantageScale must be positive")

@@ -203,6 +203,40 @@ final class SelfTrainingTests: XCTestCase {
         }
     }
 
+    /// Compositing draws `partsPerObject` samples of each object caption of every caption no sample
+    /// drew correctly, and only of those; what it keeps enters the buffer with the composed caption.
+    /// (Which layouts are kept is `bestComposites`', tested in the world's tests with rendered parts.)
+    func testCompositingSamplesThePartsOfMissedCaptions() throws {
+        struct CaptionReward: RewardFunction {
+            var liked: Set<String>
+            var perspectives: [String] { ["caption"] }
+            func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
+                ["caption": prompts.map { liked.contains($0) ? 1 : 0 }]
+            }
+        }
+        var config = Self.tinySelfTrainingConfig()
+        config.rewards = RewardComposition(weights: ["caption": 1])
+        config.selfTraining.threshold = 1
+        config.selfTraining.composites = 8
+        config.selfTraining.partsPerObject = 3
+        config.selfTraining.anchorShare = 0
+        let promptFile = FileManager.default.temporaryDirectory.appendingPathComponent("composite-\(UUID()).txt")
+        try "a red circle above a green square\n".write(to: promptFile, atomically: true, encoding: .utf8)
+        config.prompts = promptFile.path
+        for (liked, parts) in [(["a red circle", "a green square"], 6.0), (["a red circle above a green square"], 0)] {
+            let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("rl-\(UUID())"),
+                                                commandLine: "test", rewardFunctions: [CaptionReward(liked: Set(liked))])
+            var rng = trainer.epochRNG(0)
+            let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+            let rewards = try trainer.composer.score(trajectories.images, prompts: trajectories.prompts).total
+            let figures = try trainer.trainObjective(trajectories, indices: Array(0..<trajectories.count), rewards: rewards, rng: &rng)
+            XCTAssertEqual(figures["composite_parts_sampled"], parts, "\(liked): \(figures)")
+            let objective = try XCTUnwrap(trainer.objective as? SelfTrainingObjective)
+            XCTAssertEqual(Double(objective.buffer.count), figures["selected"]! + figures["composited"]!)
+            XCTAssertTrue(objective.buffer.allSatisfy { $0.caption == "a red circle above a green square" })
+        }
+    }
+
     /// Captions survive the checkpoint's byte tensor, the empty one and non-ASCII ones included;
     /// bytes that are not such a list are refused.
     func testCaptionTensorRoundTrip() throws {

@@ -41,6 +41,19 @@ public struct SelfTrainingSettings: Codable, Equatable, Sendable {
     /// or relation changed); when one reaches `threshold`, the sample is kept with that caption —
     /// a correct pair for a prompt it was not asked for. 0: off.
     public var relabelCandidates = 0
+    /// Compositing: for each caption of the epoch none of whose samples reached `threshold` (or
+    /// every caption, with `compositeAllCaptions`), up to this many random layouts of its objects,
+    /// cut from the policy's own samples of each object alone (`partsPerObject` per object
+    /// caption, kept when they reach `threshold` for it); the `compositesKept` layouts the reward
+    /// scores highest are kept with the caption when they reach `threshold`. Correct images of
+    /// bindings the model cannot yet draw, made of objects it can. 0: off.
+    public var composites = 0
+    /// Samples drawn of each object caption a composite needs ("a small red circle").
+    public var partsPerObject = 2
+    /// Layouts kept per caption (the best that reach `threshold`).
+    public var compositesKept = 1
+    /// Composite every caption of the epoch, not only those no sample drew correctly.
+    public var compositeAllCaptions = false
 
     public init() {}
 }
@@ -122,8 +135,9 @@ final class SelfTrainingObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {
-        if (settings.filterAnchors || settings.relabelCandidates > 0) && !composition.standardize.isEmpty {
-            throw FineTuningError("selfTraining.\(settings.filterAnchors ? "filterAnchors" : "relabelCandidates") compares rewards with the threshold; "
+        if (settings.filterAnchors || settings.relabelCandidates > 0 || settings.composites > 0) && !composition.standardize.isEmpty {
+            let key = settings.filterAnchors ? "filterAnchors" : settings.relabelCandidates > 0 ? "relabelCandidates" : "composites"
+            throw FineTuningError("selfTraining.\(key) compares rewards with the threshold; "
                                   + "rewards standardized over a batch (rewards.standardize) have no fixed scale to compare")
         }
     }
@@ -177,6 +191,7 @@ final class SelfTrainingObjective: FineTuningObjective {
     var metricNames: [String] {
         ["selected", "selected_reward", "buffer_size", "within_prompt_diversity"] + (settings.filterAnchors ? ["anchors_rejected"] : [])
             + (settings.relabelCandidates > 0 ? ["relabeled"] : [])
+            + (settings.composites > 0 ? ["composited", "composite_parts_sampled", "composite_parts_kept"] : [])
     }
     var usesAdvantages: Bool { false }
 
@@ -192,9 +207,11 @@ final class SelfTrainingObjective: FineTuningObjective {
         let chosen = selfTrainingSelection(rewards: usable.map { samples.rewards[$0] }, groups: usable.map { samples.groups[$0] },
                                            settings: settings).map { (index: usable[$0.index], weight: $0.weight) }
         let relabeled = settings.relabelCandidates > 0 ? try relabel(samples, trainer: trainer) : []
+        let composed = settings.composites > 0 ? try composites(samples, trainer: trainer, using: &rng) : nil
         let fresh = try chosen.map { (latent: try finalLatents.indexSelect(axis: 0, [$0.index]),
                                       caption: trainer.promptPool[samples.promptIndices[$0.index]], weight: $0.weight) }
             + relabeled.map { (latent: try finalLatents.indexSelect(axis: 0, [$0.index]), caption: $0.caption, weight: 1.0) }
+            + (composed?.kept ?? []).map { (latent: $0.latent, caption: $0.caption, weight: 1.0) }
         if settings.bufferSize > 0 {
             buffer = Array((buffer + fresh).suffix(settings.bufferSize))
         } else {
@@ -205,6 +222,11 @@ final class SelfTrainingObjective: FineTuningObjective {
                        "buffer_size": Double(buffer.count),
                        "within_prompt_diversity": withinGroupDistance(finalLatents, groups: samples.groups, members: usable)]
         if settings.relabelCandidates > 0 { metrics["relabeled"] = Double(relabeled.count) }
+        if let composed {
+            metrics["composited"] = Double(composed.kept.count)
+            metrics["composite_parts_sampled"] = Double(composed.partsSampled)
+            metrics["composite_parts_kept"] = Double(composed.partsKept)
+        }
         anchorsDrawn = 0
         anchorsRejected = 0
         var statistics = UpdateStatistics()
@@ -241,6 +263,44 @@ final class SelfTrainingObjective: FineTuningObjective {
             hindsightCandidate(ownReward: samples.rewards[owner.index], candidateRewards: Array(rewards[owner.range]),
                                threshold: settings.threshold).map { (owner.index, captions[owner.range.lowerBound + $0]) }
         }
+    }
+
+    /// Composites for the epoch's captions that no sample drew correctly, or for all of them
+    /// (`composites`, `compositeAllCaptions`): each caption's object captions sampled from the policy (`partsPerObject` each, with the run's
+    /// sampling settings), kept where the reward reaches `threshold` for them and cut out; then up
+    /// to `composites` random layouts of cutouts per caption, scored by the reward against the
+    /// caption, the `compositesKept` best kept when they reach `threshold` — encoded by the frozen VAE like the
+    /// pretraining anchors. Captions outside the world's grammar are skipped.
+    func composites(_ samples: EpochSamples, trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws
+        -> (kept: [(latent: Tensor, caption: String)], partsSampled: Int, partsKept: Int) {
+        let reached = Set(samples.usable.filter { samples.rewards[$0] >= settings.threshold }.map { samples.groups[$0] })
+        var targets: [Prompt] = [], seen = Set<String>()
+        for i in samples.usable where settings.compositeAllCaptions || !reached.contains(samples.groups[i]) {
+            let caption = samples.trajectories.prompts[i]
+            guard seen.insert(caption).inserted, let prompt = try? Prompt(parsing: caption) else { continue }
+            targets.append(prompt)
+        }
+        let partCaptions = Array(Set(targets.flatMap { $0.parts.map(\.caption) })).sorted()
+        guard !partCaptions.isEmpty else { return ([], 0, 0) }
+        let drawn = partCaptions.flatMap { [String](repeating: $0, count: settings.partsPerObject) }
+        var sampling = config.sampling
+        sampling.seed = rng.next()
+        let images = try trainer.policy.generate(drawn, settings: sampling)
+        let rewards = try trainer.composer.score(images, prompts: drawn).total
+        var cutouts: [String: [ObjectCutout]] = [:]
+        for (i, caption) in drawn.enumerated() where rewards[i] >= settings.threshold {
+            if let cutout = ObjectCutout(from: images[i]) { cutouts[caption, default: []].append(cutout) }
+        }
+        let partsKept = cutouts.values.map(\.count).reduce(0, +)
+        let found = try bestComposites(for: targets, cutouts: cutouts, proposals: settings.composites, keep: settings.compositesKept, size: trainer.policy.config.imageSize,
+                                       threshold: settings.threshold, score: { try trainer.composer.score($0, prompts: $1).total },
+                                       next: { rng.next() })
+        let keptImages = found.map(\.image), keptCaptions = found.map(\.prompt.caption)
+        guard !keptImages.isEmpty else { return ([], drawn.count, partsKept) }
+        let policy = trainer.policy
+        let latents = try withNoGrad { try policy.vae.encode(ImageTensors.tensor(keptImages)).mean * policy.vae.scaleFactor.item }
+        let kept = try keptCaptions.indices.map { (latent: try latents.indexSelect(axis: 0, [$0]), caption: keptCaptions[$0]) }
+        return (kept, drawn.count, partsKept)
     }
 
     /// The mean of the batch's weighted denoising errors and of its anchor rows' errors.
