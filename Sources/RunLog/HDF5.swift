@@ -34,6 +34,19 @@ enum H5 {
         return access
     }
 
+    /// File access for reading a log in SWMR mode with at most `attempts` reads of a metadata block
+    /// whose checksum fails. The library's default under SWMR is 100, with a sleep doubling between
+    /// attempts: right for a block a live writer is rewriting, but a damaged file (a block that
+    /// never verifies) then stalls a reader for minutes; a few attempts cover a live writer's flush.
+    static func readAccess(attempts: UInt32 = readAttempts) throws -> Handle {
+        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        try check(H5Pset_metadata_read_attempts(access.id, attempts), "cannot set the metadata read attempts")
+        return access
+    }
+
+    /// Metadata read attempts of `readAccess`.
+    static let readAttempts: UInt32 = 16
+
     static func check(_ status: herr_t, _ what: @autoclosure () -> String) throws {
         guard status >= 0 else { throw HDF5Error(description: what()) }
     }

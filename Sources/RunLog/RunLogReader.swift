@@ -32,7 +32,8 @@ public final class RunLogReader {
         self.url = url
         guard FileManager.default.fileExists(atPath: url.path) else { throw HDF5Error(description: "\(url.path): no such file") }
         guard H5Fis_hdf5(url.path) > 0 else { throw HDF5Error(description: "\(url.path) is not an HDF5 file") }
-        file = try Handle(H5Fopen(url.path, chdf5_f_acc_rdonly() | chdf5_f_acc_swmr_read(), chdf5_p_default()),
+        let access = try H5.readAccess()
+        file = try Handle(H5Fopen(url.path, chdf5_f_acc_rdonly() | chdf5_f_acc_swmr_read(), access.id),
                           "\(url.path): cannot open the HDF5 file (truncated or damaged?)", closer: H5Fclose)
         var attributes: [String: String] = [:]
         for name in ["config", "command_line", "git_commit", "seed", "versions", "host", "start_time", "layout"] {

@@ -366,12 +366,25 @@ final class CLITests: XCTestCase {
         let result = try run(["debug", "fuzz", "--inputs", "5000", "--seed", "7", "--json"])
         XCTAssertEqual(result.status, 0, "a parser crashed: \(result.stderr.suffix(300))")
         let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
-        XCTAssertEqual(rows.compactMap { $0["parser"] as? String }, ["safetensors", "png", "config", "preferences", "caption"])
+        XCTAssertEqual(rows.compactMap { $0["parser"] as? String }, ["safetensors", "png", "config", "preferences", "caption", "runlog"])
         for row in rows {
             XCTAssertEqual(row["inputs"] as? Int, 5000)
+            XCTAssertEqual(row["crashes"] as? [Int], [], "\(row)")
+            XCTAssertEqual(row["hangs"] as? [Int], [], "\(row)")
             XCTAssertGreaterThan(row["accepted"] as? Int ?? 0, 0, "\(row): no mutated input parsed, so the mutations only test the first check")
             XCTAssertGreaterThan(row["rejected"] as? Int ?? 0, 2500, "\(row)")
         }
+    }
+
+    /// The run-log parser runs in child processes: a crash or a hang on an input is counted with
+    /// its index, and the next child goes on from the input after it.
+    func testFuzzContainsCrashesAndHangsOfChildProcesses() throws {
+        let result = try run(["debug", "fuzz", "--parser", "containment", "--inputs", "8", "--hang-seconds", "1", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let rows = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [[String: Any]])
+        XCTAssertEqual(rows.first?["crashes"] as? [Int], [3])
+        XCTAssertEqual(rows.first?["hangs"] as? [Int], [5])
+        XCTAssertEqual(rows.first?["accepted"] as? Int, 6)
     }
 
     func testFinetuneRefusesEtaZeroAndEmptyPromptFiles() throws {
