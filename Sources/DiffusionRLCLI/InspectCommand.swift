@@ -10,6 +10,7 @@ enum InspectCommand {
         read. Given a folder (e.g. Logs/), lists the runs under it.
         """, options: [
             .json,
+            .flag("series", "with --json: every metric's value at every epoch (null where not finite), for scripts"),
             .flag("follow", "keep watching a live run, printing each new epoch's metrics (Ctrl-C to stop)"),
             .number("interval", "SECONDS", default: 2, minimum: 0.05, "seconds between looks with --follow"),
         ], positionals: Positionals(name: "RUN.h5|FOLDER", minimum: 1, maximum: 1, help: "a run log, or a folder of runs"), run: run)
@@ -22,6 +23,8 @@ enum InspectCommand {
         var last: Double?
         var best: Double?
         var bestEpoch: Int?
+        /// Every epoch's value (`--series`).
+        var values: [Double]?
     }
 
     struct Summary: Codable {
@@ -53,7 +56,7 @@ enum InspectCommand {
             return
         }
         let reader = try RunLogReader(url: URL(fileURLWithPath: path))
-        let summary = try summarize(reader)
+        let summary = try summarize(reader, series: args.flag("series"))
         if args.flag("json") {
             try printJSON(summary)
         } else {
@@ -74,14 +77,14 @@ enum InspectCommand {
         }
     }
 
-    static func summarize(_ reader: RunLogReader) throws -> Summary {
+    static func summarize(_ reader: RunLogReader, series: Bool = false) throws -> Summary {
         let metrics = try reader.metricSpecs.map { spec -> MetricSummary in
             let values = try reader.metric(spec.name)
             let finite = values.enumerated().filter { $0.element.isFinite }
             // "Best" only where the run declared which way is better.
             let best = spec.better == .neither ? nil : finite.min { spec.better == .lower ? $0.element < $1.element : $0.element > $1.element }
             return MetricSummary(name: spec.name, epochs: values.count, first: finite.first?.element, last: finite.last?.element,
-                                 best: best?.element, bestEpoch: best?.offset)
+                                 best: best?.element, bestEpoch: best?.offset, values: series ? values : nil)
         }
         return Summary(file: reader.url.path, epochs: try reader.epochs(), attributes: reader.attributes, metrics: metrics,
                        events: try reader.events(), checkpoints: try reader.checkpoints(), prompts: try reader.prompts().count,
