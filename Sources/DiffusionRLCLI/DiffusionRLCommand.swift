@@ -55,8 +55,12 @@ enum DiffusionRLCommand {
         return path.map { "\($0): \(reason)" } ?? reason
     }
 
+    /// Prints the error and ends the process without running exit handlers: after a failed write
+    /// (a full disk), libhdf5's own exit handler crashes closing the file it could not flush, and
+    /// every log and checkpoint was already flushed or written atomically before the error.
     private static func fail(_ message: String, status: Int32) -> Never {
+        fflush(stdout)
         FileHandle.standardError.write(Data("diffusion-rl: \(message)\n".utf8))
-        exit(status)
+        _exit(status)
     }
 }

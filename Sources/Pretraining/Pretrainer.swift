@@ -220,7 +220,7 @@ public final class Pretrainer {
 
     private func save(progress: (String) -> Void) throws {
         let folder = output.appendingPathComponent("model")
-        try model.save(to: folder)
+        try writeFolderAtomically(folder) { try model.save(to: $0) }
         for file in ["vae.safetensors", "text_encoder.safetensors", "unet.safetensors"] {
             let url = folder.appendingPathComponent(file)
             try log.checkpoint(epoch: log.epochs, path: "model/\(file)", sha256: try SHA256.hex(fileAt: url))

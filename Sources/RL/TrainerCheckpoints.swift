@@ -72,7 +72,8 @@ extension FineTuningTrainer {
     /// in `unet_lora.safetensors`) and records the files' digests.
     func saveModel() throws {
         if policy.config.unetAdapter == nil { try mergeAndRemoveLoRA(from: policy.unet) }
-        try policy.save(to: output.appendingPathComponent("model"))
+        // Written whole or not at all: a failed write (a full disk) leaves model.partial, never a broken model/.
+        try writeFolderAtomically(output.appendingPathComponent("model")) { try policy.save(to: $0) }
         var files = ["unet.safetensors"] + (config.trainTextEncoder ? ["text_encoder.safetensors"] : [])
         if policy.config.unetAdapter != nil { files.append("unet_lora.safetensors") }
         for file in files {

@@ -244,7 +244,14 @@ public final class RunLogWriter {
         pendingMetrics = [:]
         epochs += 1
         try flush()
+        let size = fileSize
+        if let last = lastSize { largestGrowth = max(largestGrowth, size - last) }
+        lastSize = size
     }
+
+    /// The log's size after the last epoch, and the most it grew in one.
+    private var lastSize: Int64?
+    private var largestGrowth: Int64 = 0
 
     /// Flushes everything written so far to disk.
     public func flush() throws {
@@ -262,17 +269,52 @@ public final class RunLogWriter {
     /// Between steps of a training loop: when SIGINT or SIGTERM asked to stop (`StopSignal`),
     /// records a "stopped" event (at `epoch`, default the epochs written), closes the log and
     /// throws `RunInterrupted` naming `position` ("at step 40", "before epoch 3") and `hint`.
+    /// Also stops, with a `DiskFull` error, when the log's file system (or the process's file-size
+    /// limit) leaves less room than `requiredHeadroom`: stopped here, the log still closes whole;
+    /// a write that fails mid-flush would leave a file libhdf5 cannot open.
     public func stopIfRequested(_ position: String, epoch: Int? = nil, hint: String? = nil) throws {
-        guard StopSignal.requested else { return }
-        try event(epoch: epoch ?? epochs, kind: "stopped", "interrupted \(position)" + (hint.map { "; \($0)" } ?? ""))
+        if StopSignal.requested {
+            try event(epoch: epoch ?? epochs, kind: "stopped", "interrupted \(position)" + (hint.map { "; \($0)" } ?? ""))
+            try close()
+            throw RunInterrupted(description: "interrupted \(position); the log is closed" + (hint.map { ", \($0)" } ?? ""))
+        }
+        let room = headroom(), needed = requiredHeadroom
+        guard room < needed else { return }
+        let message = "stopped \(position): \(room / 1024) KiB left for \(url.lastPathComponent), at least \(needed / 1024) KiB needed"
+        try event(epoch: epoch ?? epochs, kind: "stopped", message)
         try close()
-        throw RunInterrupted(description: "interrupted \(position); the log is closed" + (hint.map { ", \($0)" } ?? ""))
+        throw DiskFull(description: "\(message); the log is closed — free space, then resume with --resume")
+    }
+
+    /// Bytes the log can still grow by: the free space of its file system for an unprivileged
+    /// writer, and under a file-size limit (RLIMIT_FSIZE) what is left below it.
+    public func headroom() -> Int64 {
+        var room = Int64.max
+        var stats = statvfs()
+        if statvfs(url.deletingLastPathComponent().path, &stats) == 0 { room = Int64(stats.f_bavail) * Int64(stats.f_frsize) }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit) == 0 && limit.rlim_cur < rlim_t(Int64.max) {
+            room = min(room, Int64(clamping: limit.rlim_cur) - fileSize)
+        }
+        return room
+    }
+
+    /// What a clean stop asks to be left: 256 KiB, or four times the most the log grew in one epoch.
+    public var requiredHeadroom: Int64 { max(256 * 1024, 4 * largestGrowth) }
+
+    private var fileSize: Int64 {
+        (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.int64Value ?? 0
     }
 
     private func append<T>(_ path: String, _ values: [T], rows: Int) throws {
         guard file != nil, let set = sets[path] else { throw HDF5Error(description: "\(url.path) is closed") }
         try set.append(values, rows: rows)
     }
+}
+
+/// A run stopped because its disk was nearly full, with its log closed cleanly, in one line.
+public struct DiskFull: Error, CustomStringConvertible {
+    public let description: String
 }
 
 /// A run stopped on request (SIGINT or SIGTERM) with its log closed cleanly, in one line.

@@ -297,6 +297,32 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(epochs.count, 12 * 4)
         XCTAssertEqual(epochs, (0..<12).flatMap { [Double](repeating: Double($0), count: 4) })
         XCTAssertEqual(try reader.metric("reward_mean"), try RunLogReader(url: whole.appendingPathComponent("run.h5")).metric("reward_mean"))
+
+        // A nearly full disk — here a file-size limit (`ulimit -f`, in KiB under bash): the run stops
+        // between epochs while its log can still be closed whole, says so in one line, and resumes
+        // once there is room to the uninterrupted result.
+        let full = folder.appendingPathComponent("full")
+        let limited = Process()
+        limited.executableURL = URL(fileURLWithPath: "/bin/bash")
+        limited.arguments = ["-c", "ulimit -f 330; exec \"$0\" finetune --config \"$1\" --out \"$2\"", binary.path, config.path, full.path]
+        let errors = Pipe()
+        limited.standardError = errors
+        limited.standardOutput = FileHandle.nullDevice
+        try limited.run()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        limited.waitUntilExit()
+        XCTAssertEqual(limited.terminationStatus, 1, stderr)
+        let failures = stderr.split(separator: "\n").filter { $0.hasPrefix("diffusion-rl:") }
+        XCTAssertEqual(failures.count, 1, stderr)
+        XCTAssertTrue(failures.first?.contains("KiB left for run.h5") == true && failures.first?.contains("--resume") == true, stderr)
+        do {  // the reader closes before the run reopens its log
+            let stopped = try RunLogReader(url: full.appendingPathComponent("run.h5"))
+            XCTAssertLessThan(try stopped.epochs(), 12)
+            XCTAssertEqual(try stopped.events().last?.kind, "stopped")
+        }
+        let afterFull = try run(["finetune", "--config", config.path, "--out", full.path, "--resume"])
+        XCTAssertEqual(afterFull.status, 0, afterFull.stderr)
+        XCTAssertEqual(try Data(contentsOf: full.appendingPathComponent("model/unet.safetensors")), a, "resumed after a full disk")
     }
 
     /// Runs `arguments` (which write the run folder `out`) to the end; again, killed with SIGKILL

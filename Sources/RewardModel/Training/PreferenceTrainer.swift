@@ -310,7 +310,7 @@ public final class PreferenceTrainer {
         }
         try mergeAndRemoveLoRA(from: reward.model)
         let modelFolder = output.appendingPathComponent("model")
-        try reward.save(to: modelFolder)
+        try writeFolderAtomically(modelFolder) { try reward.save(to: $0) }
         try log.checkpoint(epoch: log.epochs, path: "model/reward_model.safetensors",
                            sha256: SHA256.hex(fileAt: modelFolder.appendingPathComponent("reward_model.safetensors")))
         try log.close()
