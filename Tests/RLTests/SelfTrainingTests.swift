@@ -160,13 +160,6 @@ final class SelfTrainingTests: XCTestCase {
     /// caption that holds a composition kept out of training or is a tuning or report caption (the
     /// reward prefers it, the filter refuses it). The relabeled caption is what the buffer fits.
     func testRelabelingKeepsMissesWithTheCaptionTheyMatch() throws {
-        struct CaptionReward: RewardFunction {
-            var liked: Set<String>
-            var perspectives: [String] { ["caption"] }
-            func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
-                ["caption": prompts.map { liked.contains($0) ? 1 : 0 }]
-            }
-        }
         var config = Self.tinySelfTrainingConfig()
         config.rewards = RewardComposition(weights: ["caption": 1])
         config.selfTraining.threshold = 1
@@ -207,13 +200,6 @@ final class SelfTrainingTests: XCTestCase {
     /// drew correctly, and only of those; what it keeps enters the buffer with the composed caption.
     /// (Which layouts are kept is `bestComposites`', tested in the world's tests with rendered parts.)
     func testCompositingSamplesThePartsOfMissedCaptions() throws {
-        struct CaptionReward: RewardFunction {
-            var liked: Set<String>
-            var perspectives: [String] { ["caption"] }
-            func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
-                ["caption": prompts.map { liked.contains($0) ? 1 : 0 }]
-            }
-        }
         var config = Self.tinySelfTrainingConfig()
         config.rewards = RewardComposition(weights: ["caption": 1])
         config.selfTraining.threshold = 1
@@ -354,5 +340,14 @@ final class SelfTrainingTests: XCTestCase {
         let (groups, promptIndices, _) = try trainer.sampleEpoch(using: &rng)
         XCTAssertEqual(groups, [0, 0, 1, 1, 2, 2])
         XCTAssertEqual(promptIndices, [0, 0, 0, 0, 0, 0])
+    }
+}
+
+/// A reward that is 1 for the captions it likes and 0 for every other, whatever the image.
+private struct CaptionReward: RewardFunction {
+    var liked: Set<String>
+    var perspectives: [String] { ["caption"] }
+    func score(_ images: [RGBImage], prompts: [String], perspectives: [String]) throws -> [String: [Double]] {
+        ["caption": prompts.map { liked.contains($0) ? 1 : 0 }]
     }
 }
