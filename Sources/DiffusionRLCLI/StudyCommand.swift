@@ -5,6 +5,7 @@ import Foundation
 import RunLog
 import Statistics
 import Studies
+import World
 
 /// `diffusion-rl study overoptimization|perspectives`: best-of-N studies, each one run folder
 /// (`run.h5`, `study.json`, `study.html`), resumable by candidate.
@@ -35,6 +36,9 @@ enum StudyCommand {
                 .integer("n-prompts", default: 64, minimum: 1, "prompts (distinct captions)"),
                 .integer("images-per-prompt", default: 2, minimum: 1, "image slots per prompt"),
                 .integer("max-n", default: 64, minimum: 2, "candidates per image slot: the largest N"),
+                .text("runs", "DIR[,DIR...]", "fine-tuning run folders placed beside best-of-N: each final model drawn on the study's plain "
+                      + "seeds, its gains paired with the base's, at √ of its log's last kl_mean (a per-step path KL: an upper bound on "
+                      + "the images' KL, so not on the best-of-N axis)"),
             ] + common + SamplingOptions.options + [.threads, .json], exclusive: [["force", "resume"]], run: overoptimization),
         Command("perspectives", summary: "best-of-N by each reward head alone, all together and each left out, scored by every gold perspective",
                 description: """
@@ -72,6 +76,16 @@ enum StudyCommand {
         var selectors: [SelectorResult]
         var finding: String
         var seconds: Double
+        /// Fine-tuning runs beside best-of-N (`--runs`), and the RL form fitted to their gold gains.
+        var runs: [RunPoint] = []
+        var runsFit: OveroptimizationFit? = nil
+    }
+
+    /// A fine-tuning run's final model on the study's plain seeds: its path KL and paired gains.
+    struct RunPoint: Encodable {
+        var run: String
+        var kl: Double
+        var gains: [String: Estimate]
     }
 
     static func overoptimization(_ args: ParsedArguments) throws {
@@ -89,8 +103,23 @@ enum StudyCommand {
         var selectors = columns.map { StudySelector(name: $0, weights: [$0: 1]) }
         selectors.append(StudySelector(name: "gold_alignment", weights: ["gold_alignment": 1]))
         let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity"] + columns
-        let result = try runStudy("overoptimization", args, rewardModels: paths, candidates: args.int("max-n")!, scorers: scorers,
-                                  selectors: selectors, reported: reported)
+        var (result, table) = try runStudy("overoptimization", args, rewardModels: paths, candidates: args.int("max-n")!, scorers: scorers,
+                                           selectors: selectors, reported: reported)
+        for folder in (args.string("runs") ?? "").split(separator: ",").map(String.init) {
+            progress("  run \(folder): drawing its final model on the study's plain seeds")
+            let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: folder).appendingPathComponent("model"))
+            let prompts = try result.settings.captions.map { try Prompt(parsing: $0) }
+            let jobs = prompts.flatMap { [Prompt](repeating: $0, count: result.settings.imagesPerPrompt) }
+            let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers)
+            var gains: [String: Estimate] = [:]
+            for column in reported { gains[column] = Estimate.paired(columns[column]!, table.columns[column]![0], clusters: table.slotPrompts) }
+            let kl = (try? RunLogReader(url: URL(fileURLWithPath: folder).appendingPathComponent("run.h5")).metric("kl_mean"))?
+                .last(where: \.isFinite) ?? .nan
+            result.runs.append(RunPoint(run: folder, kl: kl, gains: gains))
+        }
+        let measured = result.runs.filter { $0.kl.isFinite && $0.kl > 0 }
+        result.runsFit = OveroptimizationFit.fit(.reinforcementLearning, distances: measured.map { $0.kl.squareRoot() },
+                                                 gains: measured.map { $0.gains["gold_alignment"]!.mean })
         try finish(result, args, sections: overoptimizationSections(result, columns: columns, paths: paths))
     }
 
@@ -105,14 +134,14 @@ enum StudyCommand {
                                            weights: Dictionary(uniqueKeysWithValues: heads.filter { $0 != left }.map { ($0, 1) })))
         }
         let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity", "gold_safety", "gold_overall"] + heads
-        let result = try runStudy("perspectives", args, rewardModels: [path], candidates: args.int("best-of")!, scorers: scorers,
+        let (result, _) = try runStudy("perspectives", args, rewardModels: [path], candidates: args.int("best-of")!, scorers: scorers,
                                   selectors: selectors, reported: reported)
         try finish(result, args, sections: [perspectivesSection(result)])
     }
 
     /// Loads the model and prompts, runs or resumes the study with progress, and gathers the results.
     static func runStudy(_ study: String, _ args: ParsedArguments, rewardModels: [String], candidates: Int,
-                         scorers: [GoldEvaluation.Selection], selectors: [StudySelector], reported: [String]) throws -> Result {
+                         scorers: [GoldEvaluation.Selection], selectors: [StudySelector], reported: [String]) throws -> (Result, CandidateTable) {
         Threads.set(args.int("threads")!)
         let (prompts, label) = try EvalCommand.evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
         let settings = BestOfNStudySettings(study: study, model: args.string("model")!, rewardModels: rewardModels, promptSource: label,
@@ -140,8 +169,8 @@ enum StudyCommand {
             return SelectorResult(name: selector.name, weights: selector.weights, gains: gains, fit: fit,
                                   peakN: ns[alignment.indices.max { alignment[$0] < alignment[$1] }!])
         }
-        return Result(study: study, folder: folder.path, settings: settings, n: ns, klBound: ns.map(bestOfNKLBound), selectors: results,
-                      finding: finding(study, results), seconds: Date().timeIntervalSince(started))
+        return (Result(study: study, folder: folder.path, settings: settings, n: ns, klBound: ns.map(bestOfNKLBound), selectors: results,
+                       finding: finding(study, results), seconds: Date().timeIntervalSince(started)), table)
     }
 
     /// One sentence on what the study shows (overoptimization: Gao et al.'s shape or not).
@@ -174,8 +203,20 @@ enum StudyCommand {
             }
         }
         let d = result.klBound.map { $0.squareRoot() }
-        let gold = RunReport.Chart(title: "gold alignment gain vs √KL bound", xLabel: "d = √(log N − (N − 1)/N)",
-                                   lines: result.selectors.map { s in (s.name, Array(zip(d, s.gains["gold_alignment"]!.map(\.mean)))) })
+        var goldLines = result.selectors.map { s in (label: s.name, points: Array(zip(d, s.gains["gold_alignment"]!.map(\.mean)))) }
+        if !result.runs.isEmpty {
+            goldLines.append((label: "fine-tuning runs (x: √ path KL, an upper bound)",
+                              points: result.runs.map { ($0.kl.squareRoot(), $0.gains["gold_alignment"]!.mean) }.sorted { $0.0 < $1.0 }))
+            for run in result.runs {
+                table.append(["run \(run.run) (KL \(String(format: "%.0f", run.kl)))", "gold_alignment"]
+                             + shown.map { _ in "" } + [format(run.gains["gold_alignment"]!)])
+            }
+            if let f = result.runsFit {
+                table.append(["runs, RL form d(α − β log d)", "gold_alignment"] + shown.map { _ in "" }
+                             + [String(format: "%.3f, %.3f (%@)", f.alpha, f.beta, f.rSquared.map { String(format: "%.2f", $0) } ?? "—")])
+            }
+        }
+        let gold = RunReport.Chart(title: "gold alignment gain vs √KL bound", xLabel: "d = √(log N − (N − 1)/N)", lines: goldLines)
         let proxy = RunReport.Chart(title: "proxy gain vs √KL bound (the selecting head's own gain)", xLabel: "d",
                                     lines: result.selectors.compactMap { s in s.gains[s.name].map { (s.name, Array(zip(d, $0.map(\.mean)))) } })
         let legend = zip(columns, paths).map { "\($0) = \($1)" }.joined(separator: "; ")

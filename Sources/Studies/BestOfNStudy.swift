@@ -95,25 +95,9 @@ public enum BestOfNStudy {
                                       overwrite: start == .overwrite)
         }
         let jobs = prompts.flatMap { [Prompt](repeating: $0, count: settings.imagesPerPrompt) }
-        let judge = GoldJudge()
         for candidate in table.candidates..<settings.candidates {
             let started = Date()
-            var columns = Dictionary(uniqueKeysWithValues: columnNames.map { ($0, [Double]()) })
-            for offset in stride(from: 0, to: jobs.count, by: batch) {
-                let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
-                var batchSettings = settings.sampling
-                batchSettings.seed = settings.sampling.seed &+ UInt64(candidate * jobs.count + offset)
-                let captions = slice.map(\.caption)
-                let images = try model.generate(captions, settings: batchSettings)
-                for (prompt, image) in zip(slice, images) {
-                    for (name, value) in judge.score(image, prompt: prompt).named { columns["gold_" + name]!.append(value) }
-                }
-                for scorer in scorers {
-                    let scores = try scorer.score(images, captions)
-                    guard scores.count == images.count else { throw StudyError("\(scorer.name) gave \(scores.count) scores for \(images.count) images") }
-                    columns[scorer.name]! += scores
-                }
-            }
+            let columns = try draw(model: model, jobs: jobs, candidate: candidate, sampling: settings.sampling, scorers: scorers, batch: batch)
             try table.append(columns)
             let seeds = jobs.indices.map { Int64(bitPattern: settings.sampling.seed &+ UInt64(candidate * jobs.count + $0)) }
             try writer.appendSamples(epoch: candidate, prompts: slotPrompts, seeds: seeds, columns: columns)
@@ -135,6 +119,32 @@ public enum BestOfNStudy {
         }
         try writer.close()
         return table
+    }
+
+    /// Candidate `candidate` of every image slot (`jobs[j]` drawn with seed `sampling.seed + c·J + j`),
+    /// scored by the gold judge (`gold_<name>` columns) and by each scorer (its name): what one
+    /// epoch of a study adds to the table. Candidate 0 with another model scores that model's plain
+    /// samples on the study's seeds, paired with the study's own candidate 0.
+    public static func draw(model: LatentDiffusionModel, jobs: [Prompt], candidate: Int, sampling: SamplingSettings,
+                            scorers: [GoldEvaluation.Selection], batch: Int = 32) throws -> [String: [Double]] {
+        let judge = GoldJudge()
+        var columns = Dictionary(uniqueKeysWithValues: (goldColumns + scorers.map(\.name)).map { ($0, [Double]()) })
+        for offset in stride(from: 0, to: jobs.count, by: batch) {
+            let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
+            var batchSettings = sampling
+            batchSettings.seed = sampling.seed &+ UInt64(candidate * jobs.count + offset)
+            let captions = slice.map(\.caption)
+            let images = try model.generate(captions, settings: batchSettings)
+            for (prompt, image) in zip(slice, images) {
+                for (name, value) in judge.score(image, prompt: prompt).named { columns["gold_" + name]!.append(value) }
+            }
+            for scorer in scorers {
+                let scores = try scorer.score(images, captions)
+                guard scores.count == images.count else { throw StudyError("\(scorer.name) gave \(scores.count) scores for \(images.count) images") }
+                columns[scorer.name]! += scores
+            }
+        }
+        return columns
     }
 
     /// Reads a stopped study's finished candidates into `table` (the reader closes on return, before

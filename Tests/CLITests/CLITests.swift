@@ -614,8 +614,13 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(resumedStudy.stderr.contains("candidate 1/3"), "a finished study resumed draws nothing")
         let resumedResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(resumedStudy.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(resumedResult["selectors"] as? NSArray, perspectivesResult["selectors"] as? NSArray, "the same results, read from the log")
+        // A "run" whose model is the base itself: on the study's plain seeds its gains are exactly 0.
+        let sameModelRun = folder.appendingPathComponent("same-model-run")
+        try FileManager.default.createDirectory(at: sameModelRun, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: diffusionPath), to: sameModelRun.appendingPathComponent("model"))
         let overoptimization = try run(["study", "overoptimization", "--reward-model", "\(rewardPath),\(folder.appendingPathComponent("r-whole/model").path)",
-                                        "--max-n", "3", "--out", folder.appendingPathComponent("study-overoptimization").path] + studyOptions)
+                                        "--max-n", "3", "--runs", sameModelRun.path,
+                                        "--out", folder.appendingPathComponent("study-overoptimization").path] + studyOptions)
         XCTAssertEqual(overoptimization.status, 0, overoptimization.stderr)
         let overoptimizationResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(overoptimization.stdout.utf8)) as? [String: Any])
         XCTAssertEqual((overoptimizationResult["selectors"] as? [[String: Any]])?.compactMap { $0["name"] as? String },
@@ -623,6 +628,11 @@ final class CLITests: XCTestCase {
         let klBound = try XCTUnwrap(overoptimizationResult["klBound"] as? [Double])
         for (value, expected) in zip(klBound, [0, log(2.0) - 0.5, log(3.0) - 2.0 / 3]) { XCTAssertEqual(value, expected, accuracy: 1e-12) }
         XCTAssertEqual(klBound.count, 3)
+        let runPoint = try XCTUnwrap((overoptimizationResult["runs"] as? [[String: Any]])?.first)
+        let runGain = try XCTUnwrap((runPoint["gains"] as? [String: [String: Any]])?["gold_alignment"])
+        XCTAssertEqual(runGain["mean"] as? Double, 0)
+        XCTAssertEqual(runGain["standardError"] as? Double, 0)
+        XCTAssertTrue(runPoint["kl"] is NSNull, "a run without a log has no KL")
         XCTAssertEqual(try run(["study", "overoptimization", "--reward-model", "\(rewardPath),\(rewardPath)", "--out", folder.appendingPathComponent("s3").path]).status, 2)
         let wrongSize = try run(["reward", "score", data.appendingPathComponent("images/000000.png").path, "--prompt", "a red circle",
                                  "--model", folder.appendingPathComponent("nothing").path])
