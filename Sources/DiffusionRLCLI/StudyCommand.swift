@@ -220,7 +220,8 @@ enum StudyCommand {
         let proxy = RunReport.Chart(title: "proxy gain vs √KL bound (the selecting head's own gain)", xLabel: "d",
                                     lines: result.selectors.compactMap { s in s.gains[s.name].map { (s.name, Array(zip(d, $0.map(\.mean)))) } })
         let legend = zip(columns, paths).map { "\($0) = \($1)" }.joined(separator: "; ")
-        return [RunReport.Section(title: "Best-of-N: gains over plain sampling (\(legend)); \(result.finding)", table: table, charts: [gold, proxy])]
+        return [RunReport.Section(title: "Best-of-N: gains over plain sampling, paired and clustered by prompt", note: "\(legend). \(result.finding).",
+                                  table: table, charts: [gold, proxy])]
     }
 
     /// The perspectives page's table: every selector's gain in each gold perspective at the largest N.
@@ -251,7 +252,7 @@ enum StudyCommand {
             return
         }
         for section in sections {
-            print(section.title)
+            print(section.title + (section.note.isEmpty ? "" : "\n" + section.note))
             for row in section.table { print(row.joined(separator: "  |  ")) }
         }
         print("wrote \(folder.path)/run.h5, study.json, study.html (\(Int(result.seconds)) s)")

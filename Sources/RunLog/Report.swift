@@ -23,8 +23,12 @@ public enum RunReport {
         public var images: [(caption: String, image: RGBImage)]
         /// Line charts drawn under the table (a study's gain against √KL, say).
         public var charts: [Chart]
-        public init(title: String, table: [[String]] = [], images: [(caption: String, image: RGBImage)] = [], charts: [Chart] = []) {
+        /// A paragraph under the title (what the table shows, a finding).
+        public var note: String
+        public init(title: String, note: String = "", table: [[String]] = [], images: [(caption: String, image: RGBImage)] = [],
+                    charts: [Chart] = []) {
             self.title = title
+            self.note = note
             self.table = table
             self.images = images
             self.charts = charts
@@ -52,6 +56,7 @@ public enum RunReport {
         var body = "<h1>DiffusionRL report</h1>\n" + (try summary(runs, specs: specs))
         for section in sections {
             body += "<h2>\(escape(section.title))</h2>\n"
+            if !section.note.isEmpty { body += "<p>\(escape(section.note))</p>\n" }
             if let header = section.table.first {
                 body += "<table class=results><tr>" + header.map { "<th>\(escape($0))</th>" }.joined() + "</tr>\n"
                 for row in section.table.dropFirst() { body += "<tr>" + row.map { "<td>\(escape($0))</td>" }.joined() + "</tr>\n" }
