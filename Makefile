@@ -1,7 +1,7 @@
 # DiffusionRL: `make demo` and `make test` are the two commands. Each installs what is missing.
 SHELL := /bin/bash
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev libhdf5-dev zlib1g-dev hdf5-tools
+APT_PACKAGES := libopenblas-dev libhdf5-dev zlib1g-dev hdf5-tools libopenmpi-dev openmpi-bin
 # Only the tests need these (a headless browser renders the run report); without root they are
 # skipped with a message instead of failing the build.
 TEST_APT_PACKAGES := chromium

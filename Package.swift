@@ -29,8 +29,12 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
         // Layer 2: the tensor engine (tensors, ops with backward, autodiff, optimizers, RNG, safetensors).
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
+        // Layer 2: the communicator between processes (one process, or MPI ranks under mpirun).
+        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: kernelFlags),
         // Layer 2: 8-bit images, PNG through zlib, image grids.
         .target(name: "Images", dependencies: ["CZlib"], swiftSettings: kernelFlags),
         // Layer 3: layers and the module protocol.
@@ -66,7 +70,7 @@ let package = Package(
         .target(name: "Studies", dependencies: ["Diffusion", "Evaluation", "Statistics", "World", "RunLog", "Images"], swiftSettings: kernelFlags),
         // Layer 6: the command line tool.
         .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "Inputs", "Statistics", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation",
-                                                                         "Rewards", "RL", "RewardModel", "RewardData", "Studies"],
+                                                                         "Rewards", "RL", "RewardModel", "RewardData", "Studies", "Distributed"],
                           swiftSettings: kernelFlags),
         .testTarget(name: "EngineTests", dependencies: ["Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "LayersTests", dependencies: ["Layers", "Engine"], swiftSettings: kernelFlags),
@@ -81,6 +85,7 @@ let package = Package(
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images", "Inputs"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "RewardData", "Inputs", "Statistics", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed"], swiftSettings: kernelFlags),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Statistics", "Evaluation", "Diffusion", "World", "RunLog", "Inputs", "Engine"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining", "Inputs", "Images"], swiftSettings: kernelFlags),

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Foundation
 import Images
@@ -31,7 +32,47 @@ enum DebugCommand {
                 .text("model", "DIR", "a model folder whose UNet to write instead of a random one"),
             ], run: unetParity),
         FuzzCommand.command,
+        Command("communicator", summary: "the collectives between this job's processes (run it under mpirun -np N)", description: """
+            Runs each collective once and prints, from rank 0, what every rank received: the sum over
+            ranks of [rank + 1, 10·(rank + 1)] (as doubles and as floats), every rank's bytes "rank R"
+            gathered, and rank (size − 1)'s bytes broadcast. Without mpirun it is one process and
+            MPI is not initialized.
+            """, options: [.json], run: communicator),
     ])
+
+    /// What `debug communicator` prints.
+    struct CommunicatorCheck: Encodable {
+        var size: Int
+        var sumDouble: [Double]
+        var sumFloat: [Float]
+        var gathered: [String]
+        var broadcast: String
+        var agree: Bool
+    }
+
+    static func communicator(_ args: ParsedArguments) throws {
+        let comm = try currentCommunicator()
+        var doubles = [Double(comm.rank + 1), 10 * Double(comm.rank + 1)]
+        try comm.allreduceSum(&doubles)
+        var floats = [Float(comm.rank + 1), 10 * Float(comm.rank + 1)]
+        try comm.allreduceSum(&floats)
+        let gathered = try comm.allgather(Array("rank \(comm.rank)".utf8)).map { String(decoding: $0, as: UTF8.self) }
+        var message = Array("from rank \(comm.rank)".utf8)
+        try comm.broadcast(&message, root: comm.size - 1)
+        // Every rank checks what it received; rank 0 learns whether all agree.
+        let expected = Double(comm.size * (comm.size + 1) / 2)
+        let right = doubles == [expected, 10 * expected] && floats == [Float(expected), 10 * Float(expected)]
+            && gathered == (0..<comm.size).map { "rank \($0)" } && message == Array("from rank \(comm.size - 1)".utf8)
+        var wrong = [right ? 0.0 : 1.0]
+        try comm.allreduceSum(&wrong)
+        try comm.barrier()
+        guard comm.rank == 0 else { return }
+        let check = CommunicatorCheck(size: comm.size, sumDouble: doubles, sumFloat: floats, gathered: gathered,
+                                      broadcast: String(decoding: message, as: UTF8.self), agree: wrong[0] == 0)
+        if args.flag("json") { try printJSON(check); return }
+        print("\(check.size) process\(check.size == 1 ? "" : "es"): sums \(check.sumDouble) and \(check.sumFloat), gathered \(check.gathered), "
+              + "broadcast '\(check.broadcast)'; every rank received the same: \(check.agree)")
+    }
 
     static func writeLog(_ args: ParsedArguments) throws {
         let out = args.string("out")!

@@ -54,6 +54,35 @@ final class CLITests: XCTestCase {
         return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
     }
 
+    /// The communicator: one process without mpirun (MPI not initialized); under `mpirun -np 2`
+    /// (as root in CI, which Open MPI refuses unless told) every collective gives each rank the
+    /// same, right answer.
+    func testCommunicatorWithAndWithoutMpirun() throws {
+        let single = try run(["debug", "communicator", "--json"])
+        XCTAssertEqual(single.status, 0, single.stderr)
+        XCTAssertTrue(single.stdout.contains("\"size\":1"), single.stdout)
+        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let mpirun else { throw XCTSkip("mpirun is not installed (make installs openmpi-bin)") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        process.arguments = ["-np", "2", "--oversubscribe", binary.path, "debug", "communicator", "--json"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, stderr)
+        let check = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any], stdout + stderr)
+        XCTAssertEqual(check["size"] as? Int, 2)
+        XCTAssertEqual(check["sumDouble"] as? [Double], [3, 30])
+        XCTAssertEqual(check["gathered"] as? [String], ["rank 0", "rank 1"])
+        XCTAssertEqual(check["broadcast"] as? String, "from rank 1")
+        XCTAssertEqual(check["agree"] as? Bool, true)
+    }
+
     /// `--help` on every command and subcommand exits 0 with its usage and starts no work (options
     /// that would write something are given too, and nothing is written).
     func testHelpOnEveryCommandDoesNoWork() throws {
