@@ -10,5 +10,5 @@ bin=.build/release/diffusion-rl
     --prompts 1024 --first 0 --seed 0 --noise 0 --saturation-bias 0
 python3 Experiments/scripts/subset_preference_data.py Logs/reward-data-1024/data.jsonl 256 512 1024
 for k in 256 512 1024; do
-  [ -d Logs/reward-$k-prompts/model ] || "$bin" reward train --config Experiments/overoptimization/reward-$k-prompts.json --out Logs/reward-$k-prompts
+  [ -d Logs/reward-$k-prompts/model ] || "$bin" reward train --config Experiments/reward-train-$k-prompts.json --out Logs/reward-$k-prompts
 done
