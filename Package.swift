@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "Pretraining", dependencies: ["Diffusion", "World", "RunLog", "Engine", "Layers", "Images", "Inputs"],
                 swiftSettings: kernelFlags),
         // Layer 4: gold-judge evaluation of a model (images for split prompts, scores with errors).
-        .target(name: "Evaluation", dependencies: ["Diffusion", "World", "Engine", "Images", "Inputs", "Statistics"], swiftSettings: kernelFlags),
+        .target(name: "Evaluation", dependencies: ["Diffusion", "World", "Engine", "Images", "Inputs", "Statistics", "Distributed"], swiftSettings: kernelFlags),
         // Layer 4: rewards as named perspectives (gold judge, compressibility) and their composition.
         .target(name: "Rewards", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
         // Layer 4: RL fine-tuning (DDPO: advantages, policy losses, KL drift, the trainer).

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Evaluation
 import Foundation
@@ -73,12 +74,15 @@ enum EvalCommand {
             return
         }
         let selections = try bestOfSelections(args)
+        // Under mpirun the ranks share the images; every rank ends with all scores, rank 0 prints.
+        let communicator = try currentCommunicator()
         if !selections.isEmpty && !args.given("compare") {
             // Best-of-N by each selector against plain sampling of the same model, from one round of candidates.
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: modelPath))
             let result = try GoldEvaluation.runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
                                                           settings: settings, candidates: args.int("best-of")!, selections: selections,
-                                                          progress: { progress("  \($0)/\($1) candidates drawn") })
+                                                          communicator: communicator, progress: { if communicator.rank == 0 { progress("  \($0)/\($1) candidates drawn") } })
+            guard communicator.rank == 0 else { return }
             let plain = try withExtraScores(result.plain, prompts: prompts, args)
             var comparisons: [String: Comparison] = [:]
             for selected in result.selected {
@@ -96,7 +100,8 @@ enum EvalCommand {
             var images: [RGBImage] = []
             let report = try GoldEvaluation.run(model: model, prompts: prompts, label: label, imagesPerPrompt: args.int("images-per-prompt")!,
                                                 settings: settings, bestOf: args.int("best-of")!, selection: selected ? selection : nil,
-                                                progress: { done, total in
+                                                communicator: communicator, progress: { done, total in
+                guard communicator.rank == 0 else { return }
                 progress("  \(args.given("compare") ? "\(path): " : "")\(done)/\(total) images judged")
             }, collect: { images += $1 })
             return (model, try withExtraScores((report, images), prompts: prompts, args))
@@ -104,9 +109,11 @@ enum EvalCommand {
         let (model, report) = try evaluate(modelPath, selected: false)
         if let otherPath = args.string("compare") {
             let (_, other) = try evaluate(otherPath, selected: true)
+            guard communicator.rank == 0 else { return }
             try compare(report, other, names: (modelPath, otherPath), json: args.flag("json"))
             return
         }
+        guard communicator.rank == 0 else { return }
         if args.flag("json") {
             try printJSON(report)
             return

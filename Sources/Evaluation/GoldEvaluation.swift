@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Foundation
 import Images
@@ -122,11 +123,11 @@ public enum GoldEvaluation {
     /// the candidates' noise is disjoint.
     public static func run(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
                            settings: SamplingSettings, batch: Int = 32, bestOf: Int = 1, selection: Selection? = nil,
-                           progress: (Int, Int) -> Void = { _, _ in },
+                           communicator: Communicator = SingleProcess(), progress: (Int, Int) -> Void = { _, _ in },
                            collect: ([Prompt], [RGBImage]) -> Void = { _, _ in }) throws -> Report {
         let result = try runSelections(model: model, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt, settings: settings,
                                        batch: batch, candidates: selection == nil ? 1 : bestOf, selections: selection.map { [$0] } ?? [],
-                                       progress: progress)
+                                       communicator: communicator, progress: progress)
         let (report, images) = selection == nil ? result.plain : result.selected[0]
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
         for first in stride(from: 0, to: jobs.count, by: batch) {
@@ -139,46 +140,63 @@ public enum GoldEvaluation {
     /// Plain sampling and best-of-N by each of `selections` from the same `candidates` samples per
     /// image (seeds as in `run`), so several selectors cost one round of sampling and compare
     /// paired with each other and with plain sampling (candidate 0). Returns each report with its
-    /// kept images, in generation order.
+    /// kept images, in generation order. With a communicator of several ranks (`mpirun`), rank r
+    /// draws the batches b with b mod size = r, for every candidate, and the kept images are
+    /// gathered: every rank returns what one process would, image for image.
     public static func runSelections(model: LatentDiffusionModel, prompts: [Prompt], label: String, imagesPerPrompt: Int,
                                      settings: SamplingSettings, batch: Int = 32, candidates: Int, selections: [Selection],
-                                     progress: (Int, Int) -> Void = { _, _ in })
+                                     communicator: Communicator = SingleProcess(), progress: (Int, Int) -> Void = { _, _ in })
         throws -> (plain: (report: Report, images: [RGBImage]), selected: [(report: Report, images: [RGBImage])]) {
         guard !prompts.isEmpty, imagesPerPrompt >= 1 else { throw EvaluationError("an evaluation needs at least one prompt and one image per prompt") }
         guard candidates >= 1 else { throw EvaluationError("best-of-N needs N ≥ 1") }
         let start = Date()
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
-        var plain: [RGBImage] = []
-        var kept = [[RGBImage]](repeating: [], count: selections.count)
+        let mine = stride(from: 0, to: jobs.count, by: batch).enumerated().filter { $0.offset % communicator.size == communicator.rank }.map(\.element)
+        // Per image slot: the plain sample and each selection's kept image (this rank's slots only).
+        var plain = [RGBImage?](repeating: nil, count: jobs.count)
+        var kept = [[RGBImage?]](repeating: [RGBImage?](repeating: nil, count: jobs.count), count: selections.count)
         var keptScore = [[Double]](repeating: [Double](repeating: -.infinity, count: jobs.count), count: selections.count)
+        var done = 0
         for candidate in 0..<candidates {
-            var offset = 0
-            while offset < jobs.count {
+            for offset in mine {
                 let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
                 var batchSettings = settings
                 batchSettings.seed = settings.seed &+ UInt64(candidate * jobs.count + offset)
                 let images = try model.generate(slice.map(\.caption), settings: batchSettings)
-                if candidate == 0 { plain += images }
+                if candidate == 0 { for (i, image) in images.enumerated() { plain[offset + i] = image } }
                 for (s, selection) in selections.enumerated() {
                     let scores = try selection.score(images, slice.map(\.caption))
                     guard scores.count == images.count else { throw EvaluationError("\(selection.name) gave \(scores.count) scores for \(images.count) images") }
                     // NaN never wins; among equal scores the earlier candidate stays.
                     for (i, score) in scores.enumerated() where candidate == 0 || score > keptScore[s][offset + i] {
-                        if candidate == 0 { kept[s].append(images[i]) } else { kept[s][offset + i] = images[i] }
+                        kept[s][offset + i] = images[i]
                         if !score.isNaN { keptScore[s][offset + i] = score }
                     }
                 }
-                offset += slice.count
-                progress(candidate * jobs.count + offset, candidates * jobs.count)
+                done += slice.count
+                progress(done, candidates * jobs.count)
             }
         }
+        if communicator.size > 1 {
+            // Every slot's images from the rank that drew them: [plain, kept by each selection] per slot.
+            let local = try ImageBundle.encode(mine.flatMap { offset in (offset ..< min(offset + batch, jobs.count)).map { slot in
+                (slot, [plain[slot]!] + kept.map { $0[slot]! })
+            } })
+            for bytes in try communicator.allgather(local) {
+                for (slot, images) in try ImageBundle.decode(bytes, imagesPerSlot: 1 + selections.count) {
+                    plain[slot] = images[0]
+                    for s in selections.indices { kept[s][slot] = images[1 + s] }
+                }
+            }
+        }
+        let plainImages = plain.map { $0! }, keptImages = kept.map { $0.map { $0! } }
         let seconds = Date().timeIntervalSince(start)
         func report(_ images: [RGBImage], bestOf: Int, selectedBy: String?) -> (report: Report, images: [RGBImage]) {
             (judged(images, jobs: jobs, prompts: prompts, label: label, imagesPerPrompt: imagesPerPrompt, settings: settings,
                     seconds: seconds, bestOf: bestOf, selectedBy: selectedBy), images)
         }
-        return (report(plain, bestOf: 1, selectedBy: nil),
-                zip(selections, kept).map { report($1, bestOf: candidates, selectedBy: $0.name) })
+        return (report(plainImages, bestOf: 1, selectedBy: nil),
+                zip(selections, keptImages).map { report($1, bestOf: candidates, selectedBy: $0.name) })
     }
 
     /// Evaluates `model` with Feynman–Kac steering by `selection` (its potential, and the pick of
@@ -207,6 +225,45 @@ public enum GoldEvaluation {
                             seconds: Date().timeIntervalSince(start), bestOf: steering.particles, selectedBy: selection.name)
         report.steering = steering
         return (report, images, survivors / Double(batches))
+    }
+
+    /// Image slots with their images, as bytes for a gather: per slot its index, then each image's
+    /// width, height, channels and pixels.
+    enum ImageBundle {
+        static func encode(_ slots: [(slot: Int, images: [RGBImage])]) throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            func put(_ value: Int) { withUnsafeBytes(of: Int64(value).littleEndian) { bytes += $0 } }
+            for (slot, images) in slots {
+                put(slot)
+                for image in images { put(image.width); put(image.height); put(image.channels); bytes += image.pixels }
+            }
+            return bytes
+        }
+
+        static func decode(_ bytes: [UInt8], imagesPerSlot: Int) throws -> [(slot: Int, images: [RGBImage])] {
+            var position = 0, slots: [(slot: Int, images: [RGBImage])] = []
+            func take() throws -> Int {
+                guard position + 8 <= bytes.count else { throw EvaluationError("a gathered image bundle is cut short") }
+                let value = bytes[position ..< position + 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+                position += 8
+                return Int(Int64(bitPattern: value))
+            }
+            while position < bytes.count {
+                let slot = try take()
+                var images: [RGBImage] = []
+                for _ in 0..<imagesPerSlot {
+                    let (width, height, channels) = (try take(), try take(), try take())
+                    let count = width * height * channels
+                    guard [1, 3, 4].contains(channels), width >= 0, height >= 0, position + count <= bytes.count else {
+                        throw EvaluationError("a gathered image bundle holds a malformed image")
+                    }
+                    images.append(RGBImage(width: width, height: height, channels: channels, pixels: Array(bytes[position ..< position + count])))
+                    position += count
+                }
+                slots.append((slot, images))
+            }
+            return slots
+        }
     }
 
     /// The gold judge's report on `images`, image j drawn for `jobs[j]`.

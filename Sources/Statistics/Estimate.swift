@@ -29,8 +29,10 @@ public struct Estimate: Codable, Sendable, Equatable {
         for (value, label) in zip(values, labels) { sums[label, default: 0] += value - average }
         self.clusters = sums.count
         let g = Double(sums.count), n = Double(values.count)
-        standardError = values.isEmpty ? .nan
-            : sums.count > 1 ? (g / (g - 1) * sums.values.reduce(0) { $0 + $1 * $1 } / (n * n)).squareRoot() : 0
+        // Summed in label order: a dictionary's order changes from process to process, and the last
+        // bit of the error with it.
+        let squares = sums.keys.sorted().reduce(0.0) { $0 + sums[$1]! * sums[$1]! }
+        standardError = values.isEmpty ? .nan : sums.count > 1 ? (g / (g - 1) * squares / (n * n)).squareRoot() : 0
     }
 }
 

@@ -81,6 +81,31 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(check["gathered"] as? [String], ["rank 0", "rank 1"])
         XCTAssertEqual(check["broadcast"] as? String, "from rank 1")
         XCTAssertEqual(check["agree"] as? Bool, true)
+
+        // `eval` under mpirun: the ranks split the batches (72 images, 3 batches, best of 3) and
+        // gather the kept images; the result is the one process's, byte for byte.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-mpi-\(UUID())")
+        var rng = RandomGenerator(seed: 5)
+        let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: WorldGenerator(seed: 0).scenes(.train, count: 2000).map(\.caption)),
+                                             using: &rng)
+        for p in model.unet.namedParameters() { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
+        try model.save(to: folder)
+        let evaluation = ["eval", "--model", folder.path, "--compare", folder.path, "--best-of", "3", "--select-by", "alignment_partial",
+                          "--n-prompts", "12", "--images-per-prompt", "6", "--steps", "2", "--threads", "1", "--json"]
+        let alone = try run(evaluation)
+        XCTAssertEqual(alone.status, 0, alone.stderr)
+        let shared = Process()
+        shared.executableURL = URL(fileURLWithPath: mpirun)
+        shared.arguments = ["-np", "2", "--oversubscribe", binary.path] + evaluation
+        shared.environment = process.environment
+        let sharedOut = Pipe()
+        shared.standardOutput = sharedOut
+        shared.standardError = FileHandle.nullDevice
+        try shared.run()
+        let together = String(decoding: sharedOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        shared.waitUntilExit()
+        XCTAssertEqual(shared.terminationStatus, 0)
+        XCTAssertEqual(together, alone.stdout, "eval over 2 ranks differs from one process")
     }
 
     /// `--help` on every command and subcommand exits 0 with its usage and starts no work (options
