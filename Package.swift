@@ -67,7 +67,7 @@ let package = Package(
         // Layer 5: preference data from a diffusion model's images, labeled by simulated annotators.
         .target(name: "RewardData", dependencies: ["RewardModel", "Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),
         // Layer 5: best-of-N studies (overoptimization, perspectives) over any scorers of images.
-        .target(name: "Studies", dependencies: ["Diffusion", "Evaluation", "Statistics", "World", "RunLog", "Images"], swiftSettings: kernelFlags),
+        .target(name: "Studies", dependencies: ["Diffusion", "Evaluation", "Statistics", "World", "RunLog", "Images", "Distributed"], swiftSettings: kernelFlags),
         // Layer 6: the command line tool.
         .executableTarget(name: "DiffusionRLCLI", dependencies: ["Engine", "Layers", "Images", "Inputs", "Statistics", "World", "RunLog", "Diffusion", "Pretraining", "Evaluation",
                                                                          "Rewards", "RL", "RewardModel", "RewardData", "Studies", "Distributed"],

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Evaluation
 import Foundation
@@ -110,7 +111,8 @@ enum StudyCommand {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: folder).appendingPathComponent("model"))
             let prompts = try result.settings.captions.map { try Prompt(parsing: $0) }
             let jobs = prompts.flatMap { [Prompt](repeating: $0, count: result.settings.imagesPerPrompt) }
-            let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers)
+            let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers,
+                                                communicator: try currentCommunicator())
             var gains: [String: Estimate] = [:]
             for column in reported { gains[column] = Estimate.paired(columns[column]!, table.columns[column]![0], clusters: table.slotPrompts) }
             let kl = (try? RunLogReader(url: URL(fileURLWithPath: folder).appendingPathComponent("run.h5")).metric("kl_mean"))?
@@ -143,6 +145,7 @@ enum StudyCommand {
     static func runStudy(_ study: String, _ args: ParsedArguments, rewardModels: [String], candidates: Int,
                          scorers: [GoldEvaluation.Selection], selectors: [StudySelector], reported: [String]) throws -> (Result, CandidateTable) {
         Threads.set(args.int("threads")!)
+        let communicator = try currentCommunicator()
         let (prompts, label) = try EvalCommand.evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
         let settings = BestOfNStudySettings(study: study, model: args.string("model")!, rewardModels: rewardModels, promptSource: label,
                                             captions: prompts.map(\.caption), imagesPerPrompt: args.int("images-per-prompt")!,
@@ -154,11 +157,12 @@ enum StudyCommand {
         StopSignal.install()
         let started = Date()
         let slots = prompts.count * settings.imagesPerPrompt
-        progress("study \(study): \(prompts.count) \(label) prompts × \(settings.imagesPerPrompt) images, \(candidates) candidates each "
-                 + "(\(slots * candidates) images); \(folder.path)/run.h5")
-        let table = try BestOfNStudy.run(model: model, prompts: prompts, settings: settings, scorers: scorers, folder: folder, start: start) {
-            done, total, seconds in
+        if communicator.rank == 0 { progress("study \(study): \(prompts.count) \(label) prompts × \(settings.imagesPerPrompt) images, \(candidates) candidates each "
+                 + "(\(slots * candidates) images); \(folder.path)/run.h5") }
+        let table = try BestOfNStudy.run(model: model, prompts: prompts, settings: settings, scorers: scorers, folder: folder, start: start,
+                                         communicator: communicator) { done, total, seconds in
             progress(String(format: "candidate %d/%d  %.1f s (%.1f images/s)", done, total, seconds, Double(slots) / seconds))
+            // (called on rank 0 only: the others write no log and report nothing)
         }
         let ns = Array(1...candidates)
         let results = try selectors.map { selector -> SelectorResult in
@@ -239,6 +243,7 @@ enum StudyCommand {
 
     /// Writes study.json and study.html beside the log, then prints the result (or its JSON).
     static func finish(_ result: Result, _ args: ParsedArguments, sections: [RunReport.Section]) throws {
+        guard try currentCommunicator().rank == 0 else { return }
         let folder = URL(fileURLWithPath: result.folder)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Evaluation
 import Foundation
 import Images
@@ -70,9 +71,11 @@ public enum BestOfNStudy {
     public static func gainName(_ column: String, _ selector: String) -> String { "gain_\(column)_by_\(selector)" }
 
     /// Runs the study into `folder` (`run.h5`), or continues it (`start == .resume`); returns the
-    /// whole candidate table. `scorers` must be named as `settings.scorers`, in order.
+    /// whole candidate table. `scorers` must be named as `settings.scorers`, in order. Under
+    /// `mpirun` the ranks share each candidate's batches (`draw`) and rank 0 alone writes the log.
     public static func run(model: LatentDiffusionModel, prompts: [Prompt], settings: BestOfNStudySettings,
                            scorers: [GoldEvaluation.Selection], folder: URL, start: RunStart, batch: Int = 32,
+                           communicator: Communicator = SingleProcess(),
                            progress: (_ candidate: Int, _ candidates: Int, _ seconds: Double) -> Void = { _, _, _ in }) throws -> CandidateTable {
         guard scorers.map(\.name) == settings.scorers else {
             throw StudyError("scorers \(scorers.map(\.name)) differ from the settings' \(settings.scorers)")
@@ -80,16 +83,21 @@ public enum BestOfNStudy {
         guard prompts.map(\.caption) == settings.captions, settings.imagesPerPrompt >= 1, settings.candidates >= 1 else {
             throw StudyError("a study needs its settings' prompts, at least one image per prompt and one candidate")
         }
-        let runFolder = try RunFolder(folder, start: start, resumesFromLog: true)
+        let lead = communicator.rank == 0
+        let runFolder = lead ? try RunFolder(folder, start: start, resumesFromLog: true) : nil
+        let logURL = folder.appendingPathComponent("run.h5")
         let config = String(decoding: try encoder.encode(settings), as: UTF8.self)
         let columnNames = goldColumns + settings.scorers
         let slotPrompts = prompts.indices.flatMap { [Int](repeating: $0, count: settings.imagesPerPrompt) }
         var table = CandidateTable(columnNames: columnNames, slotPrompts: slotPrompts)
-        let writer: RunLogWriter
+        var writer: RunLogWriter? = nil
         if start == .resume {
-            let finished = try readFinished(runFolder.logURL, config: config, into: &table)
-            writer = try RunLogWriter(resuming: runFolder.logURL, keepingEpochs: finished)
-        } else {
+            // Every rank reads the finished candidates; the log is reopened for writing after all have.
+            try communicator.barrier()
+            let finished = try readFinished(logURL, config: config, into: &table)
+            try communicator.barrier()
+            if let runFolder { writer = try RunLogWriter(resuming: runFolder.logURL, keepingEpochs: finished) }
+        } else if let runFolder {
             let layout = RunLayout(metrics: metrics(settings), sampleColumns: columnNames, prompts: settings.captions)
             writer = try RunLogWriter(url: runFolder.logURL, layout: layout, info: .current(config: config, seed: Int64(settings.sampling.seed)),
                                       overwrite: start == .overwrite)
@@ -97,11 +105,16 @@ public enum BestOfNStudy {
         let jobs = prompts.flatMap { [Prompt](repeating: $0, count: settings.imagesPerPrompt) }
         for candidate in table.candidates..<settings.candidates {
             let started = Date()
-            let columns = try draw(model: model, jobs: jobs, candidate: candidate, sampling: settings.sampling, scorers: scorers, batch: batch)
+            let columns = try draw(model: model, jobs: jobs, candidate: candidate, sampling: settings.sampling, scorers: scorers, batch: batch,
+                                   communicator: communicator)
             try table.append(columns)
+            let n = candidate + 1
+            guard let writer else {
+                if StopSignal.requested { throw StudyError("interrupted after candidate \(n) of \(settings.candidates)") }
+                continue
+            }
             let seeds = jobs.indices.map { Int64(bitPattern: settings.sampling.seed &+ UInt64(candidate * jobs.count + $0)) }
             try writer.appendSamples(epoch: candidate, prompts: slotPrompts, seeds: seeds, columns: columns)
-            let n = candidate + 1
             try writer.record("n", Double(n))
             try writer.record("kl_bound", bestOfNKLBound(n))
             try writer.record("sqrt_kl_bound", bestOfNKLBound(n).squareRoot())
@@ -114,22 +127,27 @@ public enum BestOfNStudy {
             let seconds = Date().timeIntervalSince(started)
             try writer.record("seconds", seconds)
             try writer.endEpoch()
-            progress(n, settings.candidates, seconds)
+            progress(n, settings.candidates, seconds)  // rank 0 only
             if n < settings.candidates { try writer.stopIfRequested("after candidate \(n) of \(settings.candidates)", epoch: n) }
         }
-        try writer.close()
+        try writer?.close()
         return table
     }
 
     /// Candidate `candidate` of every image slot (`jobs[j]` drawn with seed `sampling.seed + c·J + j`),
     /// scored by the gold judge (`gold_<name>` columns) and by each scorer (its name): what one
     /// epoch of a study adds to the table. Candidate 0 with another model scores that model's plain
-    /// samples on the study's seeds, paired with the study's own candidate 0.
+    /// samples on the study's seeds, paired with the study's own candidate 0. With several ranks
+    /// (`mpirun`), rank r draws the batches b with b mod size = r and the columns are gathered:
+    /// every rank returns what one process would.
     public static func draw(model: LatentDiffusionModel, jobs: [Prompt], candidate: Int, sampling: SamplingSettings,
-                            scorers: [GoldEvaluation.Selection], batch: Int = 32) throws -> [String: [Double]] {
+                            scorers: [GoldEvaluation.Selection], batch: Int = 32,
+                            communicator: Communicator = SingleProcess()) throws -> [String: [Double]] {
         let judge = GoldJudge()
-        var columns = Dictionary(uniqueKeysWithValues: (goldColumns + scorers.map(\.name)).map { ($0, [Double]()) })
-        for offset in stride(from: 0, to: jobs.count, by: batch) {
+        let names = goldColumns + scorers.map(\.name)
+        var columns = Dictionary(uniqueKeysWithValues: names.map { ($0, [Double]()) })
+        let offsets = Array(stride(from: 0, to: jobs.count, by: batch).enumerated().filter { $0.offset % communicator.size == communicator.rank }.map(\.element))
+        for offset in offsets {
             let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
             var batchSettings = sampling
             batchSettings.seed = sampling.seed &+ UInt64(candidate * jobs.count + offset)
@@ -144,7 +162,30 @@ public enum BestOfNStudy {
                 columns[scorer.name]! += scores
             }
         }
-        return columns
+        guard communicator.size > 1 else { return columns }
+        // This rank's rows (its batches in order) as doubles: each batch's offset and count, then
+        // every column's values; gathered and put back in slot order.
+        var local: [Double] = [], row = 0
+        for offset in offsets {
+            let count = min(batch, jobs.count - offset)
+            local += [Double(offset), Double(count)]
+            for name in names { local += columns[name]![row ..< row + count] }
+            row += count
+        }
+        var whole = Dictionary(uniqueKeysWithValues: names.map { ($0, [Double](repeating: .nan, count: jobs.count)) })
+        for bytes in try communicator.allgather(local.withUnsafeBytes { Array($0) }) {
+            let values = bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+            var position = 0
+            while position < values.count {
+                let (offset, count) = (Int(values[position]), Int(values[position + 1]))
+                position += 2
+                for name in names {
+                    whole[name]!.replaceSubrange(offset ..< offset + count, with: values[position ..< position + count])
+                    position += count
+                }
+            }
+        }
+        return whole
     }
 
     /// Reads a stopped study's finished candidates into `table` (the reader closes on return, before

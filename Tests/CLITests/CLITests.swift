@@ -61,20 +61,10 @@ final class CLITests: XCTestCase {
         let single = try run(["debug", "communicator", "--json"])
         XCTAssertEqual(single.status, 0, single.stderr)
         XCTAssertTrue(single.stdout.contains("\"size\":1"), single.stdout)
-        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        guard let mpirun else { throw XCTSkip("mpirun is not installed (make installs openmpi-bin)") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mpirun)
-        process.arguments = ["-np", "2", "--oversubscribe", binary.path, "debug", "communicator", "--json"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, stderr)
+        guard let (status, stdout, stderr) = try runUnderMPI(["debug", "communicator", "--json"]) else {
+            throw XCTSkip("mpirun is not installed (make installs openmpi-bin)")
+        }
+        XCTAssertEqual(status, 0, stderr)
         let check = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any], stdout + stderr)
         XCTAssertEqual(check["size"] as? Int, 2)
         XCTAssertEqual(check["sumDouble"] as? [Double], [3, 30])
@@ -94,18 +84,27 @@ final class CLITests: XCTestCase {
                           "--n-prompts", "12", "--images-per-prompt", "6", "--steps", "2", "--threads", "1", "--json"]
         let alone = try run(evaluation)
         XCTAssertEqual(alone.status, 0, alone.stderr)
-        let shared = Process()
-        shared.executableURL = URL(fileURLWithPath: mpirun)
-        shared.arguments = ["-np", "2", "--oversubscribe", binary.path] + evaluation
-        shared.environment = process.environment
-        let sharedOut = Pipe()
-        shared.standardOutput = sharedOut
-        shared.standardError = FileHandle.nullDevice
-        try shared.run()
-        let together = String(decoding: sharedOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        shared.waitUntilExit()
-        XCTAssertEqual(shared.terminationStatus, 0)
-        XCTAssertEqual(together, alone.stdout, "eval over 2 ranks differs from one process")
+        let together = try XCTUnwrap(try runUnderMPI(evaluation))
+        XCTAssertEqual(together.status, 0, together.stderr)
+        XCTAssertEqual(together.stdout, alone.stdout, "eval over 2 ranks differs from one process")
+    }
+
+    /// `mpirun -np N` of the binary with `arguments` (allowed as root, as CI runs); nil without mpirun.
+    private func runUnderMPI(_ arguments: [String], ranks: Int = 2) throws -> (status: Int32, stdout: String, stderr: String)? {
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return nil
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mpirun)
+        process.arguments = ["-np", "\(ranks)", "--oversubscribe", binary.path] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
     }
 
     /// `--help` on every command and subcommand exits 0 with its usage and starts no work (options
@@ -668,6 +667,18 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(resumedStudy.stderr.contains("candidate 1/3"), "a finished study resumed draws nothing")
         let resumedResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(resumedStudy.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(resumedResult["selectors"] as? NSArray, perspectivesResult["selectors"] as? NSArray, "the same results, read from the log")
+        // Under mpirun the ranks share each candidate's batches (40 images: batches of 32 and 8) and rank 0 writes: the same study.
+        let sharedStudy = ["study", "perspectives", "--reward-model", rewardPath, "--best-of", "3", "--model", diffusionPath, "--n-prompts", "8",
+                           "--images-per-prompt", "5", "--steps", "2", "--threads", "1", "--json"]
+        let aloneStudy = try run(sharedStudy + ["--out", folder.appendingPathComponent("study-alone").path])
+        XCTAssertEqual(aloneStudy.status, 0, aloneStudy.stderr)
+        if let together = try runUnderMPI(sharedStudy + ["--out", folder.appendingPathComponent("study-shared").path]) {
+            XCTAssertEqual(together.status, 0, together.stderr)
+            let a = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(aloneStudy.stdout.utf8)) as? [String: Any])
+            let b = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(together.stdout.utf8)) as? [String: Any])
+            XCTAssertEqual(b["selectors"] as? NSArray, a["selectors"] as? NSArray, "a study over 2 ranks differs from one process")
+            XCTAssertEqual(try RunLogReader(url: folder.appendingPathComponent("study-shared/run.h5")).epochs(), 3)
+        }
         // A "run" whose model is the base itself: on the study's plain seeds its gains are exactly 0.
         let sameModelRun = folder.appendingPathComponent("same-model-run")
         try FileManager.default.createDirectory(at: sameModelRun, withIntermediateDirectories: true)
