@@ -45,6 +45,11 @@ final class CLITests: XCTestCase {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        return try output(of: process)
+    }
+
+    /// Runs `process` to the end and returns its exit status, stdout and stderr.
+    private func output(of process: Process) throws -> (status: Int32, stdout: String, stderr: String) {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -98,13 +103,7 @@ final class CLITests: XCTestCase {
         process.executableURL = URL(fileURLWithPath: mpirun)
         process.arguments = ["-np", "\(ranks)", "--oversubscribe", binary.path] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        return try output(of: process)
     }
 
     /// `--help` on every command and subcommand exits 0 with its usage and starts no work (options
