@@ -41,7 +41,7 @@ def main():
                       + ", ".join(fmt(r["gains"][p]) for p in proxy) + " |")
             fit = result.get("runsFit")
             if fit:
-                print(f"\nRL form over the runs: α {fit['alpha']:.3f}, β {fit['beta']:.3f}, R² {fit['rSquared']}")
+                print(f"\nRL form over the runs: α {fit['alpha']:.3f}, β {fit['beta']:.3f}, R² {fit['rSquared']:.2f}")
     else:
         n = len(result["n"])
         columns = [("gold_alignment", "alignment"), ("gold_alignment_partial", "partial"), ("gold_fidelity", "fidelity"),
