@@ -60,19 +60,19 @@ def fixtures(binary, folder):
 def jobs(folder):
     """(name, command without --out, result files to compare) for each job of the campaign."""
     finetune = write_json(f"{folder}/finetune.json", {
-        "model": f"{folder}/base/model", "threads": 1, "epochs": 16, "promptPool": 4, "promptsPerEpoch": 2, "imagesPerPrompt": 2,
+        "model": f"{folder}/base/model", "threads": 1, "epochs": 80, "promptPool": 4, "promptsPerEpoch": 2, "imagesPerPrompt": 2,
         "sampling": {"steps": 4}, "samplingBatch": 4, "trainBatch": 2, "gradientAccumulation": 1, "learningRate": 0.01,
         "kl": {"samples": 0}, "statMinCount": 2, "evaluation": {"prompts": 0},
         "rewards": {"weights": {"alignment_partial": 1, "compressibility": 0.1}}})
-    pretrain = dict(PRETRAIN, vaeSteps=90, diffusionSteps=90)
+    pretrain = dict(PRETRAIN, vaeSteps=240, diffusionSteps=240)
     train = write_json(f"{folder}/reward-train.json", {"decoder": f"{folder}/mllm/decoder", "data": f"{folder}/data/data.jsonl",
-                                                        "epochs": 60, "logEvery": 1, "threads": 1})
+                                                        "epochs": 200, "logEvery": 1, "threads": 1})
     return [
         ("finetune", ["finetune", "--config", finetune], ["model/unet.safetensors"]),
         ("pretrain", ["pretrain", "--config", write_json(f"{folder}/pretrain-long.json", pretrain)], ["model/unet.safetensors", "model/vae.safetensors"]),
         ("reward train", ["reward", "train", "--config", train], ["model/reward_model.safetensors"]),
         ("study perspectives", ["study", "perspectives", "--model", f"{folder}/base/model", "--reward-model", f"{folder}/reward/model",
-                                "--n-prompts", "2", "--images-per-prompt", "2", "--best-of", "24", "--steps", "3", "--threads", "1"], []),
+                                "--n-prompts", "2", "--images-per-prompt", "2", "--best-of", "120", "--steps", "3", "--threads", "1"], []),
     ]
 
 
