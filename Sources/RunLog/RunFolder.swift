@@ -73,8 +73,21 @@ public func writeFolderAtomically(_ folder: URL, _ body: (URL) throws -> Void) t
     try? manager.removeItem(at: temporary)
     try manager.createDirectory(at: temporary, withIntermediateDirectories: true)
     try body(temporary)
+    // On disk before the rename makes them the folder: a power cut after it never finds the new
+    // name over data the page cache had not written yet (a kill alone cannot lose written data).
+    for name in try manager.contentsOfDirectory(atPath: temporary.path) { synchronize(temporary.appendingPathComponent(name)) }
+    synchronize(temporary)
     try? manager.removeItem(at: folder)
     try manager.moveItem(at: temporary, to: folder)
+    synchronize(folder.deletingLastPathComponent())
+}
+
+/// fsync of a file or folder (best effort: a file system without it keeps the ordering it has).
+func synchronize(_ url: URL) {
+    let descriptor = open(url.path, O_RDONLY)
+    guard descriptor >= 0 else { return }
+    _ = fsync(descriptor)
+    close(descriptor)
 }
 
 /// A run folder that cannot be opened as asked, in one line.
