@@ -76,6 +76,15 @@ def jobs(folder):
     ]
 
 
+def logged_rows(binary, log):
+    """Rows (epochs, or logged intervals) of a run log and its events; 0 and none when it cannot be read."""
+    result = subprocess.run([binary, "inspect", log, "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    if result.returncode != 0:
+        return 0, []
+    summary = json.loads(result.stdout)
+    return summary["epochs"], summary["events"]
+
+
 def metrics(binary, log):
     """Every metric's values (bit patterns; timings left out) and the epoch count of a run log."""
     summary = json.loads(run([binary, "inspect", log, "--json", "--series"]).stdout)
@@ -104,7 +113,8 @@ def main():
         run([binary] + command + ["--out", reference, "--force"])
         duration = time.time() - start
         expected = metrics(binary, f"{reference}/run.h5")
-        row = {"job": name, "seconds": round(duration, 2), "kills": 0, "finished_before_kill": 0, "restarted": 0, "identical": 0, "differing": []}
+        row = {"job": name, "seconds": round(duration, 2), "kills": 0, "finished_before_kill": 0, "restarted": 0, "identical": 0, "differing": [],
+               "rows_lost": []}
         for k in range(args.kills):
             folder = f"{args.out}/{name.replace(' ', '-')}/kill-{k:02d}"
             shutil.rmtree(folder, ignore_errors=True)
@@ -117,11 +127,18 @@ def main():
             else:
                 row["finished_before_kill"] += 1
             process.wait()
+            rows_at_kill, _ = logged_rows(binary, f"{folder}/run.h5")
             resumed = subprocess.run([binary] + command + ["--out", folder, "--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             if resumed.returncode != 0:
                 # Killed before anything resumable was written: start again, as a user would.
                 row["restarted"] += 1
                 run([binary] + command + ["--out", folder, "--force"])
+            # Rows the resume kept: the epoch of its "resume" event (every trainer logs one); a study,
+            # whose log is its state, keeps every finished row; a restart keeps none.
+            _, events = logged_rows(binary, f"{folder}/run.h5")
+            resumes = [e["epoch"] for e in events if e["kind"] == "resume"]
+            kept = 0 if resumed.returncode != 0 else (resumes[-1] if resumes else rows_at_kill)
+            row["rows_lost"].append(max(rows_at_kill - kept, 0))
             ok = same_files(reference, folder, files) and metrics(binary, f"{folder}/run.h5") == expected
             if ok:
                 row["identical"] += 1
@@ -130,9 +147,11 @@ def main():
             print(f"  {name}: kill {k + 1}/{args.kills} after {delay:.2f} s: {'identical' if ok else 'DIFFERS'}", file=sys.stderr, flush=True)
         rows.append(row)
     write_json(f"{args.out}/campaign.json", rows)
-    print("job                 run (s)  kills  finished first  restarted  identical  differing")
+    print("job                 run (s)  kills  finished first  restarted  identical  rows lost (max, mean)  differing")
     for r in rows:
-        print(f"{r['job']:<19} {r['seconds']:7.2f} {r['kills']:6d} {r['finished_before_kill']:15d} {r['restarted']:10d} {r['identical']:10d}  {r['differing']}")
+        lost = r["rows_lost"] or [0]
+        print(f"{r['job']:<19} {r['seconds']:7.2f} {r['kills']:6d} {r['finished_before_kill']:15d} {r['restarted']:10d} {r['identical']:10d}"
+              f"  {max(lost):6d} {sum(lost) / len(lost):8.2f}        {r['differing']}")
     sys.exit(0 if all(not r["differing"] for r in rows) else 1)
 
 
