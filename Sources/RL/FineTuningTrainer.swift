@@ -270,12 +270,12 @@ public final class FineTuningTrainer {
         let (groups, promptIndices, trajectories) = try clock.time("sampling") { try sampleEpoch(using: &rng) }
         let prompts = trajectories.prompts
         let rewards = try composer.score(trajectories.images, prompts: prompts)
-        let (usable, skipped) = try usableSamples(rewards)
+        let (usable, skipped) = try usableSamples(rewards, finite: finiteTrajectories(trajectories))
         epochsWithoutSamples = usable.isEmpty ? epochsWithoutSamples + 1 : 0
         if epochsWithoutSamples >= FineTuningTrainer.maxEpochsWithoutSamples {
-            try log.event(epoch: epoch, kind: "stopped", "no usable sample in \(epochsWithoutSamples) epochs in a row (every reward non-finite)")
+            try log.event(epoch: epoch, kind: "stopped", "no usable sample in \(epochsWithoutSamples) epochs in a row (non-finite rewards, latents or log-probabilities)")
             try log.close()
-            throw FineTuningError("\(epochsWithoutSamples) epochs in a row had no sample with a finite reward; stopping (the log says which batches were skipped)")
+            throw FineTuningError("\(epochsWithoutSamples) epochs in a row had no usable sample (non-finite rewards, latents or log-probabilities); stopping (the log says which batches were skipped and why)")
         }
         let goldScores = try? gold.score(trajectories.images, prompts: prompts, perspectives: FineTuningTrainer.goldColumns)
 
@@ -354,19 +354,41 @@ public final class FineTuningTrainer {
     }
     static let maxEpochsWithoutSamples = 3
 
-    /// The samples whose rewards are all finite; a sampling batch with a non-finite reward is left
-    /// out whole, and logged.
-    func usableSamples(_ rewards: ComposedRewards) throws -> (usable: [Int], skippedBatches: Int) {
+    /// The samples whose rewards are all finite and whose trajectories are (`finite`); a sampling
+    /// batch with either is left out whole, and logged with which it was.
+    func usableSamples(_ rewards: ComposedRewards, finite: [Bool]? = nil) throws -> (usable: [Int], skippedBatches: Int) {
         var usable: [Int] = [], skipped = 0
         for start in stride(from: 0, to: rewards.total.count, by: config.samplingBatch) {
             let members = Array(start ..< min(start + config.samplingBatch, rewards.total.count))
+            let diverged = finite.map { flags in members.filter { !flags[$0] } } ?? []
             let bad = members.filter { i in !rewards.total[i].isFinite || rewards.perspectives.values.contains { !$0[i].isFinite } }
-            if bad.isEmpty { usable += members } else {
+            if let first = diverged.first {
                 skipped += 1
-                try log.event(epoch: epoch, kind: "skipped", "sampling batch at \(start) has a non-finite reward (sample \(bad[0])); not trained on")
+                try log.event(epoch: epoch, kind: "skipped",
+                              "sampling batch at \(start) has a non-finite latent or log-probability (sample \(first)); not trained on")
+            } else if let first = bad.first {
+                skipped += 1
+                try log.event(epoch: epoch, kind: "skipped", "sampling batch at \(start) has a non-finite reward (sample \(first)); not trained on")
+            } else {
+                usable += members
             }
         }
         return (usable, skipped)
+    }
+
+    /// Whether each sample's trajectory is finite: its final latent and every step's
+    /// log-probability. A NaN in the sampler shows there, where it appears — decoded, it would
+    /// only be black pixels with a finite reward.
+    func finiteTrajectories(_ trajectories: Trajectories) -> [Bool] {
+        var finite = [Bool](repeating: true, count: trajectories.count)
+        if let last = trajectories.latents.last, trajectories.count > 0 {
+            let values = last.values, width = values.count / trajectories.count
+            for i in 0..<trajectories.count where !values[i * width ..< (i + 1) * width].allSatisfy(\.isFinite) { finite[i] = false }
+        }
+        for logProb in trajectories.logProbs {
+            for (i, value) in logProb.values.enumerated() where i < finite.count && !value.isFinite { finite[i] = false }
+        }
+        return finite
     }
 
     /// The progress line of an epoch.

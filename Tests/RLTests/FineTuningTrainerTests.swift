@@ -129,10 +129,29 @@ final class FineTuningTrainerTests: XCTestCase {
         let output = temporaryRun()
         let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test",
                                             rewardFunctions: [FixedReward(value: 1, nanAt: Set(0..<64))])
-        XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("3 epochs in a row had no sample with a finite reward"), "\($0)") }
+        XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("3 epochs in a row had no usable sample"), "\($0)") }
         let reader = try RunLogReader(url: output.appendingPathComponent("run.h5"))
         XCTAssertEqual(try reader.epochs(), 2)
         XCTAssertEqual(try reader.events().last?.kind, "stopped")
+    }
+
+    /// A NaN in the sampler (here a UNet weight) is caught in the trajectories, where it appears —
+    /// decoded, it would only be black pixels with a finite reward: every batch is skipped and
+    /// logged as a non-finite latent, nothing is trained, and after three such epochs the run stops.
+    func testANonFiniteLatentSkipsItsBatchWhereItAppears() throws {
+        var config = Self.tinyConfig()
+        config.epochs = 10
+        config.evaluation.prompts = 0
+        let output = temporaryRun()
+        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test")
+        let weight = try XCTUnwrap(trainer.policy.unet.namedParameters().first { $0.name.hasSuffix("weight") && $0.tensor.values.count > 1 })
+        var values = weight.tensor.values
+        values[0] = .nan
+        weight.tensor.assign(try Tensor(values, shape: weight.tensor.shape))
+        XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("3 epochs in a row had no usable sample"), "\($0)") }
+        let events = try RunLogReader(url: output.appendingPathComponent("run.h5")).events()
+        XCTAssertTrue(events.contains { $0.kind == "skipped" && $0.message.contains("non-finite latent or log-probability") }, "\(events)")
+        XCTAssertFalse(events.contains { $0.kind == "skipped" && $0.message.contains("non-finite reward") }, "\(events)")
     }
 
     /// Stopping after epoch 2 and resuming gives the same weights, byte for byte, as a run never
