@@ -41,6 +41,12 @@ extension LatentDiffusionModel {
         }
     }
 
+    /// Images as the scaled latents the UNet models (the VAE's posterior means × the scale
+    /// factor), without gradients: what `generate` decodes, and what fitting an image trains on.
+    public func encodeLatents(_ images: [RGBImage]) throws -> Tensor {
+        try withNoGrad { try vae.encode(ImageTensors.tensor(images)).mean * vae.scaleFactor.item }
+    }
+
     /// The final latents of DDIM with η and guidance from x_T ~ N(0, I), all noise drawn from
     /// `settings.seed` in one stream. After each step, `afterStep` gets the step's index, the step
     /// and the new latents x_t′, which it may replace (Feynman–Kac steering resamples them).

@@ -104,15 +104,17 @@ enum StudyCommand {
         var selectors = columns.map { StudySelector(name: $0, weights: [$0: 1]) }
         selectors.append(StudySelector(name: "gold_alignment", weights: ["gold_alignment": 1]))
         let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity"] + columns
+        let communicator = try currentCommunicator()
         var (result, table) = try runStudy("overoptimization", args, rewardModels: paths, candidates: args.int("max-n")!, scorers: scorers,
-                                           selectors: selectors, reported: reported)
+                                           selectors: selectors, reported: reported, communicator: communicator)
+        let jobs = try result.settings.captions.flatMap { caption in
+            [Prompt](repeating: try Prompt(parsing: caption), count: result.settings.imagesPerPrompt)
+        }
         for folder in (args.string("runs") ?? "").split(separator: ",").map(String.init) {
-            progress("  run \(folder): drawing its final model on the study's plain seeds")
+            if communicator.rank == 0 { progress("  run \(folder): drawing its final model on the study's plain seeds") }
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: folder).appendingPathComponent("model"))
-            let prompts = try result.settings.captions.map { try Prompt(parsing: $0) }
-            let jobs = prompts.flatMap { [Prompt](repeating: $0, count: result.settings.imagesPerPrompt) }
             let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers,
-                                                communicator: try currentCommunicator())
+                                                communicator: communicator)
             var gains: [String: Estimate] = [:]
             for column in reported { gains[column] = Estimate.paired(columns[column]!, table.columns[column]![0], clusters: table.slotPrompts) }
             let kl = (try? RunLogReader(url: URL(fileURLWithPath: folder).appendingPathComponent("run.h5")).metric("kl_mean"))?
@@ -122,7 +124,7 @@ enum StudyCommand {
         let measured = result.runs.filter { $0.kl.isFinite && $0.kl > 0 }
         result.runsFit = OveroptimizationFit.fit(.reinforcementLearning, distances: measured.map { $0.kl.squareRoot() },
                                                  gains: measured.map { $0.gains["gold_alignment"]!.mean })
-        try finish(result, args, sections: overoptimizationSections(result, columns: columns, paths: paths))
+        try finish(result, args, sections: overoptimizationSections(result, columns: columns, paths: paths), communicator: communicator)
     }
 
     static func perspectives(_ args: ParsedArguments) throws {
@@ -136,16 +138,18 @@ enum StudyCommand {
                                            weights: Dictionary(uniqueKeysWithValues: heads.filter { $0 != left }.map { ($0, 1) })))
         }
         let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity", "gold_safety", "gold_overall"] + heads
+        let communicator = try currentCommunicator()
         let (result, _) = try runStudy("perspectives", args, rewardModels: [path], candidates: args.int("best-of")!, scorers: scorers,
-                                  selectors: selectors, reported: reported)
-        try finish(result, args, sections: [perspectivesSection(result)])
+                                       selectors: selectors, reported: reported, communicator: communicator)
+        try finish(result, args, sections: [perspectivesSection(result)], communicator: communicator)
     }
 
-    /// Loads the model and prompts, runs or resumes the study with progress, and gathers the results.
+    /// Loads the model and prompts, runs or resumes the study with progress (from rank 0 under
+    /// mpirun), and gathers the results.
     static func runStudy(_ study: String, _ args: ParsedArguments, rewardModels: [String], candidates: Int,
-                         scorers: [GoldEvaluation.Selection], selectors: [StudySelector], reported: [String]) throws -> (Result, CandidateTable) {
+                         scorers: [GoldEvaluation.Selection], selectors: [StudySelector], reported: [String],
+                         communicator: Communicator) throws -> (Result, CandidateTable) {
         Threads.set(args.int("threads")!)
-        let communicator = try currentCommunicator()
         let (prompts, label) = try EvalCommand.evaluationPrompts(args.string("prompts")!, count: args.int("n-prompts")!)
         let settings = BestOfNStudySettings(study: study, model: args.string("model")!, rewardModels: rewardModels, promptSource: label,
                                             captions: prompts.map(\.caption), imagesPerPrompt: args.int("images-per-prompt")!,
@@ -162,7 +166,6 @@ enum StudyCommand {
         let table = try BestOfNStudy.run(model: model, prompts: prompts, settings: settings, scorers: scorers, folder: folder, start: start,
                                          communicator: communicator) { done, total, seconds in
             progress(String(format: "candidate %d/%d  %.1f s (%.1f images/s)", done, total, seconds, Double(slots) / seconds))
-            // (called on rank 0 only: the others write no log and report nothing)
         }
         let ns = Array(1...candidates)
         let results = try selectors.map { selector -> SelectorResult in
@@ -194,15 +197,18 @@ enum StudyCommand {
 
     static func format(_ e: Estimate) -> String { String(format: "%+.3f ± %.3f", e.mean, e.standardError) }
 
+    /// "α, β (R²)" of a fitted overoptimization curve.
+    static func fitText(_ f: OveroptimizationFit) -> String {
+        String(format: "%.3f, %.3f (%@)", f.alpha, f.beta, f.rSquared.map { String(format: "%.2f", $0) } ?? "—")
+    }
+
     /// The overoptimization page's table (every selector at N = 1, 2, 4, … and the fit) and charts.
     static func overoptimizationSections(_ result: Result, columns: [String], paths: [String]) -> [RunReport.Section] {
         let shown = result.n.filter { $0 & ($0 - 1) == 0 || $0 == result.n.last! }
         var table = [["selected by", "column"] + shown.map { "N = \($0)" } + ["fit α, β (R²)"]]
         for selector in result.selectors {
             for column in ["gold_alignment"] + columns {
-                let fit = column == "gold_alignment" ? selector.fit.map { f in
-                    String(format: "%.3f, %.3f (%@)", f.alpha, f.beta, f.rSquared.map { String(format: "%.2f", $0) } ?? "—")
-                } ?? "—" : ""
+                let fit = column == "gold_alignment" ? selector.fit.map(fitText) ?? "—" : ""
                 table.append([selector.name, column] + shown.map { format(selector.gains[column]![$0 - 1]) } + [fit])
             }
         }
@@ -217,7 +223,7 @@ enum StudyCommand {
             }
             if let f = result.runsFit {
                 table.append(["runs, RL form d(α − β log d)", "gold_alignment"] + shown.map { _ in "" }
-                             + [String(format: "%.3f, %.3f (%@)", f.alpha, f.beta, f.rSquared.map { String(format: "%.2f", $0) } ?? "—")])
+                             + [fitText(f)])
             }
         }
         let gold = RunReport.Chart(title: "gold alignment gain vs √KL bound", xLabel: "d = √(log N − (N − 1)/N)", lines: goldLines)
@@ -242,8 +248,8 @@ enum StudyCommand {
     }
 
     /// Writes study.json and study.html beside the log, then prints the result (or its JSON).
-    static func finish(_ result: Result, _ args: ParsedArguments, sections: [RunReport.Section]) throws {
-        guard try currentCommunicator().rank == 0 else { return }
+    static func finish(_ result: Result, _ args: ParsedArguments, sections: [RunReport.Section], communicator: Communicator) throws {
+        guard communicator.rank == 0 else { return }
         let folder = URL(fileURLWithPath: result.folder)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -20,6 +20,20 @@ public protocol Communicator: AnyObject {
     func barrier() throws
 }
 
+extension Communicator {
+    /// The first index of every `batch`-sized batch of `count` items that this rank takes: batch b
+    /// goes to rank b mod size, so each batch (and the seed it is drawn with) is the same whatever
+    /// the number of ranks.
+    public func batchStarts(count: Int, batch: Int) -> [Int] {
+        stride(from: 0, to: count, by: batch).enumerated().filter { $0.offset % size == rank }.map(\.element)
+    }
+
+    /// Every rank's doubles in rank order, on every rank (each rank may send a different count).
+    public func allgather(_ values: [Double]) throws -> [[Double]] {
+        try allgather(values.withUnsafeBytes { Array($0) }).map { bytes in bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) } }
+    }
+}
+
 /// A collective operation that failed, in one line.
 public struct CommunicatorError: Error, CustomStringConvertible {
     public let description: String

@@ -151,7 +151,7 @@ public enum GoldEvaluation {
         guard candidates >= 1 else { throw EvaluationError("best-of-N needs N ≥ 1") }
         let start = Date()
         let jobs = prompts.flatMap { p in [Prompt](repeating: p, count: imagesPerPrompt) }
-        let mine = stride(from: 0, to: jobs.count, by: batch).enumerated().filter { $0.offset % communicator.size == communicator.rank }.map(\.element)
+        let mine = communicator.batchStarts(count: jobs.count, batch: batch)
         // Per image slot: the plain sample and each selection's kept image (this rank's slots only).
         var plain = [RGBImage?](repeating: nil, count: jobs.count)
         var kept = [[RGBImage?]](repeating: [RGBImage?](repeating: nil, count: jobs.count), count: selections.count)
@@ -179,7 +179,7 @@ public enum GoldEvaluation {
         }
         if communicator.size > 1 {
             // Every slot's images from the rank that drew them: [plain, kept by each selection] per slot.
-            let local = try ImageBundle.encode(mine.flatMap { offset in (offset ..< min(offset + batch, jobs.count)).map { slot in
+            let local = ImageBundle.encode(mine.flatMap { offset in (offset ..< min(offset + batch, jobs.count)).map { slot in
                 (slot, [plain[slot]!] + kept.map { $0[slot]! })
             } })
             for bytes in try communicator.allgather(local) {
@@ -230,7 +230,7 @@ public enum GoldEvaluation {
     /// Image slots with their images, as bytes for a gather: per slot its index, then each image's
     /// width, height, channels and pixels.
     enum ImageBundle {
-        static func encode(_ slots: [(slot: Int, images: [RGBImage])]) throws -> [UInt8] {
+        static func encode(_ slots: [(slot: Int, images: [RGBImage])]) -> [UInt8] {
             var bytes: [UInt8] = []
             func put(_ value: Int) { withUnsafeBytes(of: Int64(value).littleEndian) { bytes += $0 } }
             for (slot, images) in slots {

@@ -176,7 +176,7 @@ public final class Pretrainer {
         let parameters = model.unet.trainableParameters() + model.textEncoder.trainableParameters(prefix: "text.")
         let optimizer = AdamW(parameters, learningRate: config.diffusionLearningRate, weightDecay: 0.01)
         let schedule = LearningRateSchedule.cosine(warmupSteps: config.warmupSteps, totalSteps: config.diffusionSteps, minFactor: 0.1)
-        let scale = model.vae.scaleFactor.item, noiseSchedule = model.schedule
+        let noiseSchedule = model.schedule
         var sum = 0.0, phaseStart = Date()
         let first = try resumedStep(phase: "diffusion", optimizer: optimizer)
         for step in first..<config.diffusionSteps {
@@ -185,7 +185,7 @@ public final class Pretrainer {
             optimizer.learningRate = config.diffusionLearningRate * schedule.factor(at: step)
             var (images, captions) = data.batch(config.diffusionBatch, using: &rng)
             captions = captions.map { rng.uniform() < config.captionDropout ? "" : $0 }
-            let latents = try withNoGrad { try model.vae.encode(ImageTensors.tensor(images)).mean * scale }
+            let latents = try model.encodeLatents(images)
             let timesteps = (0..<config.diffusionBatch).map { _ in Int(rng.next() % UInt64(noiseSchedule.trainSteps)) }
             let noise = Tensor.randn(latents.shape, using: &rng)
             let noisy = try noiseSchedule.addNoise(latents, noise: noise, timesteps: timesteps)

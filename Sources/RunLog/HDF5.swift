@@ -29,7 +29,7 @@ enum H5 {
 
     /// A file-access property list that writes the latest file format (what SWMR needs).
     static func latestFormatAccess() throws -> Handle {
-        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        let access = try fileAccess()
         try check(H5Pset_libver_bounds(access.id, chdf5_libver_latest(), chdf5_libver_latest()), "cannot select the latest format")
         return access
     }
@@ -39,9 +39,14 @@ enum H5 {
     /// attempts: right for a block a live writer is rewriting, but a damaged file (a block that
     /// never verifies) then stalls a reader for minutes; a few attempts cover a live writer's flush.
     static func readAccess(attempts: UInt32 = readAttempts) throws -> Handle {
-        let access = try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
+        let access = try fileAccess()
         try check(H5Pset_metadata_read_attempts(access.id, attempts), "cannot set the metadata read attempts")
         return access
+    }
+
+    /// A new, default file-access property list.
+    private static func fileAccess() throws -> Handle {
+        try Handle(H5Pcreate(chdf5_p_file_access()), "cannot create file properties", closer: H5Pclose)
     }
 
     /// Metadata read attempts of `readAccess`.

@@ -146,7 +146,7 @@ public enum BestOfNStudy {
         let judge = GoldJudge()
         let names = goldColumns + scorers.map(\.name)
         var columns = Dictionary(uniqueKeysWithValues: names.map { ($0, [Double]()) })
-        let offsets = Array(stride(from: 0, to: jobs.count, by: batch).enumerated().filter { $0.offset % communicator.size == communicator.rank }.map(\.element))
+        let offsets = communicator.batchStarts(count: jobs.count, batch: batch)
         for offset in offsets {
             let slice = Array(jobs[offset ..< min(offset + batch, jobs.count)])
             var batchSettings = sampling
@@ -173,8 +173,7 @@ public enum BestOfNStudy {
             row += count
         }
         var whole = Dictionary(uniqueKeysWithValues: names.map { ($0, [Double](repeating: .nan, count: jobs.count)) })
-        for bytes in try communicator.allgather(local.withUnsafeBytes { Array($0) }) {
-            let values = bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) }
+        for values in try communicator.allgather(local) {
             var position = 0
             while position < values.count {
                 let (offset, count) = (Int(values[position]), Int(values[position + 1]))

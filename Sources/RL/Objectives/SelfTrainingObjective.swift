@@ -297,8 +297,7 @@ final class SelfTrainingObjective: FineTuningObjective {
                                        next: { rng.next() })
         let keptImages = found.map(\.image), keptCaptions = found.map(\.prompt.caption)
         guard !keptImages.isEmpty else { return ([], drawn.count, partsKept) }
-        let policy = trainer.policy
-        let latents = try withNoGrad { try policy.vae.encode(ImageTensors.tensor(keptImages)).mean * policy.vae.scaleFactor.item }
+        let latents = try trainer.policy.encodeLatents(keptImages)
         let kept = try keptCaptions.indices.map { (latent: try latents.indexSelect(axis: 0, [$0]), caption: keptCaptions[$0]) }
         return (kept, drawn.count, partsKept)
     }
@@ -312,10 +311,7 @@ final class SelfTrainingObjective: FineTuningObjective {
         let anchors = anchorCount(forBatchOf: batch.count)
         if anchors > 0 {
             let (scenes, images) = try self.anchors(anchors, trainer: trainer, using: &rng)
-            let encoded = try withNoGrad {
-                try policy.vae.encode(ImageTensors.tensor(images)).mean * policy.vae.scaleFactor.item
-            }
-            latents = try concat([latents, encoded], axis: 0)
+            latents = try concat([latents, try policy.encodeLatents(images)], axis: 0)
             captions += scenes.map(\.caption)
             weights += [Double](repeating: 1, count: anchors)
         }
