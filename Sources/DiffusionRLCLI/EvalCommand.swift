@@ -248,16 +248,10 @@ enum EvalCommand {
             guard split != .train else { throw CommandError("--prompts must be validation, heldout or a prompt file, got 'train'", usage: true) }
             return (GoldEvaluation.prompts(split: split, count: count), source)
         }
-        guard let text = try? String(contentsOf: URL(fileURLWithPath: source), encoding: .utf8) else {
+        guard FileManager.default.fileExists(atPath: source) else {
             throw CommandError("--prompts: '\(source)' is neither validation, heldout nor a readable prompt file")
         }
-        var seen = Set<String>(), prompts: [Prompt] = []
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where prompts.count < count {
-            let caption = line.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !caption.isEmpty, seen.insert(caption).inserted else { continue }
-            do { prompts.append(try Prompt(parsing: caption)) } catch { throw CommandError("\(source):\(number + 1): \(error)") }
-        }
-        guard !prompts.isEmpty else { throw CommandError("\(source) holds no prompts") }
+        let prompts = try GoldEvaluation.prompts(file: source, count: count)
         return (prompts, URL(fileURLWithPath: source).lastPathComponent)
     }
 

@@ -78,6 +78,22 @@ public enum GoldEvaluation {
         WorldGenerator(seed: worldSeed).scenes(split, count: count).map(\.prompt)
     }
 
+    /// The first `count` distinct captions of a text file (one per line), each parsed as a world
+    /// prompt; fails in one line naming the file (and the line of a caption outside the grammar).
+    public static func prompts(file path: String, count: Int) throws -> [Prompt] {
+        guard let text = try? String(contentsOf: URL(fileURLWithPath: path), encoding: .utf8) else {
+            throw EvaluationError("'\(path)' is not a readable prompt file")
+        }
+        var seen = Set<String>(), prompts: [Prompt] = []
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where prompts.count < count {
+            let caption = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !caption.isEmpty, seen.insert(caption).inserted else { continue }
+            do { prompts.append(try Prompt(parsing: caption)) } catch { throw EvaluationError("\(path):\(number + 1): \(error)") }
+        }
+        guard !prompts.isEmpty else { throw EvaluationError("\(path) holds no prompts") }
+        return prompts
+    }
+
     /// Captions of `split` that a model did not train on: the distinct captions of the split's
     /// scenes (world seed `worldSeed`, in order), leaving out those in `excluding`; the first
     /// `skip` of them are passed over and the next `count` returned. With the trained captions

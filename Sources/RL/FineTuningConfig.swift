@@ -36,6 +36,12 @@ public struct TrainingEvaluation: Codable, Equatable, Sendable {
     /// Every how many evaluations a grid of one image per prompt goes into the log.
     public var gridEvery = 1
     public var seed: UInt64 = 1000
+    /// A prompt file evaluated instead of the split: its first `prompts` distinct captions, in the
+    /// world's grammar (the tuning set, for choosing a checkpoint by the gold judge).
+    public var promptFile = ""
+    /// Keep the model of every evaluated epoch in `models/epoch-NNNN/` (LoRA merged), so that
+    /// the epoch the evaluation ranks first can be scored elsewhere: the oracle's checkpoint.
+    public var keepModels = false
 
     public init() {}
 }
@@ -204,6 +210,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
         try require(["heldout", "validation"].contains(evaluation.split), "evaluation.split must be heldout or validation")
         try require(evaluation.every >= 1 && evaluation.prompts >= 0 && evaluation.imagesPerPrompt >= 1,
                     "evaluation.every and evaluation.imagesPerPrompt must be at least 1")
+        try require(!evaluation.keepModels || evaluation.prompts > 0, "evaluation.keepModels keeps the models the evaluation scores; set evaluation.prompts")
         try require(checkpointEvery >= 1, "checkpointEvery must be at least 1")
         try require(advantages != .group || imagesPerPrompt >= 2, "group advantages need imagesPerPrompt ≥ 2")
     }

@@ -94,8 +94,7 @@ public final class FineTuningTrainer {
         parameters = try FineTuningTrainer.trainableParameters(config, policy: policy, reference: reference, objective: objective)
         optimizer = AdamW(parameters, learningRate: config.learningRate, weightDecay: config.weightDecay)
         tracker = PerPromptStatTracker(bufferSize: config.statBufferSize, minCount: config.statMinCount)
-        guard let split = Split(rawValue: config.evaluation.split) else { throw FineTuningError("unknown split \(config.evaluation.split)") }
-        evaluationPrompts = GoldEvaluation.prompts(split: split, count: config.evaluation.prompts)
+        evaluationPrompts = try FineTuningTrainer.evaluationPrompts(config.evaluation)
 
         folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
         if resume {
@@ -230,6 +229,18 @@ public final class FineTuningTrainer {
         return pool
     }
 
+    /// The fixed prompts of the gold evaluation: the first `prompts` of the prompt file, or of the split.
+    static func evaluationPrompts(_ evaluation: TrainingEvaluation) throws -> [Prompt] {
+        guard evaluation.prompts > 0 else { return [] }
+        if !evaluation.promptFile.isEmpty {
+            do { return try GoldEvaluation.prompts(file: evaluation.promptFile, count: evaluation.prompts) } catch {
+                throw FineTuningError("evaluation.promptFile: \(error)")
+            }
+        }
+        guard let split = Split(rawValue: evaluation.split) else { throw FineTuningError("unknown split \(evaluation.split)") }
+        return GoldEvaluation.prompts(split: split, count: evaluation.prompts)
+    }
+
     // MARK: - Running
 
     /// Runs the remaining epochs (up to `stopAfter` epochs in all, for tests), checkpointing as
@@ -318,6 +329,7 @@ public final class FineTuningTrainer {
         let evaluation = try clock.time("evaluation") { () -> GoldEvaluation.Report? in
             (epoch + 1) % config.evaluation.every == 0 || epoch + 1 == config.epochs ? try evaluate() : nil
         }
+        if evaluation != nil && config.evaluation.keepModels { try writeModelSnapshot(epochsDone: epoch + 1) }
 
         let perspectives = try recordEpoch(rewards: rewards, usable: usable, skipped: skipped, gold: goldScores, kl: kl, training: training,
                                            evaluation: evaluation, clock: clock)

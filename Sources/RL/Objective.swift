@@ -34,6 +34,9 @@ protocol FineTuningObjective: AnyObject {
     var metricNames: [String] { get }
     /// Whether the trainer should form advantages (ReFL and Diffusion-DPO use none).
     var usesAdvantages: Bool { get }
+    /// Whether the objective adds the β·KL penalty (`kl.beta`, adapted by the guard's `adaptBeta`)
+    /// to its loss; a config with β > 0 for one that does not is refused.
+    var usesKLPenalty: Bool { get }
     /// With a timestep-gated LoRA, every timestep the objective trains must be one the adapter
     /// acts on, or its gradient would be zero: refuses, naming the setting, when one is not.
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws
@@ -59,6 +62,7 @@ extension FineTuningObjective {
         guard state.isEmpty else { throw FineTuningError("the checkpoint holds objective state this objective does not keep") }
     }
     var usesAdvantages: Bool { true }
+    var usesKLPenalty: Bool { false }
 }
 
 /// The objectives a config can name in `"objective"`.
@@ -83,7 +87,12 @@ enum FineTuningObjectives {
         guard let constructor = registered[config.objective] else {
             throw FineTuningError("objective '\(config.objective)' is not one of \(names.joined(separator: ", "))")
         }
-        return try constructor(config)
+        let objective = try constructor(config)
+        guard config.kl.beta == 0 || objective.usesKLPenalty else {
+            let users = registered.filter { (try? $0.value(config).usesKLPenalty) == true }.keys.sorted()
+            throw FineTuningError("kl.beta: '\(config.objective)' has no β·KL penalty (\(users.joined(separator: ", ")) do); set it to 0")
+        }
+        return objective
     }
 }
 

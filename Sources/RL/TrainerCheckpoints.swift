@@ -68,6 +68,29 @@ extension FineTuningTrainer {
         return state
     }
 
+    /// Writes the model as it is now, `epochsDone` epochs in, to `models/epoch-NNNN/`, LoRA merged into a
+    /// fresh copy of the base so that the policy keeps training with its adapters; a model
+    /// without LoRA (full fine-tuning, a gated adapter) is saved as it is.
+    func writeModelSnapshot(epochsDone: Int) throws {
+        let folderURL = output.appendingPathComponent(String(format: "models/epoch-%04d", epochsDone))
+        var model = policy
+        if policy.config.unetAdapter == nil && config.loraRank > 0 {
+            model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: config.model))
+            var unused = RandomGenerator(seed: 0)
+            let copied = try applyLoRA(to: model.unet, rank: config.loraRank, alpha: config.resolvedLoRAAlpha, using: &unused)
+            let trained = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) })
+            for (name, tensor) in copied {
+                guard let value = trained[name] else { throw FineTuningError("model snapshot: no trained tensor \(name)") }
+                tensor.assign(value)
+            }
+            try mergeAndRemoveLoRA(from: model.unet)
+        }
+        try FileManager.default.createDirectory(at: folderURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try writeFolderAtomically(folderURL) { try model.save(to: $0) }
+        try log.checkpoint(epoch: epoch, path: "models/\(folderURL.lastPathComponent)/unet.safetensors",
+                           sha256: SHA256.hex(fileAt: folderURL.appendingPathComponent("unet.safetensors")))
+    }
+
     /// Writes the fine-tuned model to `model/` (LoRA merged; a timestep-gated adapter stays apart,
     /// in `unet_lora.safetensors`) and records the files' digests.
     func saveModel() throws {

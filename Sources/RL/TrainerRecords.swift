@@ -19,11 +19,12 @@ extension FineTuningTrainer {
     /// The gold evaluation on the fixed prompts (nil when there are none); logs a grid of the
     /// first image of each prompt.
     func evaluate() throws -> GoldEvaluation.Report? {
-        guard config.evaluation.prompts > 0, let split = Split(rawValue: config.evaluation.split) else { return nil }
+        guard !evaluationPrompts.isEmpty else { return nil }
         var settings = config.sampling
         settings.seed = config.evaluation.seed
         var firstImages: [Int: RGBImage] = [:], seen = 0
-        let report = try GoldEvaluation.run(model: policy, split: split, promptCount: config.evaluation.prompts,
+        let label = config.evaluation.promptFile.isEmpty ? config.evaluation.split : URL(fileURLWithPath: config.evaluation.promptFile).lastPathComponent
+        let report = try GoldEvaluation.run(model: policy, prompts: evaluationPrompts, label: label,
                                             imagesPerPrompt: config.evaluation.imagesPerPrompt, settings: settings,
                                             batch: config.samplingBatch, collect: { _, images in
             for image in images {

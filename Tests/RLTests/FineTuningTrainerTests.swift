@@ -183,6 +183,40 @@ final class FineTuningTrainerTests: XCTestCase {
         XCTAssertThrowsError(try FineTuningTrainer(config: other, output: pieces, commandLine: "test", resume: true))
     }
 
+    /// With `evaluation.keepModels`, every evaluated epoch keeps its model (LoRA merged): the last
+    /// one is byte for byte the run's final model, an earlier one differs; the evaluation scores
+    /// the prompt file's captions, which the log's prompt table holds after the trained ones.
+    func testEvaluatedEpochsKeepTheirModels() throws {
+        var config = Self.tinyConfig()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tuning-\(UUID()).txt")
+        try "a small red circle\n\na large blue square\na small red circle\ntwo green triangles\n".write(to: file, atomically: true, encoding: .utf8)
+        config.evaluation.promptFile = file.path
+        config.evaluation.keepModels = true
+        let run = temporaryRun()
+        let trainer = try FineTuningTrainer(config: config, output: run, commandLine: "test")
+        try trainer.run()
+        try trainer.close()
+        let models = run.appendingPathComponent("models")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: models.path).sorted(), ["epoch-0002", "epoch-0003"])
+        let final = try Data(contentsOf: run.appendingPathComponent("model/unet.safetensors"))
+        XCTAssertEqual(try Data(contentsOf: models.appendingPathComponent("epoch-0003/unet.safetensors")), final)
+        XCTAssertNotEqual(try Data(contentsOf: models.appendingPathComponent("epoch-0002/unet.safetensors")), final)
+        _ = try LatentDiffusionModel.load(from: models.appendingPathComponent("epoch-0002"))
+        let reader = try RunLogReader(url: run.appendingPathComponent("run.h5"))
+        XCTAssertEqual(Array(try reader.prompts().suffix(2)), ["a small red circle", "a large blue square"])
+        XCTAssertEqual(try reader.metric("eval_alignment").filter(\.isFinite).count, 2)
+
+        config.evaluation.prompts = 0
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("keepModels"), "\($0)")
+        }
+        config.evaluation.prompts = 2
+        config.evaluation.promptFile = "/nonexistent/tuning.txt"
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: temporaryRun(), commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("/nonexistent/tuning.txt"), "\($0)")
+        }
+    }
+
     func testBadSettingsAreClearErrors() throws {
         var config = Self.tinyConfig()
         config.sampling.eta = 0

@@ -15,8 +15,8 @@ extension FineTuningTrainer {
     }
 
     /// ReFL's loss on a batch with the given differentiable sources.
-    func reflLoss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource]) throws -> Tensor {
-        try ReFLObjective(config: config).loss(trajectories, batch: batch, sources: sources, policy: policy)
+    func reflLoss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource], beta: Double = 0) throws -> Tensor {
+        try ReFLObjective(config: config).loss(trajectories, batch: batch, sources: sources, policy: policy, reference: reference, beta: beta)
     }
 
     /// Each of the first four samples' denoising loss on its final latent, at guidance `guidance`,

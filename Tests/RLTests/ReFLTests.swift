@@ -44,7 +44,7 @@ final class ReFLTests: XCTestCase {
     /// difference, with K = all 4 steps and K = 2 (the last step alone, t = 1 → 0, moves the image
     /// too little for a float32 difference to resolve).
     func testLossGradientMatchesFiniteDifferences() throws {
-        for k in [4, 2] {
+        for (k, beta) in [(4, 0.0), (2, 0.0), (2, 50.0)] {
             let trainer = try reflTrainer(gradientSteps: k)
             var rng = trainer.epochRNG(0)
             let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
@@ -53,7 +53,7 @@ final class ReFLTests: XCTestCase {
             for p in trainer.parameters { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &draws)) }
             let sources = try differentiableSources(trainer.config.rewards, functions: [BrightnessReward()])
             let batch = [0, 1, 2, 3]
-            let loss = try trainer.reflLoss(trajectories, batch: batch, sources: sources)
+            let loss = try trainer.reflLoss(trajectories, batch: batch, sources: sources, beta: beta)
             try loss.backward()
             var direction: [[Double]] = [], analytic = 0.0
             for p in trainer.parameters {
@@ -68,13 +68,42 @@ final class ReFLTests: XCTestCase {
                 for (p, d) in zip(trainer.parameters, direction) {
                     p.tensor.assign(try Tensor(zip(p.tensor.values, d).map { $0 + sign * h * $1 }, shape: p.tensor.shape))
                 }
-                let value = try withNoGrad { try trainer.reflLoss(trajectories, batch: batch, sources: sources).item }
+                let value = try withNoGrad { try trainer.reflLoss(trajectories, batch: batch, sources: sources, beta: beta).item }
                 for (p, v) in zip(trainer.parameters, saved) { p.tensor.assign(try Tensor(v, shape: p.tensor.shape)) }
                 return value
             }
             let numeric = (try shifted(1) - shifted(-1)) / (2 * h)
-            XCTAssertEqual(analytic, numeric, accuracy: 0.03 * abs(numeric) + 1e-7, "K = \(k)")
+            XCTAssertEqual(analytic, numeric, accuracy: 0.03 * abs(numeric) + 1e-7, "K = \(k), β = \(beta)")
             XCTAssertGreaterThan(abs(numeric), 1e-6, "K = \(k): the reward must depend on the parameters")
+        }
+    }
+
+    /// The β·KL penalty: zero while the policy is the reference (LoRA starts at zero); after the
+    /// LoRA moves, with K = 1 (the re-run step starts from the stored latent) the loss grows by
+    /// exactly β times the mean KL of the last step that the trainer's KL drift measures on the
+    /// same trajectories. An objective without the penalty refuses β > 0.
+    func testKLPenaltyIsBetaTimesTheMeasuredKL() throws {
+        let trainer = try reflTrainer(gradientSteps: 1)
+        var rng = trainer.epochRNG(0)
+        let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+        let sources = try differentiableSources(trainer.config.rewards, functions: [BrightnessReward()])
+        let batch = [0, 1, 2, 3]
+        func loss(_ beta: Double) throws -> Double { try withNoGrad { try trainer.reflLoss(trajectories, batch: batch, sources: sources, beta: beta).item } }
+        XCTAssertEqual(try loss(3), try loss(0), accuracy: 1e-9)
+        var draws = RandomGenerator(seed: 4)
+        for p in trainer.parameters { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &draws)) }
+        let kl = try trainer.klDrift(trajectories, indices: batch)
+        let last = kl.byStep.last!
+        XCTAssertGreaterThan(last, 1e-6)
+        XCTAssertEqual(try loss(3) - loss(0), 3 * last, accuracy: 1e-4 * 3 * last + 1e-7)
+
+        var config = trainer.config
+        config.objective = "selfTraining"
+        config.kl.beta = 0.1
+        config.rewards = RewardComposition(weights: ["alignment": 1])
+        XCTAssertThrowsError(try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("refl-\(UUID())"),
+                                                   commandLine: "test")) {
+            XCTAssertTrue("\($0)".contains("kl.beta") && "\($0)".contains("refl"), "\($0)")
         }
     }
 

@@ -13,6 +13,7 @@ final class PolicyGradientObjective: FineTuningObjective {
         self.loss = loss
     }
 
+    var usesKLPenalty: Bool { true }
     var metricNames: [String] { ["clip_fraction", "approx_kl", "ratio_mean", "effective_samples"] }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps timesteps: [Int], trainSteps: Int) throws {

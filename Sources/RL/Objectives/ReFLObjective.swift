@@ -51,6 +51,7 @@ final class ReFLObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     var metricNames: [String] { [] }
+    var usesKLPenalty: Bool { true }
     var usesAdvantages: Bool { false }
 
     func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {
@@ -60,7 +61,8 @@ final class ReFLObjective: FineTuningObjective {
     func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
         let config = config
         return try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
-            let loss = try self.loss(samples.trajectories, batch: batch, sources: self.sources, policy: trainer.policy)
+            let loss = try self.loss(samples.trajectories, batch: batch, sources: self.sources, policy: trainer.policy,
+                                     reference: trainer.reference, beta: trainer.klBeta)
             guard loss.item.isFinite else {
                 try trainer.log.event(epoch: trainer.epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
                 return nil
@@ -75,21 +77,37 @@ final class ReFLObjective: FineTuningObjective {
     /// −mean over `batch` of Σ_p w_p·r_p(image), where the last K sampling steps are re-run from the
     /// stored x_{T−K} with gradients, reusing each step's stored noise z = (x_t′ − μ_old)/σ_t
     /// (reparameterized: x_t′ = μ_θ + σ_t z), and the final latent is decoded by the frozen VAE.
-    func loss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource], policy: LatentDiffusionModel) throws -> Tensor {
+    ///
+    /// With β > 0, plus β·mean over `batch` of Σ over the K steps of KL(N(μ_θ, σ²) ‖ N(μ_ref, σ²))
+    /// on the same x_t (DPOK's penalty on the re-run steps): the two means share the sampler's
+    /// linear part in x_t, so μ_θ − μ_ref = c_t·(ε̂_θ − ε̂_ref), and the reference's ε̂ is a constant.
+    func loss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource], policy: LatentDiffusionModel,
+              reference: LatentDiffusionModel? = nil, beta: Double = 0) throws -> Tensor {
         let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: trajectories.stepCount, eta: config.sampling.eta)
         let first = trajectories.stepCount - config.refl.gradientSteps
         let captions = batch.map { trajectories.prompts[$0] }
         let (text, emptyText) = (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" }))
         var x = try trajectories.latents[first].indexSelect(axis: 0, batch)
         var unused = RandomGenerator(seed: 0)
+        var kl: Tensor?
         for s in first ..< trajectories.stepCount {
             let t = trajectories.timesteps[s], sigma = trajectories.sigmas[s]
             let next = try trajectories.latents[s + 1].indexSelect(axis: 0, batch)
             let noise = try withNoGrad { try (next - trajectories.means[s].indexSelect(axis: 0, batch)) * (1 / sigma) }
-            let epsilon = try policy.guidedEpsilon(config.refl.detachUNetInput ? x.detach() : x, timesteps: [Double](repeating: Double(t), count: batch.count),
+            let timesteps = [Double](repeating: Double(t), count: batch.count)
+            let epsilon = try policy.guidedEpsilon(config.refl.detachUNetInput ? x.detach() : x, timesteps: timesteps,
                                                    context: text.context, mask: text.mask, empty: emptyText.context,
                                                    emptyMask: emptyText.mask, guidance: config.sampling.guidance)
             let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, previousSample: next, using: &unused)
+            if beta > 0, let reference {
+                let theirs = try withNoGrad {
+                    try reference.guidedEpsilon(x.detach(), timesteps: timesteps, context: text.context, mask: text.mask, empty: emptyText.context,
+                                                emptyMask: emptyText.mask, guidance: config.sampling.guidance)
+                }
+                let referenceMean = try scheduler.step(modelOutput: theirs, timestep: t, sample: x, previousSample: next, using: &unused).mean
+                let term = try stepKL(mean: step.mean, referenceMean: referenceMean, sigma: sigma)
+                kl = try kl.map { try $0 + term } ?? term
+            }
             x = try step.mean + noise * sigma
         }
         let images = try policy.vae.decode(x * (1 / policy.vae.scaleFactor.item))
@@ -101,6 +119,8 @@ final class ReFLObjective: FineTuningObjective {
                 if let sum = reward { reward = try sum + weighted } else { reward = weighted }
             }
         }
-        return try -(reward!.mean())
+        let objective = try -(reward!.mean())
+        guard let kl else { return objective }
+        return try objective + kl.mean() * beta
     }
 }
