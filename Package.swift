@@ -58,7 +58,7 @@ let package = Package(
         // Layer 4: rewards as named perspectives (gold judge, compressibility) and their composition.
         .target(name: "Rewards", dependencies: ["World", "Images", "Engine"], swiftSettings: kernelFlags),
         // Layer 4: RL fine-tuning (DDPO: advantages, policy losses, KL drift, the trainer).
-        .target(name: "RL", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images", "Inputs"],
+        .target(name: "RL", dependencies: ["Diffusion", "Rewards", "Evaluation", "World", "RunLog", "Engine", "Layers", "Images", "Inputs", "Distributed"],
                 swiftSettings: kernelFlags),
         // Layer 4: the compact LLaVA-Reward (vision encoder, multimodal decoder, SkipCA, value
         // heads, preference losses).

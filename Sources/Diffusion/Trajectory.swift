@@ -104,3 +104,53 @@ extension LatentDiffusionModel {
                                   requireDensity: true)
     }
 }
+
+extension Trajectories {
+    /// The samples at `indices`, in that order.
+    public func subset(_ indices: [Int]) throws -> Trajectories {
+        Trajectories(prompts: indices.map { prompts[$0] }, latents: try latents.map { try $0.indexSelect(axis: 0, indices) }, timesteps: timesteps,
+                     sigmas: sigmas, means: try means.map { try $0.indexSelect(axis: 0, indices) },
+                     logProbs: try logProbs.map { try $0.indexSelect(axis: 0, indices) }, images: indices.map { images[$0] })
+    }
+
+    /// The trajectories as bytes (`ByteWriter`), for gathering the samples several processes drew;
+    /// `init(encoded:)` reads them back exactly (tensors keep their dtype).
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.put(prompts.count)
+        for prompt in prompts { writer.put(prompt) }
+        writer.put(timesteps.map(Double.init))
+        writer.put(sigmas)
+        for list in [latents, means, logProbs] {
+            writer.put(list.count)
+            for tensor in list {
+                writer.put(tensor.shape.map(Double.init))
+                writer.put(tensor.dtype == .float64 ? 1 : 0)
+                if tensor.dtype == .float64 { writer.put(tensor.values) } else { writer.put(tensor.floats) }
+            }
+        }
+        writer.put(images.count)
+        for image in images { writer.put(image) }
+        return writer.bytes
+    }
+
+    public init(encoded bytes: [UInt8]) throws {
+        var reader = ByteReader(bytes, source: "trajectories")
+        prompts = try (0..<reader.int()).map { _ in try reader.string() }
+        timesteps = try reader.doubles().map { Int($0) }
+        sigmas = try reader.doubles()
+        var lists: [[Tensor]] = []
+        for _ in 0..<3 {
+            lists.append(try (0..<reader.int()).map { _ in
+                let shape = try reader.doubles().map { Int($0) }
+                return try reader.int() == 1 ? try Tensor(try reader.doubles(), shape: shape, dtype: .float64) : try Tensor(try reader.floats(), shape: shape)
+            })
+        }
+        (latents, means, logProbs) = (lists[0], lists[1], lists[2])
+        images = try (0..<reader.int()).map { _ in try reader.image() }
+        guard reader.isAtEnd, latents.count == timesteps.count + 1, means.count == timesteps.count, logProbs.count == timesteps.count,
+              images.count == prompts.count else {
+            throw DiffusionError.invalidSettings("gathered trajectories are inconsistent")
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import Distributed
 import Engine
 import Foundation
 import RewardModel
@@ -36,6 +37,13 @@ enum FinetuneCommand {
         starting parameters, takes the policy gradient of each (all samples, every trained step) and
         prints how alike they are — the mean pairwise cosine c, n·(1 − c)/c samples for an estimate
         whose signal equals its noise, and each trained step's share of the gradient's magnitude.
+
+        Under mpirun (mpirun -np N diffusion-rl finetune ... --threads 1 on one machine) the run is
+        data-parallel: each rank samples its share of every epoch and trains its slice of every
+        batch, gradients are summed with one all-reduce per step, and rank 0 writes the log,
+        checkpoints and model; the result is the one-process run's, up to summation order
+        (ppo, reinforce and refl; the others refuse). --resume reads the checkpoint on every rank,
+        so the run folder must be on a file system all ranks see.
         """, options: [
             .text("config", "FILE.json", "the fine-tuning config (default: every key's default)"),
             .text("out", "DIR", "the run folder (required unless --gradient-noise)"),
@@ -69,6 +77,7 @@ enum FinetuneCommand {
 
     /// `--gradient-noise N`: the policy gradient's noise at the config's starting parameters.
     static func gradientNoise(_ args: ParsedArguments) throws {
+        guard try currentCommunicator().size == 1 else { throw CommandError("--gradient-noise runs on one process; start it without mpirun") }
         var config = try config(args)
         config.evaluation.prompts = 0
         let estimates = args.int("gradient-noise")!
@@ -100,14 +109,18 @@ enum FinetuneCommand {
     /// Runs (or resumes) a fine-tuning job with progress lines.
     static func run(config: FineTuningConfig, output: URL, force: Bool, resume: Bool) throws {
         StopSignal.install()
+        let communicator = try currentCommunicator()
+        // Rank 0 speaks for the job.
+        let say: (String) -> Void = communicator.rank == 0 ? progress : { _ in }
         let trainer = try FineTuningTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
-                                      overwrite: force, resume: resume, rewardFunctions: try rewardFunctions(config))
-        for note in trainer.notes { progress("finetune: \(note)") }
-        progress("finetune: \(config.objective) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
+                                      overwrite: force, resume: resume, rewardFunctions: try rewardFunctions(config), communicator: communicator)
+        for note in trainer.notes { say("finetune: \(note)") }
+        say("finetune: \(config.objective) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
               + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
-              + " (\(config.trainedParametersDescription)); log \(output.appendingPathComponent("run.h5").path)")
-        try trainer.run(progress: progress)
+              + " (\(config.trainedParametersDescription))" + (communicator.size > 1 ? ", \(communicator.size) ranks" : "")
+              + "; log \(output.appendingPathComponent("run.h5").path)")
+        try trainer.run(progress: say)
         try trainer.close()
-        print("finetune: wrote \(output.appendingPathComponent("model").path)")
+        if communicator.rank == 0 { print("finetune: wrote \(output.appendingPathComponent("model").path)") }
     }
 }

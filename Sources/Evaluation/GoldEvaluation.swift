@@ -247,35 +247,20 @@ public enum GoldEvaluation {
     /// width, height, channels and pixels.
     enum ImageBundle {
         static func encode(_ slots: [(slot: Int, images: [RGBImage])]) -> [UInt8] {
-            var bytes: [UInt8] = []
-            func put(_ value: Int) { withUnsafeBytes(of: Int64(value).littleEndian) { bytes += $0 } }
+            var writer = ByteWriter()
             for (slot, images) in slots {
-                put(slot)
-                for image in images { put(image.width); put(image.height); put(image.channels); bytes += image.pixels }
+                writer.put(slot)
+                for image in images { writer.put(image) }
             }
-            return bytes
+            return writer.bytes
         }
 
         static func decode(_ bytes: [UInt8], imagesPerSlot: Int) throws -> [(slot: Int, images: [RGBImage])] {
-            var position = 0, slots: [(slot: Int, images: [RGBImage])] = []
-            func take() throws -> Int {
-                guard position + 8 <= bytes.count else { throw EvaluationError("a gathered image bundle is cut short") }
-                let value = bytes[position ..< position + 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-                position += 8
-                return Int(Int64(bitPattern: value))
-            }
-            while position < bytes.count {
-                let slot = try take()
+            var reader = ByteReader(bytes, source: "a gathered image bundle"), slots: [(slot: Int, images: [RGBImage])] = []
+            while !reader.isAtEnd {
+                let slot = try reader.int()
                 var images: [RGBImage] = []
-                for _ in 0..<imagesPerSlot {
-                    let (width, height, channels) = (try take(), try take(), try take())
-                    let count = width * height * channels
-                    guard [1, 3, 4].contains(channels), width >= 0, height >= 0, position + count <= bytes.count else {
-                        throw EvaluationError("a gathered image bundle holds a malformed image")
-                    }
-                    images.append(RGBImage(width: width, height: height, channels: channels, pixels: Array(bytes[position ..< position + count])))
-                    position += count
-                }
+                for _ in 0..<imagesPerSlot { images.append(try reader.image()) }
                 slots.append((slot, images))
             }
             return slots

@@ -3,7 +3,9 @@ import Engine
 
 extension FineTuningTrainer {
     /// The epoch's `promptsPerEpoch` prompt groups of `imagesPerPrompt` images and their
-    /// trajectories, sampled in batches. `groups[i]` numbers sample i's group (0, 0, …, 1, 1, …);
+    /// trajectories, sampled in batches of `samplingBatch`, each with a random stream of its own
+    /// drawn from `rng` — so that the ranks of a distributed run each sample their batches
+    /// (`ownBatches`) and gather the same epoch. `groups[i]` numbers sample i's group (0, 0, …, 1, 1, …);
     /// `promptIndices[i]` is its prompt's index in the pool. A pool smaller than `promptsPerEpoch`
     /// repeats prompts, but each repetition is a group of its own, so group baselines never
     /// merge two groups' images.
@@ -13,7 +15,6 @@ extension FineTuningTrainer {
         let groups = (0..<config.promptsPerEpoch).flatMap { [Int](repeating: $0, count: config.imagesPerPrompt) }
         let promptIndices = groups.map { chosen[$0 % chosen.count] }
         let prompts = promptIndices.map { promptPool[$0] }
-        var parts: [Trajectories] = []
         // One standard normal latent per group of `size` consecutive images; with `antithetic`,
         // every second image of a group gets its negative.
         func noise(perGroupOf size: Int, antithetic: Bool) throws -> Tensor {
@@ -33,22 +34,28 @@ extension FineTuningTrainer {
             let shared = FineTuningConfig.halfOpenRange(config.sharedNoiseStepRange)?.contains(step) ?? false
             stepNoise[step] = shared ? try perPromptNoise() : try perSampleNoise()
         }
-        for start in stride(from: 0, to: prompts.count, by: config.samplingBatch) {
+        let starts = Array(stride(from: 0, to: prompts.count, by: config.samplingBatch))
+        let seeds = starts.map { _ in rng.next() }
+        let mine = Set(ownBatches(count: prompts.count))
+        var parts: [(start: Int, trajectories: Trajectories)] = []
+        for (start, seed) in zip(starts, seeds) where mine.contains(start) {
             let range = start ..< min(start + config.samplingBatch, prompts.count)
             let initial = try initialLatents.map { try $0.indexSelect(axis: 0, Array(range)) }
-            parts.append(try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial,
-                                                       stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
-                                                       using: &rng))
+            var batchRNG = RandomGenerator(seed: seed)
+            parts.append((start, try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial,
+                                                               stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
+                                                               using: &batchRNG)))
         }
-        return (groups, promptIndices, try Trajectories.concatenated(parts))
+        return (groups, promptIndices, try gatherTrajectories(parts))
     }
 
     /// Per-step KL between the policy's and the reference's Gaussians on the stored trajectories.
-    /// Both means are recomputed with the same batches, so identical models give exactly 0.
+    /// Both means are recomputed with the same batches, so identical models give exactly 0. The
+    /// batches are shared among the ranks and their values gathered.
     func klDrift(_ trajectories: Trajectories, indices: [Int]) throws -> KLSummary {
-        var perStep = [[Double]](repeating: [], count: trajectories.stepCount)
+        var perStep = [[Double]](repeating: [Double](repeating: 0, count: indices.count), count: trajectories.stepCount)
         try withNoGrad {
-            for start in stride(from: 0, to: indices.count, by: config.samplingBatch) {
+            for start in communicator.batchStarts(count: indices.count, batch: config.samplingBatch) {
                 let batch = Array(indices[start ..< min(start + config.samplingBatch, indices.count)])
                 let captions = batch.map { trajectories.prompts[$0] }
                 let context = try policy.encodeText(captions), empty = try policy.encodeText(captions.map { _ in "" })
@@ -56,9 +63,14 @@ extension FineTuningTrainer {
                     let mine = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
                     let theirs = try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty,
                                                            settings: config.sampling)
-                    perStep[s] += try stepKL(mean: mine.mean, referenceMean: theirs.mean, sigma: mine.sigma).values
+                    perStep[s].replaceSubrange(start ..< start + batch.count, with: try stepKL(mean: mine.mean, referenceMean: theirs.mean, sigma: mine.sigma).values)
                 }
             }
+        }
+        // Each rank filled its batches and left zeros elsewhere: the sum is every batch's values.
+        if communicator.size > 1 {
+            let sums = try sumOverRanks(perStep.flatMap { $0 })
+            perStep = (0..<trajectories.stepCount).map { Array(sums[$0 * indices.count ..< ($0 + 1) * indices.count]) }
         }
         return KLSummary(perStep: perStep)
     }

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Evaluation
 import Foundation
@@ -34,6 +35,13 @@ public struct EpochSummary {
 /// Every epoch draws its randomness from (seed, epoch) alone, and a checkpoint holds the trainable
 /// weights, the optimizer, the reward statistics and the objective's state, so a resumed run
 /// equals an uninterrupted one.
+///
+/// Data-parallel over the ranks of a `Communicator` (`mpirun -np N`): each rank samples the
+/// sampling batches b with b mod N = its rank, each batch with a seed drawn for it from the epoch's
+/// stream, and the trajectories are gathered, so every rank holds the epoch one process would
+/// draw; scoring, advantages, the guard and the objective's choices are the same on every rank,
+/// each training batch is split among the ranks and their gradients summed with one all-reduce
+/// per optimizer step. Rank 0 writes the log, the checkpoints and the model.
 public final class FineTuningTrainer {
     public let config: FineTuningConfig
     public let folder: RunFolder
@@ -54,6 +62,10 @@ public final class FineTuningTrainer {
     public let promptPool: [String]
     public let evaluationPrompts: [Prompt]
     let log: RunLogWriter
+    /// The processes of the run (one without `mpirun`).
+    public let communicator: any Communicator
+    /// Whether this process writes the run (rank 0).
+    var writes: Bool { communicator.rank == 0 }
     /// Epochs finished (and logged).
     public private(set) var epoch = 0
     /// What resuming had to repair or restore, for the caller to print.
@@ -73,9 +85,10 @@ public final class FineTuningTrainer {
     /// `resume` the continuation of the run there from its last checkpoint. `rewardFunctions`
     /// default to `builtInRewardFunctions`.
     public init(config: FineTuningConfig, output: URL, commandLine: String, overwrite: Bool = false, resume: Bool = false,
-                rewardFunctions: [any RewardFunction] = builtInRewardFunctions) throws {
+                rewardFunctions: [any RewardFunction] = builtInRewardFunctions, communicator: any Communicator = SingleProcess()) throws {
         try config.validate()
         self.config = config
+        self.communicator = communicator
         Threads.set(config.threads)
         composer = try RewardComposer(composition: config.rewards, functions: rewardFunctions)
         self.rewardFunctions = rewardFunctions
@@ -86,6 +99,10 @@ public final class FineTuningTrainer {
             throw FineTuningError("rewardRefresh re-trains a learned reward, but none is loaded (set rewardModel)")
         }
         objective = try FineTuningObjectives.make(config)
+        if communicator.size > 1 && !objective.splitsBatches {
+            let names = FineTuningObjectives.registered.filter { (try? $0.value(config).splitsBatches) == true }.keys.sorted()
+            throw FineTuningError("objective '\(config.objective)' runs on one process only; over MPI: \(names.joined(separator: ", "))")
+        }
         try objective.prepare(rewardFunctions: rewardFunctions, composition: config.rewards)
         promptPool = try FineTuningTrainer.trainingPrompts(config)
         let modelFolder = URL(fileURLWithPath: config.model)
@@ -96,9 +113,13 @@ public final class FineTuningTrainer {
         tracker = PerPromptStatTracker(bufferSize: config.statBufferSize, minCount: config.statMinCount)
         evaluationPrompts = try FineTuningTrainer.evaluationPrompts(config.evaluation)
 
-        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: communicator.rank > 0 ? .follow : resume ? .resume : overwrite ? .overwrite : .new)
+        let layout = RunLayout(metrics: FineTuningTrainer.metricSpecs(config, objective: objective),
+                               sampleColumns: FineTuningTrainer.sampleColumnNames(config),
+                               prompts: promptPool + evaluationPrompts.map(\.caption),
+                               imageSize: [policy.config.imageSize, policy.config.imageSize])
         if resume {
-            let checkpoint = folder.latestCheckpoint!
+            guard let checkpoint = folder.latestCheckpoint else { throw FineTuningError("\(output.path) has no checkpoint to resume from") }
             let state = try FineTuningTrainer.restore(from: checkpoint, in: folder, config: config, parameters: parameters, optimizer: optimizer,
                                                       objective: objective, refreshable: refreshable)
             tracker = state.tracker
@@ -108,21 +129,21 @@ public final class FineTuningTrainer {
                 optimizer.learningRate = saved.learningRate
                 guardBest = saved.best
             }
-            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.epoch)
+            log = communicator.rank > 0 ? RunLogWriter(discarding: layout, url: folder.logURL, epochs: state.epoch)
+                : try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.epoch)
             notes = log.resumeNotes + ["resumed from \(checkpoint.lastPathComponent) after epoch \(state.epoch)"]
             try log.event(epoch: epoch, kind: "resume", "resumed from \(checkpoint.lastPathComponent) (\(state.epoch) epochs done)")
+        } else if communicator.rank > 0 {
+            log = RunLogWriter(discarding: layout, url: folder.logURL)
         } else {
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(bitPattern: config.seed))
             info.commandLine = commandLine
-            let layout = RunLayout(metrics: FineTuningTrainer.metricSpecs(config, objective: objective),
-                                   sampleColumns: FineTuningTrainer.sampleColumnNames(config),
-                                   prompts: promptPool + evaluationPrompts.map(\.caption),
-                                   imageSize: [policy.config.imageSize, policy.config.imageSize])
             log = try RunLogWriter(url: folder.logURL, layout: layout, info: info, overwrite: overwrite)
             // The trained captions as a prompt file, for `eval --prompts DIR/prompts.txt`.
             try (promptPool.joined(separator: "\n") + "\n").write(to: folder.url.appendingPathComponent("prompts.txt"), atomically: true, encoding: .utf8)
             try log.event(epoch: 0, kind: "info", "\(config.objective): \(parameters.count) trainable tensors, \(parameterCount) parameters "
                           + "(\(config.trainedParametersDescription))")
+            if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) MPI ranks") }
             if config.kl.every > 0 {
                 try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
                               + " every \(config.kl.every) epochs")
@@ -250,6 +271,7 @@ public final class FineTuningTrainer {
         if epoch == 0 { try evaluateBase(progress: progress) }
         let last = min(config.epochs, stopAfter ?? config.epochs)
         while epoch < last && !stoppedByGuard {
+            try agreeOnStop()
             try log.stopIfRequested("before epoch \(epoch)", epoch: epoch, hint: "resume with --resume")
             let summary = try runEpoch()
             epochDone(summary)

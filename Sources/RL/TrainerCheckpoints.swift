@@ -27,6 +27,7 @@ extension FineTuningTrainer {
     /// Writes `checkpoints/epoch-NNNN` (trainable weights, optimizer, reward statistics, the
     /// objective's state) atomically, records it in the log, and removes older checkpoints.
     func writeCheckpoint() throws {
+        guard writes else { return }
         let name = String(format: "epoch-%04d", epoch)
         let objectiveState = try objective.checkpointState()
         let final = try folder.writeCheckpoint(name) { temporary in
@@ -72,6 +73,7 @@ extension FineTuningTrainer {
     /// fresh copy of the base so that the policy keeps training with its adapters; a model
     /// without LoRA (full fine-tuning, a gated adapter) is saved as it is.
     func writeModelSnapshot(epochsDone: Int) throws {
+        guard writes else { return }
         let folderURL = output.appendingPathComponent(String(format: "models/epoch-%04d", epochsDone))
         var model = policy
         if policy.config.unetAdapter == nil && config.loraRank > 0 {
@@ -94,6 +96,7 @@ extension FineTuningTrainer {
     /// Writes the fine-tuned model to `model/` (LoRA merged; a timestep-gated adapter stays apart,
     /// in `unet_lora.safetensors`) and records the files' digests.
     func saveModel() throws {
+        guard writes else { return }
         if policy.config.unetAdapter == nil { try mergeAndRemoveLoRA(from: policy.unet) }
         // Written whole or not at all: a failed write (a full disk) leaves model.partial, never a broken model/.
         try writeFolderAtomically(output.appendingPathComponent("model")) { try policy.save(to: $0) }

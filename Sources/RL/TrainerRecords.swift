@@ -26,7 +26,7 @@ extension FineTuningTrainer {
         let label = config.evaluation.promptFile.isEmpty ? config.evaluation.split : URL(fileURLWithPath: config.evaluation.promptFile).lastPathComponent
         let report = try GoldEvaluation.run(model: policy, prompts: evaluationPrompts, label: label,
                                             imagesPerPrompt: config.evaluation.imagesPerPrompt, settings: settings,
-                                            batch: config.samplingBatch, collect: { _, images in
+                                            batch: config.samplingBatch, communicator: communicator, collect: { _, images in
             for image in images {
                 if seen % config.evaluation.imagesPerPrompt == 0 { firstImages[seen / config.evaluation.imagesPerPrompt] = image }
                 seen += 1

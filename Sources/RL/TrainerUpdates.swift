@@ -41,6 +41,7 @@ extension FineTuningTrainer {
     /// `skipped_updates`, and returns nil.
     func applyAccumulatedGradients() throws -> Double? {
         defer { for p in parameters { p.tensor.grad = nil } }
+        try sumGradientsOverRanks()
         attemptedUpdates += 1
         let norm = gradientNorm(parameters)
         guard norm.isFinite else {
@@ -54,20 +55,28 @@ extension FineTuningTrainer {
     }
 
     /// Inner epochs over `items` in shuffled batches of `trainBatch`, stepping the optimizer every
-    /// `gradientAccumulation` batches and at the end. `backwardBatch` runs one batch's forward and
-    /// backward (its loss scaled for the accumulation) and returns the loss to report, or nil when
-    /// the batch was skipped. Returns the mean loss and the mean gradient norm of the updates.
+    /// `gradientAccumulation` batches and at the end. Each batch draws a random stream of its own
+    /// from `rng`, the same on every rank. `backwardSlice` runs the forward and backward of this
+    /// rank's slice of a batch (every size-th item from its rank; the whole batch in one process)
+    /// with its loss scaled by `share`, the slice's fraction of the batch, so that the ranks'
+    /// gradients sum to the batch's; it returns the slice's mean loss to report, or nil when the
+    /// slice was skipped. Returns the mean loss and the mean gradient norm of the updates.
     func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
-                              backwardBatch: ([Item], inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
-        var terms = 0, updates = 0, loss = 0.0, norms = 0.0
+                              backwardSlice: (_ slice: [Item], _ share: Double, inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
+        var updates = 0, norms = 0.0
+        // Σ share·loss and Σ share over the slices trained, summed over the ranks at the end.
+        var figures = [0.0, 0.0]
         for _ in 0..<config.innerEpochs {
             var order = items
             order.shuffle(using: &rng)
             let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
             for (b, batch) in batches.enumerated() {
-                if let value = try backwardBatch(batch, &rng) {
-                    loss += value
-                    terms += 1
+                var batchRNG = RandomGenerator(seed: rng.next())
+                let slice = stride(from: communicator.rank, to: batch.count, by: communicator.size).map { batch[$0] }
+                let share = Double(slice.count) / Double(batch.count)
+                if !slice.isEmpty, let value = try backwardSlice(slice, share, &batchRNG) {
+                    figures[0] += share * value
+                    figures[1] += share
                 }
                 if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1, let norm = try applyAccumulatedGradients() {
                     norms += norm
@@ -75,6 +84,15 @@ extension FineTuningTrainer {
                 }
             }
         }
-        return UpdateStatistics(loss: terms > 0 ? loss / Double(terms) : .nan, gradNorm: updates > 0 ? norms / Double(updates) : .nan)
+        figures = try sumOverRanks(figures)
+        return UpdateStatistics(loss: figures[1] > 0 ? figures[0] / figures[1] : .nan, gradNorm: updates > 0 ? norms / Double(updates) : .nan)
+    }
+
+    /// `trainInBatches` for an objective that trains whole batches on one process
+    /// (`splitsBatches` false): `backwardBatch` sees each batch whole.
+    func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
+                              backwardBatch: ([Item], inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
+        precondition(communicator.size == 1, "an objective that does not split its batches runs on one process")
+        return try trainInBatches(items, rng: &rng) { batch, _, rng in try backwardBatch(batch, &rng) }
     }
 }

@@ -8,6 +8,9 @@ public enum RunStart: Sendable, Equatable {
     case overwrite
     /// The continuation of the run in the folder from its newest checkpoint (`--resume`).
     case resume
+    /// The folder as another process of the same distributed job opened it (rank 0 writes the
+    /// run; the other ranks only read a checkpoint to resume from): no checks, nothing created.
+    case follow
 }
 
 /// The folder every trainer writes a run to: the log `run.h5`, resumable checkpoints under
@@ -28,6 +31,7 @@ public struct RunFolder: Sendable {
         self.url = url
         self.start = start
         let manager = FileManager.default
+        if start == .follow { return }
         switch start {
         case .new:
             if manager.fileExists(atPath: logURL.path) {
@@ -39,6 +43,8 @@ public struct RunFolder: Sendable {
             guard manager.fileExists(atPath: logURL.path), resumesFromLog || latestCheckpoint != nil else {
                 throw RunFolderError("\(url.path) has no \(resumesFromLog ? "log" : "checkpoint") to resume from")
             }
+        case .follow:
+            break
         }
         try manager.createDirectory(at: url, withIntermediateDirectories: true)
     }

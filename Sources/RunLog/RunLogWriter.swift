@@ -25,6 +25,8 @@ public final class RunLogWriter {
     private var sets: [String: ExtendableDataset] = [:]
     private var pendingMetrics: [String: Double] = [:]
     public private(set) var epochs = 0
+    /// A writer that writes nothing (`init(discarding:)`).
+    private var discards = false
 
     /// Creates the run file. An existing file is an error unless `overwrite`.
     public init(url: URL, layout: RunLayout, info: RunInfo, overwrite: Bool = false) throws {
@@ -184,8 +186,19 @@ public final class RunLogWriter {
     /// What reopening a run had to repair (empty for a cleanly closed run).
     public private(set) var resumeNotes: [String] = []
 
+    /// The writer of a process that must not write the run (a rank other than 0 of a distributed
+    /// job): it takes every call and writes nothing, so the trainer's code is the same on every
+    /// rank; `epochs` counts as if it wrote. `url` is the log the writing process keeps.
+    public init(discarding layout: RunLayout, url: URL, epochs: Int = 0) {
+        self.url = url
+        self.layout = layout
+        self.epochs = epochs
+        discards = true
+    }
+
     /// Records a metric for the epoch in progress. Only names declared in the layout are allowed.
     public func record(_ name: String, _ value: Double) throws {
+        guard !discards else { return }
         guard sets["/metrics/\(name)"] != nil else {
             throw HDF5Error(description: "metric '\(name)' was not declared when the run started (declared: \(layout.metricNames.joined(separator: ", ")))")
         }
@@ -194,6 +207,7 @@ public final class RunLogWriter {
 
     /// Appends per-sample rows: one entry per sample in every column (NaN in columns not given).
     public func appendSamples(epoch: Int, prompts: [Int], seeds: [Int64], columns: [String: [Double]]) throws {
+        guard !discards else { return }
         let n = prompts.count
         guard seeds.count == n, columns.values.allSatisfy({ $0.count == n }) else {
             throw HDF5Error(description: "per-sample columns differ in length (\(n) prompts, \(seeds.count) seeds)")
@@ -209,6 +223,7 @@ public final class RunLogWriter {
 
     /// Appends images (RGB, of the declared size) with the prompt index of each.
     public func appendImages(epoch: Int, prompts: [Int], images: [RGBImage]) throws {
+        guard !discards else { return }
         guard let size = layout.imageSize else { throw HDF5Error(description: "this run declared no image size") }
         guard prompts.count == images.count else { throw HDF5Error(description: "\(images.count) images for \(prompts.count) prompts") }
         var bytes: [UInt8] = []
@@ -226,6 +241,7 @@ public final class RunLogWriter {
 
     /// Appends an event (a warning, a decision of the guard, a skipped batch...).
     public func event(epoch: Int, kind: String, _ message: String) throws {
+        guard !discards else { return }
         try append("/events/epoch", [Int64(epoch)], rows: 1)
         try append("/events/kind", H5.fixedBytes(kind, width: RunLayout.eventKindWidth), rows: 1)
         try append("/events/message", H5.fixedBytes(message, width: RunLayout.eventMessageWidth), rows: 1)
@@ -233,6 +249,7 @@ public final class RunLogWriter {
 
     /// Records a checkpoint file written at `epoch`, with its SHA-256.
     public func checkpoint(epoch: Int, path: String, sha256: String) throws {
+        guard !discards else { return }
         try append("/checkpoints/epoch", [Int64(epoch)], rows: 1)
         try append("/checkpoints/path", H5.fixedBytes(path, width: RunLayout.pathWidth), rows: 1)
         try append("/checkpoints/sha256", H5.fixedBytes(sha256, width: RunLayout.digestWidth), rows: 1)
@@ -240,6 +257,7 @@ public final class RunLogWriter {
 
     /// Ends the epoch: one row in every metric (NaN where none was recorded), then a global flush.
     public func endEpoch() throws {
+        guard !discards else { epochs += 1; return }
         for name in layout.metricNames { try append("/metrics/\(name)", [pendingMetrics[name] ?? .nan], rows: 1) }
         pendingMetrics = [:]
         epochs += 1
@@ -255,12 +273,14 @@ public final class RunLogWriter {
 
     /// Flushes everything written so far to disk.
     public func flush() throws {
+        guard !discards else { return }
         guard let file else { throw HDF5Error(description: "\(url.path) is closed") }
         try H5.check(H5Fflush(file.id, H5F_SCOPE_GLOBAL), "cannot flush \(url.path)")
     }
 
     /// Flushes and closes the file (also done on release); later writes fail.
     public func close() throws {
+        guard !discards else { return }
         guard file != nil else { return }
         defer { sets = [:]; file = nil }
         try flush()
@@ -278,6 +298,7 @@ public final class RunLogWriter {
             try close()
             throw RunInterrupted(description: "interrupted \(position); the log is closed" + (hint.map { ", \($0)" } ?? ""))
         }
+        guard !discards else { return }
         let room = headroom(), needed = requiredHeadroom
         guard room < needed else { return }
         let message = "stopped \(position): \(room / 1024) KiB left for \(url.lastPathComponent), at least \(needed / 1024) KiB needed"

@@ -23,4 +23,8 @@ public enum StopSignal {
 
     /// Whether a stop was requested.
     public static var requested: Bool { count > 0 }
+
+    /// Requests a stop as a first signal would: how the processes of a distributed job that did
+    /// not receive the signal learn of another's.
+    public static func request() { if count == 0 { count = 1 } }
 }

@@ -75,7 +75,8 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
     }
 
     /// With nearly all weight on one sample, an update lowers that sample's denoising loss more
-    /// than the others' (measured on fixed noise), and the epoch's effective sample size is ≈ 1.
+    /// than the other prompt's samples' (measured on fixed noise; sample 1 shares sample 0's
+    /// caption, so fitting one fits the other about as much), and the effective sample size is ≈ 1.
     func testAnUpdateFitsTheHeavilyWeightedSample() throws {
         var config = FineTuningTrainerTests.tinyConfig()
         config.objective = "advantageWeighted"
@@ -99,7 +100,7 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
         XCTAssertTrue(figures["clip_fraction"] == nil && figures["loss"]!.isFinite && figures["grad_norm"]! > 0)
         let change = zip(after, before).map { $0 / $1 - 1 }
         XCTAssertLessThan(change[0], 0, "relative change of the weighted sample's loss: \(change)")
-        XCTAssertLessThan(change[0], change[1...].min()!, "relative changes \(change)")
+        XCTAssertLessThan(change[0], change[2...].min()!, "relative changes \(change)")
     }
 
     /// The objective is a config choice with its own settings, checked at the boundary.

@@ -89,8 +89,9 @@ final class DiffusionNFTTests: XCTestCase {
     }
 
     /// One positive (A = +5, r = 1) among average samples: after an update its conditional
-    /// denoising loss falls, more than any other sample's; one negative (A = −5, r = 0): its loss
-    /// rises, more than any other's — on noise the update was not trained on.
+    /// denoising loss falls, more than the other prompt's samples'; one negative (A = −5, r = 0):
+    /// its loss rises, more than theirs — on noise the update was not trained on. (Sample 1 shares
+    /// sample 0's caption, and moves with it.)
     func testAnUpdatePullsTowardAPositiveAndAwayFromANegative() throws {
         var config = Self.tinyNFTConfig()
         config.innerEpochs = 4
@@ -107,10 +108,10 @@ final class DiffusionNFTTests: XCTestCase {
             let change = zip(after, before).map { $0 / $1 - 1 }
             if sign > 0 {
                 XCTAssertLessThan(change[0], 0, "relative changes of the denoising loss \(change)")
-                XCTAssertLessThan(change[0], change[1...].min()!, "relative changes \(change)")
+                XCTAssertLessThan(change[0], change[2...].min()!, "relative changes \(change)")
             } else {
                 XCTAssertGreaterThan(change[0], 0, "relative changes of the denoising loss \(change)")
-                XCTAssertGreaterThan(change[0], change[1...].max()!, "relative changes \(change)")
+                XCTAssertGreaterThan(change[0], change[2...].max()!, "relative changes \(change)")
             }
         }
     }

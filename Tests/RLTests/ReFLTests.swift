@@ -44,7 +44,7 @@ final class ReFLTests: XCTestCase {
     /// difference, with K = all 4 steps and K = 2 (the last step alone, t = 1 → 0, moves the image
     /// too little for a float32 difference to resolve).
     func testLossGradientMatchesFiniteDifferences() throws {
-        for (k, beta) in [(4, 0.0), (2, 0.0), (2, 50.0)] {
+        for (k, beta) in [(4, 0.0), (2, 0.0), (2, 5.0)] {
             let trainer = try reflTrainer(gradientSteps: k)
             var rng = trainer.epochRNG(0)
             let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
@@ -62,7 +62,8 @@ final class ReFLTests: XCTestCase {
                 analytic += zip(p.tensor.grad!.values, d).map { $0 * $1 }.reduce(0, +)
                 p.tensor.grad = nil
             }
-            let h = 1e-2
+            // The KL term is quartic in a step along A and B of a LoRA at once: a smaller step.
+            let h = beta > 0 ? 1e-3 : 1e-2
             func shifted(_ sign: Double) throws -> Double {
                 let saved = trainer.parameters.map(\.tensor.values)
                 for (p, d) in zip(trainer.parameters, direction) {

@@ -14,6 +14,7 @@ final class PolicyGradientObjective: FineTuningObjective {
     }
 
     var usesKLPenalty: Bool { true }
+    var splitsBatches: Bool { true }
     var metricNames: [String] { ["clip_fraction", "approx_kl", "ratio_mean", "effective_samples"] }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps timesteps: [Int], trainSteps: Int) throws {
@@ -29,14 +30,15 @@ final class PolicyGradientObjective: FineTuningObjective {
         let trajectories = samples.trajectories, advantages = samples.advantages
         let policy = trainer.policy, reference = trainer.reference
         let eligible = trainer.trainableSteps, trainedSteps = FineTuningTrainer.trainedStepsPerSample(config)
-        var clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, terms = 0
+        // Σ share·figure over the trained steps (a slice's share of its batch), summed over the ranks below.
+        var clipFraction = 0.0, approxKL = 0.0, ratio = 0.0, terms = 0.0
         let oldLogProbs = trajectories.logProbs.map(\.values)
-        let statistics = try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
+        let statistics = try trainer.trainInBatches(samples.usable, rng: &rng) { batch, share, rng in
             let captions = batch.map { trajectories.prompts[$0] }
             let (context, empty) = (try policy.encodeText(captions), try policy.encodeText(captions.map { _ in "" }))
             var steps = eligible
             steps.shuffle(using: &rng)
-            let scale = 1 / Double(trainedSteps * config.gradientAccumulation)
+            let scale = share / Double(trainedSteps * config.gradientAccumulation)
             var batchLoss = 0.0
             for s in steps.prefix(trainedSteps) {
                 let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
@@ -51,16 +53,17 @@ final class PolicyGradientObjective: FineTuningObjective {
                 }
                 try (total * scale).backward()
                 batchLoss += total.item
-                clipFraction += result.clipFraction
-                approxKL += result.approxKL
-                ratio += result.meanRatio
-                terms += 1
+                clipFraction += share * result.clipFraction
+                approxKL += share * result.approxKL
+                ratio += share * result.meanRatio
+                terms += share
             }
             // Every batch trains `trainedSteps` steps, so the mean over batches is the mean over terms.
             return batchLoss / Double(trainedSteps)
         }
-        let n = Double(max(terms, 1))
-        return statistics.metrics.merging(["clip_fraction": clipFraction / n, "approx_kl": approxKL / n, "ratio_mean": ratio / n,
+        let sums = try trainer.sumOverRanks([clipFraction, approxKL, ratio, terms])
+        let n = max(sums[3], 1)
+        return statistics.metrics.merging(["clip_fraction": sums[0] / n, "approx_kl": sums[1] / n, "ratio_mean": sums[2] / n,
                                            "effective_samples": Double(samples.usable.count)]) { $1 }
     }
 

@@ -52,6 +52,7 @@ final class ReFLObjective: FineTuningObjective {
 
     var metricNames: [String] { [] }
     var usesKLPenalty: Bool { true }
+    var splitsBatches: Bool { true }
     var usesAdvantages: Bool { false }
 
     func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {
@@ -60,14 +61,15 @@ final class ReFLObjective: FineTuningObjective {
 
     func train(_ samples: EpochSamples, trainer: FineTuningTrainer, rng: inout RandomGenerator) throws -> [String: Double] {
         let config = config
-        return try trainer.trainInBatches(samples.usable, rng: &rng) { batch, rng in
-            let loss = try self.loss(samples.trajectories, batch: batch, sources: self.sources, policy: trainer.policy,
+        // A slice's loss is its mean reward, weighted by its size: the ranks' gradients sum to the batch's.
+        return try trainer.trainInBatches(samples.usable, rng: &rng) { slice, _, _ in
+            let loss = try self.loss(samples.trajectories, batch: slice, sources: self.sources, policy: trainer.policy,
                                      reference: trainer.reference, beta: trainer.klBeta)
             guard loss.item.isFinite else {
                 try trainer.log.event(epoch: trainer.epoch, kind: "skipped", "non-finite ReFL reward in a training batch; not trained on")
                 return nil
             }
-            try (loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+            try (loss * (Double(slice.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
             return loss.item
         }.metrics
     }
@@ -80,7 +82,7 @@ final class ReFLObjective: FineTuningObjective {
     ///
     /// With β > 0, plus β·mean over `batch` of Σ over the K steps of KL(N(μ_θ, σ²) ‖ N(μ_ref, σ²))
     /// on the same x_t (DPOK's penalty on the re-run steps): the two means share the sampler's
-    /// linear part in x_t, so μ_θ − μ_ref = c_t·(ε̂_θ − ε̂_ref), and the reference's ε̂ is a constant.
+    /// linear part in x_t, so μ_θ − μ_ref = c_t·(ε̂_θ − ε̂_ref).
     func loss(_ trajectories: Trajectories, batch: [Int], sources: [DifferentiableSource], policy: LatentDiffusionModel,
               reference: LatentDiffusionModel? = nil, beta: Double = 0) throws -> Tensor {
         let scheduler = try DDIMScheduler(schedule: policy.schedule, stepCount: trajectories.stepCount, eta: config.sampling.eta)
@@ -95,15 +97,16 @@ final class ReFLObjective: FineTuningObjective {
             let next = try trajectories.latents[s + 1].indexSelect(axis: 0, batch)
             let noise = try withNoGrad { try (next - trajectories.means[s].indexSelect(axis: 0, batch)) * (1 / sigma) }
             let timesteps = [Double](repeating: Double(t), count: batch.count)
-            let epsilon = try policy.guidedEpsilon(config.refl.detachUNetInput ? x.detach() : x, timesteps: timesteps,
+            let input = config.refl.detachUNetInput ? x.detach() : x
+            let epsilon = try policy.guidedEpsilon(input, timesteps: timesteps,
                                                    context: text.context, mask: text.mask, empty: emptyText.context,
                                                    emptyMask: emptyText.mask, guidance: config.sampling.guidance)
             let step = try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, previousSample: next, using: &unused)
             if beta > 0, let reference {
-                let theirs = try withNoGrad {
-                    try reference.guidedEpsilon(x.detach(), timesteps: timesteps, context: text.context, mask: text.mask, empty: emptyText.context,
-                                                emptyMask: emptyText.mask, guidance: config.sampling.guidance)
-                }
+                // The frozen reference sees the same input as the policy, so the loss's gradient
+                // through x_t is exact (and with a detached input, dropped for both).
+                let theirs = try reference.guidedEpsilon(input, timesteps: timesteps, context: text.context, mask: text.mask,
+                                                         empty: emptyText.context, emptyMask: emptyText.mask, guidance: config.sampling.guidance)
                 let referenceMean = try scheduler.step(modelOutput: theirs, timestep: t, sample: x, previousSample: next, using: &unused).mean
                 let term = try stepKL(mean: step.mean, referenceMean: referenceMean, sigma: sigma)
                 kl = try kl.map { try $0 + term } ?? term
