@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Foundation
 import RewardModel
@@ -25,7 +26,10 @@ enum BenchCommand {
             Samples per second of one sampling epoch and one training epoch at the default config (the
             shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4, training
             batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, and GFLOP/s against
-            the sgemm ceiling measured in the same run.
+            the sgemm ceiling measured in the same run. Under mpirun (mpirun -np 2 diffusion-rl bench ddpo
+            --threads 1) the epochs are data-parallel: samples per second are the job's (FLOPs, GEMM time
+            and the ceiling rank 0's), and the gradient all-reduces are counted and timed, with 20
+            all-reduces each of the trained gradients' size and of the whole UNet's (full fine-tuning).
             """, options: [
                 .text("model", "DIR", "the model (default: the config's)"),
                 .text("config", "FILE.json", "a fine-tuning config"),
@@ -96,7 +100,9 @@ enum BenchCommand {
         }
         config.model = args.string("model") ?? config.model
         config.threads = args.int("threads") ?? config.threads
-        let report = try DDPOBenchmark.run(config: config) { progress("  \($0)") }
+        let communicator = try currentCommunicator()
+        let report = try DDPOBenchmark.run(config: config, communicator: communicator) { line in if communicator.rank == 0 { progress("  \(line)") } }
+        guard communicator.rank == 0 else { return }
         if args.flag("json") {
             try printJSON(report)
             return
@@ -109,6 +115,13 @@ enum BenchCommand {
                   + String(format: " %9.2f %9.2f %8.1f %9.1f %10.0f%% %12.0f%%", p.samplesPerSecond, p.seconds, p.gflop, p.gflops,
                            100 * p.fractionOfCeiling, 100 * p.gemmShare))
         }
+        guard report.ranks > 1 else { return }
+        let tally = report.allreduce
+        print(String(format: "%d MPI ranks, sampling batches of %d; training: %d gradient all-reduces of %.1f KB, %.2f ms each with the wait for the slower rank (%.1f%% of the training epoch)",
+                     report.ranks, report.samplingBatch, tally.calls, Double(report.allreduceFloats * 4) / 1e3,
+                     1e3 * tally.seconds / Double(max(tally.calls, 1)), 100 * tally.seconds / report.phases[1].seconds))
+        print(String(format: "all-reduce alone, 20 calls: trained gradients (%d floats) %.3f ms; the whole UNet (%d floats, full fine-tuning) %.3f ms",
+                     report.allreduceFloats, 1e3 * (report.allreduceSecondsLoRA ?? .nan), report.fullFloats, 1e3 * (report.allreduceSecondsFull ?? .nan)))
     }
 
     static func reward(_ args: ParsedArguments) throws {

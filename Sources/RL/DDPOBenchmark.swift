@@ -1,10 +1,12 @@
+import Distributed
 import Engine
 import Foundation
 
 /// `diffusion-rl bench ddpo`: samples per second of a sampling epoch and a training epoch at the
 /// default DDPO config (the default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples), the FLOPs
 /// of their GEMM-backed ops, the share of core time inside BLAS GEMMs, and GFLOP/s against the
-/// `sgemm` ceiling measured in the same run.
+/// `sgemm` ceiling measured in the same run. Under `mpirun` the epochs are data-parallel: samples
+/// per second are the job's, FLOPs and GEMM time rank 0's, and the gradient all-reduces are timed.
 public enum DDPOBenchmark {
     public struct Phase: Codable, Sendable {
         public var name: String
@@ -27,26 +29,45 @@ public enum DDPOBenchmark {
         public var loraRank: Int
         public var ceilingGflops: Double
         public var phases: [Phase]
+        /// Processes (MPI ranks) the epochs ran on.
+        public var ranks: Int = 1
+        public var samplingBatch: Int = 0
+        /// The training epoch's gradient all-reduces (none on one process).
+        public var allreduce: AllreduceTally = AllreduceTally()
+        /// Floats in one all-reduce of the trained gradients: every trainable parameter and one flag per tensor.
+        public var allreduceFloats: Int = 0
+        /// Mean seconds of an all-reduce of the trained gradients and of every UNet parameter's (full
+        /// fine-tuning), 20 calls each (nil on one process).
+        public var allreduceSecondsLoRA: Double?
+        public var allreduceSecondsFull: Double?
+        public var fullFloats: Int = 0
     }
 
     /// Runs one sampling epoch and one training epoch of `config` (its epochs, evaluation and KL
     /// are ignored) in a scratch folder.
-    public static func run(config given: FineTuningConfig, progress: (String) -> Void = { _ in }) throws -> Report {
+    public static func run(config given: FineTuningConfig, communicator: any Communicator = SingleProcess(),
+                           progress: (String) -> Void = { _ in }) throws -> Report {
         var config = given
         config.evaluation.prompts = 0
         config.kl.every = 0
         config.epochs = 1
+        // Every rank needs a sampling batch of its own.
+        let samples = config.promptsPerEpoch * config.imagesPerPrompt
+        config.samplingBatch = min(config.samplingBatch, (samples + communicator.size - 1) / communicator.size)
         Threads.set(config.threads)
         var rng = RandomGenerator(seed: 0)
         var ceiling = try EngineBenchmark.measureGemmCeiling(size: 1024, using: &rng)
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bench-ddpo-\(UUID())")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let trainer = try FineTuningTrainer(config: config, output: scratch, commandLine: "bench ddpo")
+        // Each rank its own scratch folder: the benchmark's writes are not what it measures.
+        let trainer = try FineTuningTrainer(config: config, output: scratch.appendingPathComponent("rank-\(communicator.rank)"), commandLine: "bench ddpo",
+                                            communicator: communicator)
         defer { try? trainer.close() }
         var epochRNG = trainer.epochRNG(0)
         // A warm-up batch, so that allocations and thread start-up are not timed.
         _ = try trainer.policy.sampleTrajectories(["a red circle"], settings: config.sampling, using: &epochRNG)
 
+        try communicator.barrier()
         var start = Date()
         let (sampled, samplingFlops, samplingBlas) = try FlopCounter.profile { try trainer.sampleEpoch(using: &epochRNG) }
         let samplingSeconds = Date().timeIntervalSince(start)
@@ -55,11 +76,12 @@ public enum DDPOBenchmark {
 
         // Random rewards and advantages: the objective's work does not depend on their values.
         let indices = Array(0..<trajectories.count)
-        let samples = EpochSamples(trajectories: trajectories, groups: sampled.groups, promptIndices: sampled.promptIndices, usable: indices,
-                                   rewards: indices.map { _ in rng.normal() }, advantages: indices.map { _ in rng.normal() })
+        let epoch = EpochSamples(trajectories: trajectories, groups: sampled.groups, promptIndices: sampled.promptIndices, usable: indices,
+                                 rewards: indices.map { _ in rng.normal() }, advantages: indices.map { _ in rng.normal() })
+        try communicator.barrier()
         start = Date()
         let (_, trainingFlops, trainingBlas) = try FlopCounter.profile {
-            try trainer.objective.train(samples, trainer: trainer, rng: &epochRNG)
+            try trainer.objective.train(epoch, trainer: trainer, rng: &epochRNG)
         }
         let trainingSeconds = Date().timeIntervalSince(start)
         let trained = PolicyLoss(rawValue: config.objective) != nil
@@ -72,9 +94,24 @@ public enum DDPOBenchmark {
                   gflop: flops / 1e9, gflops: flops / seconds / 1e9, fractionOfCeiling: flops / seconds / 1e9 / ceiling,
                   gemmShare: blas / (seconds * Double(config.threads)))
         }
+        // All-reduces of the trained gradients' size and of the whole UNet's, timed apart from training.
+        let loraFloats = trainer.parameters.reduce(trainer.parameters.count) { $0 + $1.tensor.count }
+        let fullFloats = trainer.policy.unet.namedParameters().reduce(0) { $0 + $1.tensor.count }
+        func allreduceSeconds(_ floats: Int) throws -> Double? {
+            guard communicator.size > 1 else { return nil }
+            var buffer = [Float](repeating: 1, count: floats)
+            try communicator.allreduceSum(&buffer)
+            try communicator.barrier()
+            let begin = Date()
+            for _ in 0..<20 { try communicator.allreduceSum(&buffer) }
+            return Date().timeIntervalSince(begin) / 20
+        }
         return Report(threads: config.threads, model: config.model, steps: config.sampling.steps, guidance: config.sampling.guidance,
                       trainBatch: config.trainBatch, loraRank: config.loraRank, ceilingGflops: ceiling,
                       phases: [phase("sampling", seconds: samplingSeconds, flops: samplingFlops, blas: samplingBlas),
-                               phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas)])
+                               phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas)],
+                      ranks: communicator.size, samplingBatch: config.samplingBatch, allreduce: trainer.allreduces, allreduceFloats: loraFloats,
+                      allreduceSecondsLoRA: try allreduceSeconds(loraFloats), allreduceSecondsFull: try allreduceSeconds(fullFloats),
+                      fullFloats: fullFloats)
     }
 }

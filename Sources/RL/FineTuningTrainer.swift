@@ -66,6 +66,8 @@ public final class FineTuningTrainer {
     public let communicator: any Communicator
     /// Whether this process writes the run (rank 0).
     var writes: Bool { communicator.rank == 0 }
+    /// The gradient all-reduces so far (none in one process).
+    public internal(set) var allreduces = AllreduceTally()
     /// Epochs finished (and logged).
     public private(set) var epoch = 0
     /// What resuming had to repair or restore, for the caller to print.

@@ -1,7 +1,21 @@
 import Diffusion
 import Distributed
 import Engine
+import Foundation
 import RunLog
+
+/// The gradient all-reduces of a run so far: how many, their bytes and their wall time.
+public struct AllreduceTally: Codable, Sendable {
+    public var calls = 0
+    public var bytes = 0
+    public var seconds = 0.0
+
+    mutating func record(bytes: Int, seconds: Double) {
+        calls += 1
+        self.bytes += bytes
+        self.seconds += seconds
+    }
+}
 
 // What data-parallel fine-tuning exchanges between ranks: the epoch's trajectories, the KL drift's
 // per-sample values, the gradients of each optimizer step and the epoch's training figures, and
@@ -40,7 +54,9 @@ extension FineTuningTrainer {
     func sumGradientsOverRanks() throws {
         guard communicator.size > 1 else { return }
         var flat = flatGradients(parameters)
+        let start = Date()
         try communicator.allreduceSum(&flat)
+        allreduces.record(bytes: flat.count * MemoryLayout<Float>.size, seconds: Date().timeIntervalSince(start))
         try setFlatGradients(flat, parameters)
     }
 
