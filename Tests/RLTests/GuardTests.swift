@@ -79,6 +79,27 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(guardian.bestValue, 0.7)
     }
 
+    /// `restoreBy: lastWithinBudget`: the last epoch whose measured KL is within the budget — not
+    /// an unmeasured one after it, nor one over it — whatever the TextNorm signal says.
+    func testRestoreTheLastEpochWithinTheBudget() {
+        var s = settings(["stop", "restoreBest"])
+        s.restoreBy = "lastWithinBudget"
+        var guardian = OveroptimizationGuard(settings: s, beta: 0)
+        for (epoch, kl, textNorm) in [(0, 0.0, 0.9), (1, .nan, 0.1), (2, 60, 0.2), (3, .nan, 0.3)] {
+            XCTAssertEqual(guardian.observe(GuardSignals(epoch: epoch, kl: kl, proxy: 1, textNorm: textNorm)).decisions, [])
+        }
+        XCTAssertEqual(guardian.bestEpoch, 2)
+        let stop = guardian.observe(GuardSignals(epoch: 4, kl: 101, proxy: 1, textNorm: 0.95))
+        XCTAssertFalse(stop.bestChanged)
+        guard case .stop(let why)? = stop.decisions.first else { return XCTFail("\(stop.decisions)") }
+        XCTAssertTrue(why.contains("KL over the budget of 100") && why.contains("KL 101"), why)
+        XCTAssertEqual(guardian.bestEpoch, 2)
+        s.klBudget = 0
+        XCTAssertTrue(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false)!.contains("lastWithinBudget needs a klBudget"))
+        s.restoreBy = "luck"
+        XCTAssertTrue(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false)!.contains("'luck'"))
+    }
+
     func testAdaptBetaAndSettingsThatCannotRun() {
         var s = settings(["adaptBeta"])
         s.targetKL = 100

@@ -5,9 +5,9 @@ import Foundation
 /// proxy's confidence-normalized (TextNorm) version.
 public struct GuardSettings: Codable, Equatable, Sendable {
     /// What the guard does when a trigger fires: any of "warn", "lowerLearningRate", "stop",
-    /// "restoreBest" (restore the weights of the epoch with the best `textNorm` signal within the KL
-    /// budget when the run ends or stops); "adaptBeta" runs every measured epoch instead (an
-    /// adaptive KL controller on `kl.beta`). Empty: no guard.
+    /// "restoreBest" (restore the weights of the best epoch by `restoreBy` when the run ends or
+    /// stops); "adaptBeta" runs every measured epoch instead (an adaptive KL controller on
+    /// `kl.beta`). Empty: no guard.
     public var actions: [String] = []
     /// The KL budget (nats, the trainer's total KL per sample); 0: none. Exceeding it is a trigger.
     public var klBudget = 0.0
@@ -24,6 +24,10 @@ public struct GuardSettings: Codable, Equatable, Sendable {
     public var controllerGain = 0.1
     /// What "lowerLearningRate" multiplies the learning rate by.
     public var learningRateFactor = 0.5
+    /// Which epoch "restoreBest" puts back: "textNorm" (the highest `textNorm` signal within the
+    /// KL budget) or "lastWithinBudget" (the last epoch whose measured KL was within the budget —
+    /// for a budget calibrated on pilot runs, where a gold judge said how far is too far).
+    public var restoreBy = "textNorm"
 
     public init() {}
 
@@ -79,13 +83,15 @@ public enum GuardDecision: Equatable, Sendable {
 }
 
 /// The guard's state machine: it observes each epoch's signals and returns its decisions, and
-/// remembers the best epoch by its own criterion (the TextNorm signal, within the KL budget).
+/// remembers the best epoch by its own criterion (the TextNorm signal within the KL budget, or the
+/// last epoch within it).
 /// Pure: the trainer applies the decisions, so every rule is testable with synthetic signals.
 public struct OveroptimizationGuard: Codable, Equatable, Sendable {
     public let settings: GuardSettings
     public private(set) var history: [GuardSignals] = []
     public private(set) var beta: Double
-    /// The epoch whose weights `restoreBest` would put back, and its TextNorm signal.
+    /// The epoch whose weights `restoreBest` would put back, and its TextNorm signal (its KL, by
+    /// `lastWithinBudget`).
     public private(set) var bestEpoch: Int?
     public private(set) var bestValue = -Double.infinity
     /// Whether a trigger has fired since the learning rate was last lowered (it is lowered once
@@ -111,10 +117,18 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         }
         if settings.proxy.isEmpty != settings.textNorm.isEmpty { return "guard: proxy and textNorm are watched together; set both or neither" }
         if settings.has("adaptBeta") {
-            if !objectiveUsesBeta { return "guard: adaptBeta needs an objective with a β·KL penalty (ppo or reinforce)" }
+            if !objectiveUsesBeta { return "guard: adaptBeta needs an objective with a β·KL penalty (ppo, reinforce or refl)" }
             if settings.targetKL <= 0 { return "guard: adaptBeta needs targetKL > 0" }
         }
-        if settings.has("restoreBest") && settings.textNorm.isEmpty { return "guard: restoreBest chooses by the textNorm signal; set proxy and textNorm" }
+        if !["textNorm", "lastWithinBudget"].contains(settings.restoreBy) {
+            return "guard.restoreBy: '\(settings.restoreBy)' is neither textNorm nor lastWithinBudget"
+        }
+        if settings.has("restoreBest") && settings.restoreBy == "textNorm" && settings.textNorm.isEmpty {
+            return "guard: restoreBest chooses by the textNorm signal; set proxy and textNorm"
+        }
+        if settings.has("restoreBest") && settings.restoreBy == "lastWithinBudget" && settings.klBudget <= 0 {
+            return "guard: restoreBy lastWithinBudget needs a klBudget"
+        }
         return nil
     }
 
@@ -139,7 +153,14 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         }
         var bestChanged = false
         let withinBudget = settings.klBudget == 0 || !signals.kl.isFinite || signals.kl <= settings.klBudget
-        if signals.textNorm.isFinite && withinBudget && signals.textNorm > bestValue {
+        if settings.restoreBy == "lastWithinBudget" {
+            // Only an epoch whose KL was measured is known to be within the budget.
+            if signals.kl.isFinite && withinBudget {
+                bestValue = signals.kl
+                bestEpoch = signals.epoch
+                bestChanged = true
+            }
+        } else if signals.textNorm.isFinite && withinBudget && signals.textNorm > bestValue {
             bestValue = signals.textNorm
             bestEpoch = signals.epoch
             bestChanged = true
