@@ -62,7 +62,7 @@ let package = Package(
                 swiftSettings: kernelFlags),
         // Layer 4: the compact LLaVA-Reward (vision encoder, multimodal decoder, SkipCA, value
         // heads, preference losses).
-        .target(name: "RewardModel", dependencies: ["Inputs", "Statistics", "Rewards", "World", "RunLog", "Engine", "Layers", "Images"],
+        .target(name: "RewardModel", dependencies: ["Inputs", "Statistics", "Rewards", "World", "RunLog", "Engine", "Layers", "Images", "Distributed"],
                 swiftSettings: kernelFlags),
         // Layer 5: preference data from a diffusion model's images, labeled by simulated annotators.
         .target(name: "RewardData", dependencies: ["RewardModel", "Diffusion", "World", "Engine", "Images"], swiftSettings: kernelFlags),

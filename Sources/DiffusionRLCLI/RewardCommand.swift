@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Foundation
 import Images
@@ -139,7 +140,9 @@ enum RewardCommand {
         baseline instead (same vision encoder; image and text embeddings scored by a dot product).
         Writes DIR/run.h5 and DIR/model; after every epoch a resumable checkpoint goes to
         DIR/checkpoints, and --resume continues a stopped or killed run from the newest (same config,
-        same result).
+        same result). Under mpirun it is data-parallel: the ranks split each batch's prompts (so
+        promptsPerBatch should be at least the number of ranks), sum the gradients in one all-reduce
+        per step, and rank 0 writes the run.
         Config keys: PreferenceTrainConfig (decoder, data, perspectives, skipCrossAttention, architecture,
         captionLikelihoodPerspectives (their reward adds the decoder's log p(prompt | image)), loraRank,
         trainVision, epochs, promptsPerBatch, learningRate, warmupSteps, gradientClip, margin, temperature, seed,
@@ -171,9 +174,10 @@ enum RewardCommand {
             throw CommandError("\(folder.path) already holds a trained reward model; pass --force to overwrite")
         }
         StopSignal.install()
+        let communicator = try currentCommunicator()
         let trainer = try PreferenceTrainer(config: config, output: folder, commandLine: CommandLine.arguments.joined(separator: " "),
-                                            overwrite: args.flag("force"), resume: args.flag("resume"))
-        try trainer.run(progress: progress)
+                                            overwrite: args.flag("force"), resume: args.flag("resume"), communicator: communicator)
+        try trainer.run(progress: communicator.rank == 0 ? progress : { _ in })
     }
 
     static let evalCommand = Command("eval", summary: "pairwise accuracy per perspective against the gold judge and the annotators, label accuracy, calibration", description: """

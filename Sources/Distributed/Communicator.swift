@@ -28,6 +28,14 @@ extension Communicator {
         stride(from: 0, to: count, by: batch).enumerated().filter { $0.offset % size == rank }.map(\.element)
     }
 
+    /// Whether `flag` is true on any rank, on every rank.
+    public func anyRank(_ flag: Bool) throws -> Bool {
+        guard size > 1 else { return flag }
+        var count = [flag ? 1.0 : 0.0]
+        try allreduceSum(&count)
+        return count[0] > 0
+    }
+
     /// Every rank's doubles in rank order, on every rank (each rank may send a different count).
     public func allgather(_ values: [Double]) throws -> [[Double]] {
         try allgather(values.withUnsafeBytes { Array($0) }).map { bytes in bytes.withUnsafeBytes { Array($0.bindMemory(to: Double.self)) } }

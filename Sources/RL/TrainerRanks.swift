@@ -63,7 +63,6 @@ extension FineTuningTrainer {
     /// Whether any rank was asked to stop (SIGINT or SIGTERM reach the ranks of a job at different
     /// moments): every rank then stops before the same epoch.
     func agreeOnStop() throws {
-        guard communicator.size > 1 else { return }
-        if try sumOverRanks([StopSignal.requested ? 1 : 0])[0] > 0 { StopSignal.request() }
+        if try communicator.anyRank(StopSignal.requested) { StopSignal.request() }
     }
 }

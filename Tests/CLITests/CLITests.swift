@@ -687,6 +687,34 @@ final class CLITests: XCTestCase {
                        try Data(contentsOf: folder.appendingPathComponent("r-pieces/model/reward_model.safetensors")))
         XCTAssertEqual(try RunLogReader(url: folder.appendingPathComponent("r-pieces/run.h5")).metric("loss"),
                        try RunLogReader(url: folder.appendingPathComponent("r-whole/run.h5")).metric("loss"))
+        // Under `mpirun -np 2` (batches of 3 prompts, split 2 + 1): the one process's model to a
+        // relative 1e-5 and its logged figures, the run folder written once.
+        var parallelConfig = trainConfig
+        parallelConfig.promptsPerBatch = 3
+        parallelConfig.logEvery = 1
+        let parallelFile = folder.appendingPathComponent("train-parallel.json")
+        try ConfigLoader.json(parallelConfig).write(to: parallelFile, atomically: true, encoding: .utf8)
+        let alone = try run(["reward", "train", "--config", parallelFile.path, "--out", folder.appendingPathComponent("r-alone").path])
+        XCTAssertEqual(alone.status, 0, alone.stderr)
+        if let together = try runUnderMPI(["reward", "train", "--config", parallelFile.path, "--out", folder.appendingPathComponent("r-ranks").path]) {
+            XCTAssertEqual(together.status, 0, together.stderr)
+            let a = try Safetensors.read(folder.appendingPathComponent("r-alone/model/reward_model.safetensors")).tensors
+            let b = try Safetensors.read(folder.appendingPathComponent("r-ranks/model/reward_model.safetensors")).tensors
+            var squares = (weights: 0.0, difference: 0.0)
+            for (name, tensor) in a {
+                for (x, y) in zip(tensor.values, b[name]!.values) { squares.weights += x * x; squares.difference += (x - y) * (x - y) }
+            }
+            XCTAssertLessThan((squares.difference / squares.weights).squareRoot(), 1e-5)
+            let logA = try RunLogReader(url: folder.appendingPathComponent("r-alone/run.h5"))
+            let logB = try RunLogReader(url: folder.appendingPathComponent("r-ranks/run.h5"))
+            for name in logA.metricNames where name.hasPrefix("loss") || name.hasPrefix("accuracy") || name == "grad_norm" {
+                for (x, y) in zip(try logA.metric(name), try logB.metric(name)) where !(x.isNaN && y.isNaN) {
+                    XCTAssertEqual(x, y, accuracy: 1e-4 * max(abs(x), 1), name)
+                }
+            }
+            XCTAssertEqual(try logB.epochs(), try logA.epochs())
+            XCTAssertEqual(try logB.events().filter { $0.message.contains("data-parallel over 2 MPI ranks") }.count, 1)
+        }
         // Killed with SIGKILL mid-run and resumed from its newest checkpoint: the same model.
         trainConfig.epochs = 80
         trainConfig.logEvery = 1

@@ -1,3 +1,4 @@
+import Distributed
 import Engine
 import Foundation
 import Images
@@ -97,9 +98,20 @@ struct PreferenceBatchLoss {
     var accuracy: [String: Double]
 }
 
-/// Scores every distinct image of `records` once and returns the batch's loss.
+/// How many pair and label terms `records` hold for each of `perspectives`: what a batch's loss
+/// per perspective is a mean over.
+func preferenceTermCounts(_ records: [PreferenceRecord], perspectives: [String]) -> [String: Int] {
+    Dictionary(uniqueKeysWithValues: perspectives.map { perspective in
+        (perspective, records.reduce(0) { $0 + ($1.preferred?[perspective] != nil ? 1 : 0) + ($1.labels?[perspective] != nil ? 1 : 0) })
+    })
+}
+
+/// Scores every distinct image of `records` once and returns the batch's loss. With `termCounts`
+/// (the whole batch's, `preferenceTermCounts`) the records are one rank's slice of a batch: each
+/// perspective's sums are divided by the batch's counts, so the slices' losses, accuracies and
+/// gradients add up to the batch's.
 func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[Int]], images: PreferenceImages,
-                    margin: Double, temperature: Double) throws -> PreferenceBatchLoss {
+                    margin: Double, temperature: Double, termCounts: [String: Int]? = nil) throws -> PreferenceBatchLoss {
     var distinct: [Int] = [], position: [Int: Int] = [:], prompts: [String] = []
     for (record, recordRows) in zip(records, rows) {
         for row in recordRows where position[row] == nil {
@@ -134,8 +146,8 @@ func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[I
             terms.append(try unpairedPreferenceLoss(rewards: r, good: good) * Double(labeled.count))
             right += zip(r.values, good).map { ($0 > 0) == $1 ? 1.0 : 0 }.reduce(0, +)
         }
-        let count = chosen.count + labeled.count
-        guard count > 0 else { continue }
+        let count = termCounts?[perspective] ?? chosen.count + labeled.count
+        guard count > 0, !terms.isEmpty else { continue }
         var sum = terms[0]
         for term in terms.dropFirst() { sum = try sum + term }
         let mean = sum * (1 / Double(count))
@@ -143,7 +155,10 @@ func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[I
         accuracy[perspective] = right / Double(count)
         total = try total.map { try $0 + mean } ?? mean
     }
-    guard let total else { throw PreferenceDataError(description: "no record in the batch labels any of \(model.perspectives)") }
+    guard let total else {
+        if termCounts != nil { return PreferenceBatchLoss(total: Tensor(scalar: 0), perPerspective: [:], accuracy: [:]) }
+        throw PreferenceDataError(description: "no record in the batch labels any of \(model.perspectives)")
+    }
     return PreferenceBatchLoss(total: total, perPerspective: losses, accuracy: accuracy)
 }
 
@@ -151,6 +166,12 @@ func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[I
 /// records, logging to HDF5, and writes the reward model folder (`model/`). After every epoch a
 /// checkpoint (trainable tensors, optimizer, random stream, the log interval's running sums) goes
 /// to the run folder, and `resume` continues from the newest to the same result.
+///
+/// Data-parallel over the ranks of a `Communicator` (`mpirun`): every rank walks the same shuffled
+/// batches of `promptsPerBatch` prompts and scores the prompts at its positions (r, r + N, …), its
+/// losses divided by the whole batch's term counts; the gradients, the step's loss figures and
+/// whether they are finite go through one all-reduce of one flat buffer per step, and rank 0
+/// writes the log, checkpoints and model.
 public final class PreferenceTrainer {
     public let config: PreferenceTrainConfig
     public let folder: RunFolder
@@ -160,6 +181,8 @@ public final class PreferenceTrainer {
     let images: PreferenceImages
     let log: RunLogWriter
     var rng: RandomGenerator
+    /// The processes of the run (one without `mpirun`).
+    let communicator: any Communicator
     /// The checkpoint a resumed run starts from, and its state.
     var resumeCheckpoint: (folder: URL, state: State)?
     /// For tests: stop (as if killed) before this epoch.
@@ -177,9 +200,11 @@ public final class PreferenceTrainer {
         var config: PreferenceTrainConfig
     }
 
-    public init(config: PreferenceTrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
+    public init(config: PreferenceTrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false,
+                communicator: any Communicator = SingleProcess()) throws {
         try config.validate()
         self.config = config
+        self.communicator = communicator
         Threads.set(config.threads)
         rng = RandomGenerator(seed: config.seed)
         let dataURL = URL(fileURLWithPath: config.data)
@@ -192,20 +217,24 @@ public final class PreferenceTrainer {
                                                    perspectives: config.perspectives,
                                                    captionLikelihoodPerspectives: config.captionLikelihoodPerspectives, using: &rng)
         images = try PreferenceImages(records: records, folder: dataURL.deletingLastPathComponent(), imageSize: reward.config.imageSize)
-        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: communicator.rank > 0 ? .follow : resume ? .resume : overwrite ? .overwrite : .new)
+        let metrics: [MetricSpec] = [MetricSpec("loss", better: .lower, kind: .loss), "learning_rate", "grad_norm",
+                                     MetricSpec("records_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
+            + config.perspectives.flatMap { [MetricSpec("loss_\($0)", better: .lower, kind: .loss), MetricSpec("accuracy_\($0)", better: .higher)] }
         if resume {
-            let checkpoint = folder.latestCheckpoint!
+            guard let checkpoint = folder.latestCheckpoint else { throw RunFolderError("\(output.path) has no checkpoint to resume from") }
             let state = try folder.readState(State.self, from: checkpoint, expecting: config)
             resumeCheckpoint = (checkpoint, state)
-            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
+            log = communicator.rank > 0 ? RunLogWriter(discarding: RunLayout(metrics: metrics), url: folder.logURL, epochs: state.logEpochs)
+                : try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
             try log.event(epoch: log.epochs, kind: "resume", "resumed after epoch \(state.epoch)")
+        } else if communicator.rank > 0 {
+            log = RunLogWriter(discarding: RunLayout(metrics: metrics), url: folder.logURL)
         } else {
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
-            let metrics: [MetricSpec] = [MetricSpec("loss", better: .lower, kind: .loss), "learning_rate", "grad_norm",
-                                         MetricSpec("records_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
-                + config.perspectives.flatMap { [MetricSpec("loss_\($0)", better: .lower, kind: .loss), MetricSpec("accuracy_\($0)", better: .higher)] }
             log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
+            if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) MPI ranks") }
         }
     }
 
@@ -268,21 +297,22 @@ public final class PreferenceTrainer {
             var order = Array(groups.indices)
             order.shuffle(using: &rng)
             for first in stride(from: 0, to: order.count, by: config.promptsPerBatch) {
+                // A signal reaches the ranks at different moments: every rank stops at the same step.
+                if try communicator.anyRank(StopSignal.requested) { StopSignal.request() }
                 try log.stopIfRequested("at step \(step)", hint: "resume with --resume")
-                let batch = order[first..<Swift.min(first + config.promptsPerBatch, order.count)].flatMap { groups[$0] }
+                let prompts = Array(order[first..<Swift.min(first + config.promptsPerBatch, order.count)])
+                let batch = prompts.flatMap { groups[$0] }
                 optimizer.learningRate = config.learningRate * schedule.factor(at: step)
                 reward.model.zeroGrad()
-                let loss = try preferenceLoss(model: reward, records: batch.map { records[$0] }, rows: batch.map { images.rows[$0] },
-                                              images: images, margin: config.margin, temperature: config.temperature)
-                guard loss.total.item.isFinite else {
+                let loss = try stepLoss(prompts: prompts, groups: groups, parameters: parameters)
+                guard loss.total.isFinite else {
                     try log.event(epoch: log.epochs, kind: "skipped", "non-finite loss at step \(step); batch skipped")
                     step += 1
                     continue
                 }
-                try loss.total.backward()
                 let norm = try clipGradNorm(parameters, maxNorm: config.gradientClip)
                 try optimizer.step()
-                sums["loss", default: 0] += loss.total.item
+                sums["loss", default: 0] += loss.total
                 sums["grad_norm", default: 0] += norm
                 for (name, value) in loss.perPerspective { sums["loss_\(name)", default: 0] += value }
                 for (name, value) in loss.accuracy { sums["accuracy_\(name)", default: 0] += value }
@@ -310,6 +340,7 @@ public final class PreferenceTrainer {
         }
         try mergeAndRemoveLoRA(from: reward.model)
         let modelFolder = output.appendingPathComponent("model")
+        guard communicator.rank == 0 else { return }
         try writeFolderAtomically(modelFolder) { try reward.save(to: $0) }
         try log.checkpoint(epoch: log.epochs, path: "model/reward_model.safetensors",
                            sha256: SHA256.hex(fileAt: modelFolder.appendingPathComponent("reward_model.safetensors")))
@@ -320,6 +351,7 @@ public final class PreferenceTrainer {
     /// The trainable tensors, the optimizer and `state`, written atomically to
     /// `checkpoints/epoch-NNNN` before epoch `state.epoch`; older checkpoints are removed.
     private func writeCheckpoint(_ state: State, parameters: [(name: String, tensor: Tensor)], optimizer: AdamW) throws {
+        guard communicator.rank == 0 else { return }
         try folder.writeCheckpoint(String(format: "epoch-%04d", state.epoch)) { temporary in
             try Safetensors.write(Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor) }),
                                   to: temporary.appendingPathComponent("trainable.safetensors"))
@@ -328,5 +360,38 @@ public final class PreferenceTrainer {
         }
         try log.event(epoch: log.epochs, kind: "checkpoint", "resumable checkpoint before epoch \(state.epoch)")
         try log.flush()
+    }
+
+    /// One step's loss over the batch of `prompts` (indices into `groups`), backpropagated: this
+    /// rank's prompts scored, divided by the whole batch's term counts, and — over several ranks —
+    /// the gradients, the loss figures and a non-finite flag summed in one all-reduce, so that every
+    /// rank sees the batch's gradient and figures. A non-finite loss on any rank is non-finite for all.
+    private func stepLoss(prompts: [Int], groups: [[Int]], parameters: [(name: String, tensor: Tensor)]) throws
+        -> (total: Double, perPerspective: [String: Double], accuracy: [String: Double]) {
+        let batch = prompts.flatMap { groups[$0] }
+        guard communicator.size > 1 else {
+            let loss = try preferenceLoss(model: reward, records: batch.map { records[$0] }, rows: batch.map { images.rows[$0] },
+                                          images: images, margin: config.margin, temperature: config.temperature)
+            if loss.total.item.isFinite { try loss.total.backward() }
+            return (loss.total.item, loss.perPerspective, loss.accuracy)
+        }
+        let mine = stride(from: communicator.rank, to: prompts.count, by: communicator.size).flatMap { groups[prompts[$0]] }
+        let counts = preferenceTermCounts(batch.map { records[$0] }, perspectives: reward.perspectives)
+        let loss = try preferenceLoss(model: reward, records: mine.map { records[$0] }, rows: mine.map { images.rows[$0] }, images: images,
+                                      margin: config.margin, temperature: config.temperature, termCounts: counts)
+        let finite = loss.total.item.isFinite
+        if finite && !mine.isEmpty { try loss.total.backward() }
+        let names = reward.perspectives
+        // Flat: every gradient and its flags, then the loss, each perspective's loss and accuracy, and the non-finite flag.
+        var flat = flatGradients(parameters) + [Float(finite ? loss.total.item : 0)]
+            + names.map { Float(loss.perPerspective[$0] ?? 0) } + names.map { Float(loss.accuracy[$0] ?? 0) } + [finite ? 0 : 1]
+        try communicator.allreduceSum(&flat)
+        let figures = Array(flat.suffix(2 * names.count + 2)).map(Double.init)
+        try setFlatGradients(Array(flat.dropLast(2 * names.count + 2)), parameters)
+        guard figures.last! == 0 else { return (.nan, [:], [:]) }
+        // A perspective the batch has no terms for reports nothing, as on one process.
+        let present = names.indices.filter { (counts[names[$0]] ?? 0) > 0 }
+        return (figures[0], Dictionary(uniqueKeysWithValues: present.map { (names[$0], figures[1 + $0]) }),
+                Dictionary(uniqueKeysWithValues: present.map { (names[$0], figures[1 + names.count + $0]) }))
     }
 }
