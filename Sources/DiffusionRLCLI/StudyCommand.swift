@@ -3,6 +3,8 @@ import Distributed
 import Engine
 import Evaluation
 import Foundation
+import RL
+import Rewards
 import RunLog
 import Statistics
 import Studies
@@ -50,11 +52,19 @@ enum StudyCommand {
             alignment, partial alignment, fidelity, the hazard rate and overall: the cross-effects of
             selecting for one perspective. Writes DIR/run.h5, DIR/study.json and DIR/study.html;
             --resume continues a stopped study.
+
+            With --finetune CONFIG the same selectors also steer fine-tuning: for each, the config's
+            fine-tuning (e.g. Experiments/self-training/perspectives.json, self-training that keeps the
+            samples the selector ranks first) runs against the reward model with the selector's heads as
+            its rewards (standardized over each epoch's samples, equal weights) into DIR/finetune/NAME,
+            and the fine-tuned model is drawn on the study's plain seeds: its paired gains over the base
+            in every gold perspective are a second table. Each selector's run resumes where it stopped.
             """, options: [
                 .text("reward-model", "DIR", default: "Models/reward", "the reward model whose heads select"),
                 .integer("n-prompts", default: 128, minimum: 1, "prompts (distinct captions)"),
                 .integer("images-per-prompt", default: 4, minimum: 1, "image slots per prompt"),
                 .integer("best-of", default: 8, minimum: 2, "candidates per image slot"),
+                .text("finetune", "CONFIG.json", "also fine-tune with each selector's heads as the reward (a fine-tuning config), and score the models"),
             ] + common + SamplingOptions.options + [.threads, .json], exclusive: [["force", "resume"]], run: perspectives),
     ])
 
@@ -77,7 +87,8 @@ enum StudyCommand {
         var selectors: [SelectorResult]
         var finding: String
         var seconds: Double
-        /// Fine-tuning runs beside best-of-N (`--runs`), and the RL form fitted to their gold gains.
+        /// Fine-tuning runs beside best-of-N (`--runs`, or one per selector with `--finetune`), and
+        /// the RL form fitted to their gold gains.
         var runs: [RunPoint] = []
         var runsFit: OveroptimizationFit? = nil
     }
@@ -107,19 +118,10 @@ enum StudyCommand {
         let communicator = try currentCommunicator()
         var (result, table) = try runStudy("overoptimization", args, rewardModels: paths, candidates: args.int("max-n")!, scorers: scorers,
                                            selectors: selectors, reported: reported, communicator: communicator)
-        let jobs = try result.settings.captions.flatMap { caption in
-            [Prompt](repeating: try Prompt(parsing: caption), count: result.settings.imagesPerPrompt)
-        }
         for folder in (args.string("runs") ?? "").split(separator: ",").map(String.init) {
-            if communicator.rank == 0 { progress("  run \(folder): drawing its final model on the study's plain seeds") }
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: folder).appendingPathComponent("model"))
-            let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers,
-                                                communicator: communicator)
-            var gains: [String: Estimate] = [:]
-            for column in reported { gains[column] = Estimate.paired(columns[column]!, table.columns[column]![0], clusters: table.slotPrompts) }
-            let kl = (try? RunLogReader(url: URL(fileURLWithPath: folder).appendingPathComponent("run.h5")).metric("kl_mean"))?
-                .last(where: \.isFinite) ?? .nan
-            result.runs.append(RunPoint(run: folder, kl: kl, gains: gains))
+            result.runs.append(try drawnRun(folder, model: model, result: result, table: table, scorers: scorers, reported: reported,
+                                            communicator: communicator))
         }
         let measured = result.runs.filter { $0.kl.isFinite && $0.kl > 0 }
         result.runsFit = OveroptimizationFit.fit(.reinforcementLearning, distances: measured.map { $0.kl.squareRoot() },
@@ -139,9 +141,57 @@ enum StudyCommand {
         }
         let reported = ["gold_alignment", "gold_alignment_partial", "gold_fidelity", "gold_safety", "gold_overall"] + heads
         let communicator = try currentCommunicator()
-        let (result, _) = try runStudy("perspectives", args, rewardModels: [path], candidates: args.int("best-of")!, scorers: scorers,
-                                       selectors: selectors, reported: reported, communicator: communicator)
-        try finish(result, args, sections: [perspectivesSection(result)], communicator: communicator)
+        var (result, table) = try runStudy("perspectives", args, rewardModels: [path], candidates: args.int("best-of")!, scorers: scorers,
+                                           selectors: selectors, reported: reported, communicator: communicator)
+        var sections = [perspectivesSection(result)]
+        if let template = args.string("finetune") {
+            var config = try ConfigLoader.load(FineTuningConfig.self, from: URL(fileURLWithPath: template), defaults: FineTuningConfig())
+            config.rewardModel = path
+            config.threads = args.int("threads")!
+            let functions = try availableRewardFunctions(rewardModel: path, textNorm: config.textNorm)
+            for selector in selectors {
+                config.rewards = RewardComposition(weights: selector.weights, standardize: selector.weights.keys.sorted())
+                let output = URL(fileURLWithPath: result.folder).appendingPathComponent("finetune/\(selector.name)")
+                let model = try fineTuned(config, output: output, functions: functions, communicator: communicator)
+                result.runs.append(try drawnRun(output.path, model: model, result: result, table: table, scorers: scorers, reported: reported,
+                                                communicator: communicator))
+            }
+            sections.append(fineTunedSection(result))
+        }
+        try finish(result, args, sections: sections, communicator: communicator)
+    }
+
+    /// The model of a fine-tuning run in `output`: trained (or resumed) with progress from rank 0,
+    /// or loaded when the run already finished.
+    static func fineTuned(_ config: FineTuningConfig, output: URL, functions: [any RewardFunction], communicator: Communicator) throws -> LatentDiffusionModel {
+        let model = output.appendingPathComponent("model")
+        if !FileManager.default.fileExists(atPath: model.path) {
+            let resume = FileManager.default.fileExists(atPath: output.appendingPathComponent("checkpoints").path)
+            if communicator.rank == 0 { progress("  fine-tuning on \(config.rewards.active.joined(separator: " + ")) into \(output.path)") }
+            let trainer = try FineTuningTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
+                                                overwrite: !resume, resume: resume, rewardFunctions: functions, communicator: communicator)
+            try trainer.run(progress: { line in if communicator.rank == 0 { progress("    \(line)") } })
+            try trainer.close()
+            try communicator.barrier()
+        }
+        return try LatentDiffusionModel.load(from: model)
+    }
+
+    /// A fine-tuned model drawn on the study's plain seeds: its gains over plain sampling of the
+    /// base (candidate 0), paired and clustered by prompt, at √ of its log's last KL.
+    static func drawnRun(_ folder: String, model: LatentDiffusionModel, result: Result, table: CandidateTable, scorers: [GoldEvaluation.Selection],
+                         reported: [String], communicator: Communicator) throws -> RunPoint {
+        let jobs = try result.settings.captions.flatMap { caption in
+            [Prompt](repeating: try Prompt(parsing: caption), count: result.settings.imagesPerPrompt)
+        }
+        if communicator.rank == 0 { progress("  run \(folder): drawing its final model on the study's plain seeds") }
+        let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers,
+                                            communicator: communicator)
+        var gains: [String: Estimate] = [:]
+        for column in reported { gains[column] = Estimate.paired(columns[column]!, table.columns[column]![0], clusters: table.slotPrompts) }
+        let kl = (try? RunLogReader(url: URL(fileURLWithPath: folder).appendingPathComponent("run.h5")).metric("kl_mean"))?
+            .last(where: \.isFinite) ?? .nan
+        return RunPoint(run: folder, kl: kl, gains: gains)
     }
 
     /// Loads the model and prompts, runs or resumes the study with progress (from rank 0 under
@@ -245,6 +295,20 @@ enum StudyCommand {
                          + [String(format: "%+.3f ± %.3f", -safety.mean, safety.standardError), format(g("gold_overall"))])
         }
         return RunReport.Section(title: "Gold gains of best-of-\(n) by each selector over plain sampling (paired, clustered by prompt)", table: table)
+    }
+
+    /// The perspectives page's second table (`--finetune`): each selector's fine-tuned model against
+    /// the base on the study's plain seeds.
+    static func fineTunedSection(_ result: Result) -> RunReport.Section {
+        var table = [["fine-tuned by", "alignment", "partial", "fidelity", "hazard rate", "overall", "KL"]]
+        for (selector, run) in zip(result.selectors, result.runs) {
+            let g = { (column: String) in run.gains[column]! }
+            let safety = g("gold_safety")
+            table.append([selector.name] + ["gold_alignment", "gold_alignment_partial", "gold_fidelity"].map { format(g($0)) }
+                         + [String(format: "%+.3f ± %.3f", -safety.mean, safety.standardError), format(g("gold_overall")), String(format: "%.0f", run.kl)])
+        }
+        return RunReport.Section(title: "Gold gains of the model fine-tuned with each selector's heads as the reward, over the base (paired, clustered by prompt)",
+                                 table: table)
     }
 
     /// Writes study.json and study.html beside the log, then prints the result (or its JSON).

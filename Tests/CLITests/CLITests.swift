@@ -767,6 +767,32 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(resumedStudy.stderr.contains("candidate 1/3"), "a finished study resumed draws nothing")
         let resumedResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(resumedStudy.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(resumedResult["selectors"] as? NSArray, perspectivesResult["selectors"] as? NSArray, "the same results, read from the log")
+        // --finetune: one self-training run per selector, its heads (standardized) the reward; each
+        // fine-tuned model is drawn on the study's plain seeds and scored against the base. Resumed,
+        // the finished runs are not trained again.
+        let template = folder.appendingPathComponent("perspectives-finetune.json")
+        try #"{"model": "\#(diffusionPath)", "objective": "selfTraining", "epochs": 1, "promptPool": 4, "promptsPerEpoch": 2, "imagesPerPrompt": 2,"#
+            .appending(#" "sampling": {"steps": 2}, "samplingBatch": 4, "trainBatch": 2, "evaluation": {"prompts": 0}, "kl": {"every": 1, "samples": 0},"#)
+            .appending(#" "selfTraining": {"k": 1, "threshold": -100, "anchorShare": 0}}"#).write(to: template, atomically: true, encoding: .utf8)
+        let finetuneStudy = folder.appendingPathComponent("study-finetune").path
+        let finetuned = try run(["study", "perspectives", "--reward-model", rewardPath, "--best-of", "2", "--finetune", template.path,
+                                 "--out", finetuneStudy] + studyOptions)
+        XCTAssertEqual(finetuned.status, 0, finetuned.stderr)
+        let finetunedResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(finetuned.stdout.utf8)) as? [String: Any])
+        let finetunedRuns = try XCTUnwrap(finetunedResult["runs"] as? [[String: Any]])
+        XCTAssertEqual(finetunedRuns.count, 9)
+        for point in finetunedRuns {
+            let run = try XCTUnwrap(point["run"] as? String)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/model/unet.safetensors"), run)
+            XCTAssertNotNil((point["gains"] as? [String: Any])?["gold_alignment"], run)
+        }
+        XCTAssertTrue(try String(contentsOfFile: finetuneStudy + "/study.html", encoding: .utf8).contains("fine-tuned with each selector"))
+        let refinetuned = try run(["study", "perspectives", "--reward-model", rewardPath, "--best-of", "2", "--finetune", template.path,
+                                   "--out", finetuneStudy, "--resume"] + studyOptions)
+        XCTAssertEqual(refinetuned.status, 0, refinetuned.stderr)
+        XCTAssertFalse(refinetuned.stderr.contains("fine-tuning on"), refinetuned.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(refinetuned.stdout.utf8)) as? [String: Any])?["runs"] as? NSArray,
+                       finetunedResult["runs"] as? NSArray)
         // Under mpirun the ranks share each candidate's batches (40 images: batches of 32 and 8) and rank 0 writes: the same study.
         let sharedStudy = ["study", "perspectives", "--reward-model", rewardPath, "--best-of", "3", "--model", diffusionPath, "--n-prompts", "8",
                            "--images-per-prompt", "5", "--steps", "2", "--threads", "1", "--json"]
