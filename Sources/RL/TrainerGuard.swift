@@ -61,8 +61,9 @@ extension FineTuningTrainer {
     func restoreGuardBest() throws {
         guard config.guard.has("restoreBest"), let best = guardBest, let bestEpoch = overoptimizationGuard.bestEpoch else { return }
         for (name, tensor) in parameters { tensor.assign(best[name]!) }
-        try log.event(epoch: epoch, kind: "guard", String(format: "restored the weights the run had at the start of epoch %d "
-                                                          + "(its best TextNorm signal within the KL budget, %.4g)", bestEpoch,
-                                                          overoptimizationGuard.bestValue))
+        let why = config.guard.restoreBy == "lastWithinBudget" ? "the last epoch measured within the KL budget, KL %.4g"
+            : "its best TextNorm signal within the KL budget, %.4g"
+        try log.event(epoch: epoch, kind: "guard", String(format: "restored the weights the run had at the start of epoch %d (" + why + ")",
+                                                          bestEpoch, overoptimizationGuard.bestValue))
     }
 }
