@@ -25,7 +25,9 @@ enum RewardCommand {
         initialDecoder (a decoder folder to continue from; its model and tokenizer replace `model`);
         unknown keys are errors. Every checkpointEvery steps a resumable checkpoint goes to
         DIR/checkpoints; --resume continues a stopped or killed run from the newest (same config, same
-        result); --force replaces an existing run.
+        result); --force replaces an existing run. Under mpirun it is data-parallel: every rank draws
+        the step's batch and trains its rows r, r + N, …, the gradients are summed in one all-reduce
+        per step, and rank 0 writes the run.
         """, options: [
             .text("config", "FILE.json", "the caption-pretraining config (default: every key's default)"),
             .threadsOverride,
@@ -39,10 +41,12 @@ enum RewardCommand {
         }
         config.threads = args.int("threads") ?? config.threads
         StopSignal.install()
+        let communicator = try currentCommunicator()
         let trainer = try CaptionPretrainer(config: config, output: URL(fileURLWithPath: out),
                                             commandLine: CommandLine.arguments.joined(separator: " "), overwrite: args.flag("force"),
-                                            resume: args.flag("resume"))
-        try trainer.run(progress: progress)
+                                            resume: args.flag("resume"), communicator: communicator)
+        try trainer.run(progress: communicator.rank == 0 ? progress : { _ in })
+        guard communicator.rank == 0 else { return }
         let world = WorldGenerator(seed: 1)
         let scenes = world.scenes(.validation, count: 4)
         let captions = try CaptionPretrainer.caption(trainer.decoder, tokenizer: trainer.tokenizer,

@@ -637,6 +637,21 @@ final class CLITests: XCTestCase {
         let again = try run(["reward", "pretrain", "--config", pretrainConfig.path, "--out", mllm.path])
         XCTAssertEqual(again.status, 1)
         XCTAssertTrue(again.stderr.contains("--force") || again.stderr.contains("exists"), again.stderr)
+        // Under `mpirun -np 2` (4 captions a step, 2 per rank): the one process's decoder to 1e-5, its loss to 1e-5.
+        if let together = try runUnderMPI(["reward", "pretrain", "--config", pretrainConfig.path, "--out", folder.appendingPathComponent("mllm-ranks").path]) {
+            XCTAssertEqual(together.status, 0, together.stderr)
+            let a = try Safetensors.read(mllm.appendingPathComponent("decoder/decoder.safetensors")).tensors
+            let b = try Safetensors.read(folder.appendingPathComponent("mllm-ranks/decoder/decoder.safetensors")).tensors
+            var squares = (weights: 0.0, difference: 0.0)
+            for (name, tensor) in a {
+                for (x, y) in zip(tensor.values, b[name]!.values) { squares.weights += x * x; squares.difference += (x - y) * (x - y) }
+            }
+            XCTAssertLessThan((squares.difference / squares.weights).squareRoot(), 1e-5)
+            let lossA = try RunLogReader(url: mllm.appendingPathComponent("run.h5")).metric("caption_loss")
+            let lossB = try RunLogReader(url: folder.appendingPathComponent("mllm-ranks/run.h5")).metric("caption_loss")
+            XCTAssertEqual(lossA.count, lossB.count)
+            for (x, y) in zip(lossA, lossB) { XCTAssertEqual(x, y, accuracy: 1e-5 * abs(x)) }
+        }
 
         let dataConfig = folder.appendingPathComponent("data.json")
         try #"{"generatedPerPrompt": 2, "contrastiveGenerated": 1, "contrastiveRenders": 1, "sampling": {"steps": 2}}"#.write(to: dataConfig, atomically: true, encoding: .utf8)

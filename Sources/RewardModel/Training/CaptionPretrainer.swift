@@ -1,3 +1,4 @@
+import Distributed
 import Engine
 import Foundation
 import Images
@@ -41,6 +42,8 @@ public final class CaptionPretrainer {
     public let decoder: MultimodalDecoder
     public let tokenizer: Tokenizer
     let log: RunLogWriter
+    /// The processes of the run (one without `mpirun`): each step's batch is split among them.
+    let communicator: any Communicator
     let world: WorldGenerator
     let renderer: Renderer
     var rng: RandomGenerator
@@ -61,7 +64,9 @@ public final class CaptionPretrainer {
     static let metrics: [MetricSpec] = [MetricSpec("caption_loss", better: .lower, kind: .loss), "learning_rate",
                                         MetricSpec("samples_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
 
-    public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false) throws {
+    public init(config: CaptionPretrainConfig, output: URL, commandLine: String, overwrite: Bool, resume: Bool = false,
+                communicator: any Communicator = SingleProcess()) throws {
+        self.communicator = communicator
         guard config.checkpointEvery >= 1, config.logEvery >= 1, config.checkpointEvery % config.logEvery == 0 else {
             throw RunFolderError("checkpointEvery (\(config.checkpointEvery)) must be a positive multiple of logEvery (\(config.logEvery))")
         }
@@ -69,10 +74,10 @@ public final class CaptionPretrainer {
         Threads.set(config.threads)
         world = WorldGenerator(seed: config.seed, hazardRate: config.hazardRate)
         rng = RandomGenerator(seed: config.seed)
-        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: communicator.rank > 0 ? .follow : resume ? .resume : overwrite ? .overwrite : .new)
         let given = config
         if resume {
-            let checkpoint = folder.latestCheckpoint!
+            guard let checkpoint = folder.latestCheckpoint else { throw RunFolderError("\(output.path) has no checkpoint to resume from") }
             let loaded = try PretrainedDecoder.load(from: checkpoint.appendingPathComponent("decoder"))
             (decoder, tokenizer) = loaded
             // A continued decoder's model config replaced `model` when the run started.
@@ -83,7 +88,8 @@ public final class CaptionPretrainer {
             rng = state.rng
             resumeStep = state.step
             resumeOptimizer = try Safetensors.read(checkpoint.appendingPathComponent("optimizer.safetensors")).tensors
-            log = try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
+            log = communicator.rank > 0 ? RunLogWriter(discarding: RunLayout(metrics: Self.metrics), url: folder.logURL, epochs: state.logEpochs)
+                : try RunLogWriter(resuming: folder.logURL, keepingEpochs: state.logEpochs)
             try log.event(epoch: log.epochs, kind: "resume", "resumed at step \(state.step)")
         } else {
             if !config.initialDecoder.isEmpty {
@@ -95,7 +101,12 @@ public final class CaptionPretrainer {
             }
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
-            log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: Self.metrics), info: info, overwrite: overwrite)
+            if communicator.rank > 0 {
+                log = RunLogWriter(discarding: RunLayout(metrics: Self.metrics), url: folder.logURL)
+            } else {
+                log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: Self.metrics), info: info, overwrite: overwrite)
+                if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) MPI ranks") }
+            }
         }
         self.config = config
         renderer = Renderer(size: config.model.imageSize)
@@ -113,18 +124,34 @@ public final class CaptionPretrainer {
         var sum = 0.0, intervalStart = Date()
         for step in resumeStep..<config.steps {
             if step == stopBefore { throw RunFolderError("stopped before step \(step) (test)") }
+            if try communicator.anyRank(StopSignal.requested) { StopSignal.request() }
             try log.stopIfRequested("at step \(step)", hint: "resume with --resume")
             if step > resumeStep && step % config.checkpointEvery == 0 { try writeCheckpoint(step: step, optimizer: optimizer) }
             optimizer.learningRate = config.learningRate * schedule.factor(at: step)
+            // Every rank draws the whole batch (the same random stream) and trains its rows r, r + N, …
             let scenes = (0..<config.batch).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
             let encoded = scenes.map { tokenizer.encode($0.caption, length: config.model.maxTextLength) }
             decoder.zeroGrad()
-            let loss = try decoder.captionLoss(ImageTensors.tensor(scenes.map(renderer.render)),
-                                               tokens: encoded.map(\.ids), valid: encoded.map(\.valid))
-            try loss.backward()
+            let mine = Array(stride(from: communicator.rank, to: scenes.count, by: communicator.size))
+            // The loss is a mean over the batch's caption tokens: a slice's is weighted by its share of them.
+            let tokens = { (rows: [Int]) in rows.reduce(0) { $0 + encoded[$1].valid.filter { $0 }.count } }
+            var value = 0.0
+            if !mine.isEmpty {
+                let loss = try decoder.captionLoss(ImageTensors.tensor(mine.map { renderer.render(scenes[$0]) }),
+                                                   tokens: mine.map { encoded[$0].ids }, valid: mine.map { encoded[$0].valid })
+                let share = Double(tokens(mine)) / Double(tokens(Array(scenes.indices)))
+                try (loss * share).backward()
+                value = loss.item * share
+            }
+            if communicator.size > 1 {
+                var flat = flatGradients(parameters) + [Float(value)]
+                try communicator.allreduceSum(&flat)
+                value = Double(flat.removeLast())
+                try setFlatGradients(flat, parameters)
+            }
             try clipGradNorm(parameters, maxNorm: config.gradientClip)
             try optimizer.step()
-            sum += loss.item
+            sum += value
             if (step + 1) % config.logEvery == 0 || step == config.steps - 1 {
                 let n = Double(step % config.logEvery + 1)
                 let rate = n * Double(config.batch) / Date().timeIntervalSince(intervalStart)
@@ -141,6 +168,7 @@ public final class CaptionPretrainer {
             }
         }
         let decoderFolder = output.appendingPathComponent("decoder")
+        guard communicator.rank == 0 else { return }
         try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: decoderFolder)
         try log.checkpoint(epoch: log.epochs, path: "decoder/decoder.safetensors",
                            sha256: SHA256.hex(fileAt: decoderFolder.appendingPathComponent("decoder.safetensors")))
@@ -151,6 +179,7 @@ public final class CaptionPretrainer {
     /// The decoder, the optimizer, the random stream and the log's length before `step`, written
     /// atomically to `checkpoints/step-NNNNNNN`; older checkpoints are removed.
     private func writeCheckpoint(step: Int, optimizer: AdamW) throws {
+        guard communicator.rank == 0 else { return }
         try folder.writeCheckpoint(String(format: "step-%07d", step)) { temporary in
             try PretrainedDecoder.save(decoder, tokenizer: tokenizer, to: temporary.appendingPathComponent("decoder"))
             try Safetensors.write(optimizer.state(), to: temporary.appendingPathComponent("optimizer.safetensors"))
