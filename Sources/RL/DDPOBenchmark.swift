@@ -41,6 +41,8 @@ public enum DDPOBenchmark {
         public var allreduceSecondsLoRA: Double?
         public var allreduceSecondsFull: Double?
         public var fullFloats: Int = 0
+        /// Bytes of the sampling epoch's trajectories as the ranks gather them.
+        public var trajectoryBytes: Int = 0
     }
 
     /// Runs one sampling epoch and one training epoch of `config` (its epochs, evaluation and KL
@@ -112,6 +114,6 @@ public enum DDPOBenchmark {
                                phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas)],
                       ranks: communicator.size, samplingBatch: config.samplingBatch, allreduce: trainer.allreduces, allreduceFloats: loraFloats,
                       allreduceSecondsLoRA: try allreduceSeconds(loraFloats), allreduceSecondsFull: try allreduceSeconds(fullFloats),
-                      fullFloats: fullFloats)
+                      fullFloats: fullFloats, trajectoryBytes: trajectories.encoded().count)
     }
 }
