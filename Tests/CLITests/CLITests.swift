@@ -128,21 +128,12 @@ final class CLITests: XCTestCase {
             // the whole batch, and log-probabilities (sums over the latent divided by σ²) amplify
             // the last bits. Measured: PPO differs by 2e-6 of the weights (5e-4 of what training
             // moved), ReFL by less.
-            let base = try Safetensors.read(scratch.appendingPathComponent("model/unet.safetensors")).tensors
-            let a = try Safetensors.read(one.appendingPathComponent("model/unet.safetensors")).tensors
-            let b = try Safetensors.read(two.appendingPathComponent("model/unet.safetensors")).tensors
-            XCTAssertEqual(Set(a.keys), Set(b.keys))
-            var squares = (weights: 0.0, difference: 0.0, moved: 0.0)
-            for (name, tensor) in a {
-                for ((x, y), z) in zip(zip(tensor.values, b[name]!.values), base[name]!.values) {
-                    squares.weights += x * x
-                    squares.difference += (x - y) * (x - y)
-                    squares.moved += (x - z) * (x - z)
-                }
-            }
-            XCTAssertLessThan((squares.difference / squares.weights).squareRoot(), 1e-5, "\(objective): relative to the weights")
-            XCTAssertLessThan((squares.difference / squares.moved).squareRoot(), 2e-3, "\(objective): relative to what training moved")
-            XCTAssertGreaterThan((squares.moved / squares.weights).squareRoot(), 1e-4, "\(objective): training must move the weights")
+            let final = one.appendingPathComponent("model/unet.safetensors")
+            let difference = try relativeDistance(final, two.appendingPathComponent("model/unet.safetensors"))
+            let moved = try relativeDistance(final, scratch.appendingPathComponent("model/unet.safetensors"))
+            XCTAssertLessThan(difference, 1e-5, "\(objective): relative to the weights")
+            XCTAssertLessThan(difference / moved, 2e-3, "\(objective): relative to what training moved")
+            XCTAssertGreaterThan(moved, 1e-4, "\(objective): training must move the weights")
             let logA = try RunLogReader(url: one.appendingPathComponent("run.h5")), logB = try RunLogReader(url: two.appendingPathComponent("run.h5"))
             XCTAssertEqual(try logB.epochs(), 2)
             for name in logA.metricNames where !name.hasPrefix("seconds") && !name.hasPrefix("samples_per_second") {
@@ -165,6 +156,18 @@ final class CLITests: XCTestCase {
         let refused = try XCTUnwrap(try runUnderMPI(["finetune", "--config", selfTraining.path, "--out", scratch.appendingPathComponent("refused").path]))
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("runs on one process only; over MPI: ppo, refl, reinforce"), refused.stderr)
+    }
+
+    /// ‖a − b‖ / ‖a‖ over every tensor of two safetensors files with the same tensors: how far
+    /// apart two runs' weights end, relative to the weights.
+    private func relativeDistance(_ a: URL, _ b: URL) throws -> Double {
+        let (x, y) = (try Safetensors.read(a).tensors, try Safetensors.read(b).tensors)
+        XCTAssertEqual(Set(x.keys), Set(y.keys))
+        var squares = (weights: 0.0, difference: 0.0)
+        for (name, tensor) in x {
+            for (u, v) in zip(tensor.values, y[name]?.values ?? []) { squares.weights += u * u; squares.difference += (u - v) * (u - v) }
+        }
+        return (squares.difference / squares.weights).squareRoot()
     }
 
     /// `mpirun -np N` of the binary with `arguments` (allowed as root, as CI runs); nil without mpirun.
@@ -640,13 +643,8 @@ final class CLITests: XCTestCase {
         // Under `mpirun -np 2` (4 captions a step, 2 per rank): the one process's decoder to 1e-5, its loss to 1e-5.
         if let together = try runUnderMPI(["reward", "pretrain", "--config", pretrainConfig.path, "--out", folder.appendingPathComponent("mllm-ranks").path]) {
             XCTAssertEqual(together.status, 0, together.stderr)
-            let a = try Safetensors.read(mllm.appendingPathComponent("decoder/decoder.safetensors")).tensors
-            let b = try Safetensors.read(folder.appendingPathComponent("mllm-ranks/decoder/decoder.safetensors")).tensors
-            var squares = (weights: 0.0, difference: 0.0)
-            for (name, tensor) in a {
-                for (x, y) in zip(tensor.values, b[name]!.values) { squares.weights += x * x; squares.difference += (x - y) * (x - y) }
-            }
-            XCTAssertLessThan((squares.difference / squares.weights).squareRoot(), 1e-5)
+            XCTAssertLessThan(try relativeDistance(mllm.appendingPathComponent("decoder/decoder.safetensors"),
+                                                   folder.appendingPathComponent("mllm-ranks/decoder/decoder.safetensors")), 1e-5)
             let lossA = try RunLogReader(url: mllm.appendingPathComponent("run.h5")).metric("caption_loss")
             let lossB = try RunLogReader(url: folder.appendingPathComponent("mllm-ranks/run.h5")).metric("caption_loss")
             XCTAssertEqual(lossA.count, lossB.count)
@@ -713,13 +711,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(alone.status, 0, alone.stderr)
         if let together = try runUnderMPI(["reward", "train", "--config", parallelFile.path, "--out", folder.appendingPathComponent("r-ranks").path]) {
             XCTAssertEqual(together.status, 0, together.stderr)
-            let a = try Safetensors.read(folder.appendingPathComponent("r-alone/model/reward_model.safetensors")).tensors
-            let b = try Safetensors.read(folder.appendingPathComponent("r-ranks/model/reward_model.safetensors")).tensors
-            var squares = (weights: 0.0, difference: 0.0)
-            for (name, tensor) in a {
-                for (x, y) in zip(tensor.values, b[name]!.values) { squares.weights += x * x; squares.difference += (x - y) * (x - y) }
-            }
-            XCTAssertLessThan((squares.difference / squares.weights).squareRoot(), 1e-5)
+            XCTAssertLessThan(try relativeDistance(folder.appendingPathComponent("r-alone/model/reward_model.safetensors"),
+                                                   folder.appendingPathComponent("r-ranks/model/reward_model.safetensors")), 1e-5)
             let logA = try RunLogReader(url: folder.appendingPathComponent("r-alone/run.h5"))
             let logB = try RunLogReader(url: folder.appendingPathComponent("r-ranks/run.h5"))
             for name in logA.metricNames where name.hasPrefix("loss") || name.hasPrefix("accuracy") || name == "grad_norm" {
