@@ -207,7 +207,7 @@ enum StudyCommand {
                                             selectors: selectors, reported: reported)
         let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: settings.model))
         let folder = URL(fileURLWithPath: args.string("out")!)
-        let start: RunStart = args.flag("resume") ? .resume : args.flag("force") ? .overwrite : .new
+        let start = RunStart(resume: args.flag("resume"), overwrite: args.flag("force"))
         StopSignal.install()
         let started = Date()
         let slots = prompts.count * settings.imagesPerPrompt

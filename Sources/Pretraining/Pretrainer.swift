@@ -89,7 +89,7 @@ public final class Pretrainer {
             ? WorldTrainingData(seed: config.seed, hazardRate: config.hazardRate, imageSize: config.model.imageSize)
             : try FolderTrainingData(folder: URL(fileURLWithPath: config.dataFolder), imageSize: config.model.imageSize)
         rng = RandomGenerator(seed: config.seed)
-        folder = try RunFolder(output, start: resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: RunStart(resume: resume, overwrite: overwrite))
         if resume {
             let checkpoint = folder.latestCheckpoint!
             let state = try folder.readState(PretrainState.self, from: checkpoint, expecting: config)

@@ -202,7 +202,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
         try requireRange(loraTimestepRange, "loraTimestepRange", end: nil)
         try require(loraTimestepRange.isEmpty || loraRank > 0, "loraTimestepRange gates a LoRA adapter, so loraRank must be > 0")
         try require(kl.beta >= 0 && kl.every >= 0 && kl.samples >= 0, "kl settings must be ≥ 0")
-        if let problem = OveroptimizationGuard.problem(with: self.guard, objectiveUsesBeta: ["ppo", "reinforce", "refl"].contains(objective)) {
+        if let problem = OveroptimizationGuard.problem(with: self.guard, objectiveUsesBeta: FineTuningObjectives.names(having: \.usesKLPenalty, self).contains(objective)) {
             throw FineTuningError(problem)
         }
         try require(!self.guard.has("adaptBeta") || kl.beta > 0, "guard: adaptBeta adapts kl.beta, which must start above 0")

@@ -102,7 +102,7 @@ public final class FineTuningTrainer {
         }
         objective = try FineTuningObjectives.make(config)
         if communicator.size > 1 && !objective.splitsBatches {
-            let names = FineTuningObjectives.registered.filter { (try? $0.value(config).splitsBatches) == true }.keys.sorted()
+            let names = FineTuningObjectives.names(having: \.splitsBatches, config)
             throw FineTuningError("objective '\(config.objective)' runs on one process only; over MPI: \(names.joined(separator: ", "))")
         }
         try objective.prepare(rewardFunctions: rewardFunctions, composition: config.rewards)
@@ -115,7 +115,7 @@ public final class FineTuningTrainer {
         tracker = PerPromptStatTracker(bufferSize: config.statBufferSize, minCount: config.statMinCount)
         evaluationPrompts = try FineTuningTrainer.evaluationPrompts(config.evaluation)
 
-        folder = try RunFolder(output, start: communicator.rank > 0 ? .follow : resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: RunStart(resume: resume, overwrite: overwrite, writes: communicator.rank == 0))
         let layout = RunLayout(metrics: FineTuningTrainer.metricSpecs(config, objective: objective),
                                sampleColumns: FineTuningTrainer.sampleColumnNames(config),
                                prompts: promptPool + evaluationPrompts.map(\.caption),
@@ -273,7 +273,8 @@ public final class FineTuningTrainer {
         if epoch == 0 { try evaluateBase(progress: progress) }
         let last = min(config.epochs, stopAfter ?? config.epochs)
         while epoch < last && !stoppedByGuard {
-            try agreeOnStop()
+            // SIGINT or SIGTERM reach the ranks of a job at different moments: all stop before the same epoch.
+            try StopSignal.agree(communicator.anyRank)
             try log.stopIfRequested("before epoch \(epoch)", epoch: epoch, hint: "resume with --resume")
             let summary = try runEpoch()
             epochDone(summary)

@@ -87,6 +87,11 @@ enum FineTuningObjectives {
 
     static var names: [String] { registered.keys.sorted() }
 
+    /// The registered objectives with `property` (made with `config`), by name.
+    static func names(having property: KeyPath<any FineTuningObjective, Bool>, _ config: FineTuningConfig) -> [String] {
+        registered.filter { (try? $0.value(config))?[keyPath: property] == true }.keys.sorted()
+    }
+
     /// The objective a config names; fails with the registered names for one that is not.
     static func make(_ config: FineTuningConfig) throws -> any FineTuningObjective {
         guard let constructor = registered[config.objective] else {
@@ -94,7 +99,7 @@ enum FineTuningObjectives {
         }
         let objective = try constructor(config)
         guard config.kl.beta == 0 || objective.usesKLPenalty else {
-            let users = registered.filter { (try? $0.value(config).usesKLPenalty) == true }.keys.sorted()
+            let users = names(having: \.usesKLPenalty, config)
             throw FineTuningError("kl.beta: '\(config.objective)' has no β·KL penalty (\(users.joined(separator: ", ")) do); set it to 0")
         }
         return objective

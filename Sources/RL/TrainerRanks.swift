@@ -60,9 +60,4 @@ extension FineTuningTrainer {
         try setFlatGradients(flat, parameters)
     }
 
-    /// Whether any rank was asked to stop (SIGINT or SIGTERM reach the ranks of a job at different
-    /// moments): every rank then stops before the same epoch.
-    func agreeOnStop() throws {
-        if try communicator.anyRank(StopSignal.requested) { StopSignal.request() }
-    }
 }

@@ -11,6 +11,12 @@ public enum RunStart: Sendable, Equatable {
     /// The folder as another process of the same distributed job opened it (rank 0 writes the
     /// run; the other ranks only read a checkpoint to resume from): no checks, nothing created.
     case follow
+
+    /// What a trainer's flags ask for (`--resume`, `--force`, or a new run); a process that does
+    /// not write the run (a rank other than 0) follows the one that does.
+    public init(resume: Bool, overwrite: Bool, writes: Bool = true) {
+        self = !writes ? .follow : resume ? .resume : overwrite ? .overwrite : .new
+    }
 }
 
 /// The folder every trainer writes a run to: the log `run.h5`, resumable checkpoints under
@@ -31,7 +37,6 @@ public struct RunFolder: Sendable {
         self.url = url
         self.start = start
         let manager = FileManager.default
-        if start == .follow { return }
         switch start {
         case .new:
             if manager.fileExists(atPath: logURL.path) {
@@ -44,7 +49,7 @@ public struct RunFolder: Sendable {
                 throw RunFolderError("\(url.path) has no \(resumesFromLog ? "log" : "checkpoint") to resume from")
             }
         case .follow:
-            break
+            return
         }
         try manager.createDirectory(at: url, withIntermediateDirectories: true)
     }

@@ -27,4 +27,10 @@ public enum StopSignal {
     /// Requests a stop as a first signal would: how the processes of a distributed job that did
     /// not receive the signal learn of another's.
     public static func request() { if count == 0 { count = 1 } }
+
+    /// Requests a stop when any process of a job was asked to: `anyProcess` is the job's "is
+    /// this true anywhere" (`Communicator.anyRank`), so every process stops at the same point.
+    public static func agree(_ anyProcess: (Bool) throws -> Bool) rethrows {
+        if try anyProcess(requested) { request() }
+    }
 }

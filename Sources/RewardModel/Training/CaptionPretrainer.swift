@@ -74,7 +74,7 @@ public final class CaptionPretrainer {
         Threads.set(config.threads)
         world = WorldGenerator(seed: config.seed, hazardRate: config.hazardRate)
         rng = RandomGenerator(seed: config.seed)
-        folder = try RunFolder(output, start: communicator.rank > 0 ? .follow : resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: RunStart(resume: resume, overwrite: overwrite, writes: communicator.rank == 0))
         let given = config
         if resume {
             guard let checkpoint = folder.latestCheckpoint else { throw RunFolderError("\(output.path) has no checkpoint to resume from") }
@@ -124,7 +124,7 @@ public final class CaptionPretrainer {
         var sum = 0.0, intervalStart = Date()
         for step in resumeStep..<config.steps {
             if step == stopBefore { throw RunFolderError("stopped before step \(step) (test)") }
-            if try communicator.anyRank(StopSignal.requested) { StopSignal.request() }
+            try StopSignal.agree(communicator.anyRank)
             try log.stopIfRequested("at step \(step)", hint: "resume with --resume")
             if step > resumeStep && step % config.checkpointEvery == 0 { try writeCheckpoint(step: step, optimizer: optimizer) }
             optimizer.learningRate = config.learningRate * schedule.factor(at: step)

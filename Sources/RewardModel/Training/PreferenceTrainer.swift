@@ -217,7 +217,7 @@ public final class PreferenceTrainer {
                                                    perspectives: config.perspectives,
                                                    captionLikelihoodPerspectives: config.captionLikelihoodPerspectives, using: &rng)
         images = try PreferenceImages(records: records, folder: dataURL.deletingLastPathComponent(), imageSize: reward.config.imageSize)
-        folder = try RunFolder(output, start: communicator.rank > 0 ? .follow : resume ? .resume : overwrite ? .overwrite : .new)
+        folder = try RunFolder(output, start: RunStart(resume: resume, overwrite: overwrite, writes: communicator.rank == 0))
         let metrics: [MetricSpec] = [MetricSpec("loss", better: .lower, kind: .loss), "learning_rate", "grad_norm",
                                      MetricSpec("records_per_second", better: .higher), MetricSpec("seconds", better: .lower, kind: .duration)]
             + config.perspectives.flatMap { [MetricSpec("loss_\($0)", better: .lower, kind: .loss), MetricSpec("accuracy_\($0)", better: .higher)] }
@@ -298,7 +298,7 @@ public final class PreferenceTrainer {
             order.shuffle(using: &rng)
             for first in stride(from: 0, to: order.count, by: config.promptsPerBatch) {
                 // A signal reaches the ranks at different moments: every rank stops at the same step.
-                if try communicator.anyRank(StopSignal.requested) { StopSignal.request() }
+                try StopSignal.agree(communicator.anyRank)
                 try log.stopIfRequested("at step \(step)", hint: "resume with --resume")
                 let prompts = Array(order[first..<Swift.min(first + config.promptsPerBatch, order.count)])
                 let batch = prompts.flatMap { groups[$0] }
@@ -368,19 +368,15 @@ public final class PreferenceTrainer {
     /// rank sees the batch's gradient and figures. A non-finite loss on any rank is non-finite for all.
     private func stepLoss(prompts: [Int], groups: [[Int]], parameters: [(name: String, tensor: Tensor)]) throws
         -> (total: Double, perPerspective: [String: Double], accuracy: [String: Double]) {
-        let batch = prompts.flatMap { groups[$0] }
-        guard communicator.size > 1 else {
-            let loss = try preferenceLoss(model: reward, records: batch.map { records[$0] }, rows: batch.map { images.rows[$0] },
-                                          images: images, margin: config.margin, temperature: config.temperature)
-            if loss.total.item.isFinite { try loss.total.backward() }
-            return (loss.total.item, loss.perPerspective, loss.accuracy)
-        }
+        // This rank's prompts (all of them on one process); over several ranks, divided by the whole batch's counts.
         let mine = stride(from: communicator.rank, to: prompts.count, by: communicator.size).flatMap { groups[prompts[$0]] }
-        let counts = preferenceTermCounts(batch.map { records[$0] }, perspectives: reward.perspectives)
+        let counts = communicator.size > 1
+            ? preferenceTermCounts(prompts.flatMap { groups[$0] }.map { records[$0] }, perspectives: reward.perspectives) : nil
         let loss = try preferenceLoss(model: reward, records: mine.map { records[$0] }, rows: mine.map { images.rows[$0] }, images: images,
                                       margin: config.margin, temperature: config.temperature, termCounts: counts)
         let finite = loss.total.item.isFinite
         if finite && !mine.isEmpty { try loss.total.backward() }
+        guard let counts else { return (loss.total.item, loss.perPerspective, loss.accuracy) }
         let names = reward.perspectives
         // Flat: every gradient and its flags, then the loss, each perspective's loss and accuracy, and the non-finite flag.
         var flat = flatGradients(parameters) + [Float(finite ? loss.total.item : 0)]
