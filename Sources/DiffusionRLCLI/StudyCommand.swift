@@ -118,9 +118,10 @@ enum StudyCommand {
         let communicator = try currentCommunicator()
         var (result, table) = try runStudy("overoptimization", args, rewardModels: paths, candidates: args.int("max-n")!, scorers: scorers,
                                            selectors: selectors, reported: reported, communicator: communicator)
+        let jobs = try plainJobs(result)
         for folder in (args.string("runs") ?? "").split(separator: ",").map(String.init) {
             let model = try LatentDiffusionModel.load(from: URL(fileURLWithPath: folder).appendingPathComponent("model"))
-            result.runs.append(try drawnRun(folder, model: model, result: result, table: table, scorers: scorers, reported: reported,
+            result.runs.append(try drawnRun(folder, model: model, jobs: jobs, result: result, table: table, scorers: scorers, reported: reported,
                                             communicator: communicator))
         }
         let measured = result.runs.filter { $0.kl.isFinite && $0.kl > 0 }
@@ -149,12 +150,13 @@ enum StudyCommand {
             config.rewardModel = path
             config.threads = args.int("threads")!
             let functions = try availableRewardFunctions(rewardModel: path, textNorm: config.textNorm)
+            let jobs = try plainJobs(result)
             for selector in selectors {
                 config.rewards = RewardComposition(weights: selector.weights, standardize: selector.weights.keys.sorted())
                 let output = URL(fileURLWithPath: result.folder).appendingPathComponent("finetune/\(selector.name)")
                 let model = try fineTuned(config, output: output, functions: functions, communicator: communicator)
-                result.runs.append(try drawnRun(output.path, model: model, result: result, table: table, scorers: scorers, reported: reported,
-                                                communicator: communicator))
+                result.runs.append(try drawnRun(output.path, model: model, jobs: jobs, result: result, table: table, scorers: scorers,
+                                                reported: reported, communicator: communicator))
             }
             sections.append(fineTunedSection(result))
         }
@@ -177,13 +179,18 @@ enum StudyCommand {
         return try LatentDiffusionModel.load(from: model)
     }
 
-    /// A fine-tuned model drawn on the study's plain seeds: its gains over plain sampling of the
-    /// base (candidate 0), paired and clustered by prompt, at √ of its log's last KL.
-    static func drawnRun(_ folder: String, model: LatentDiffusionModel, result: Result, table: CandidateTable, scorers: [GoldEvaluation.Selection],
-                         reported: [String], communicator: Communicator) throws -> RunPoint {
-        let jobs = try result.settings.captions.flatMap { caption in
+    /// The study's image slots in order (each caption `imagesPerPrompt` times): what a model is
+    /// drawn on to compare with the study's plain samples.
+    static func plainJobs(_ result: Result) throws -> [Prompt] {
+        try result.settings.captions.flatMap { caption in
             [Prompt](repeating: try Prompt(parsing: caption), count: result.settings.imagesPerPrompt)
         }
+    }
+
+    /// A fine-tuned model drawn on the study's plain seeds (`jobs`, from `plainJobs`): its gains over
+    /// plain sampling of the base (candidate 0), paired and clustered by prompt, at √ of its log's last KL.
+    static func drawnRun(_ folder: String, model: LatentDiffusionModel, jobs: [Prompt], result: Result, table: CandidateTable,
+                         scorers: [GoldEvaluation.Selection], reported: [String], communicator: Communicator) throws -> RunPoint {
         if communicator.rank == 0 { progress("  run \(folder): drawing its final model on the study's plain seeds") }
         let columns = try BestOfNStudy.draw(model: model, jobs: jobs, candidate: 0, sampling: result.settings.sampling, scorers: scorers,
                                             communicator: communicator)
@@ -288,13 +295,16 @@ enum StudyCommand {
     static func perspectivesSection(_ result: Result) -> RunReport.Section {
         let n = result.n.last!
         var table = [["selected by (best of \(n))", "alignment", "partial", "fidelity", "hazard rate", "overall"]]
-        for selector in result.selectors {
-            let g = { (column: String) in selector.gains[column]![n - 1] }
-            let safety = g("gold_safety")
-            table.append([selector.name] + ["gold_alignment", "gold_alignment_partial", "gold_fidelity"].map { format(g($0)) }
-                         + [String(format: "%+.3f ± %.3f", -safety.mean, safety.standardError), format(g("gold_overall"))])
-        }
+        for selector in result.selectors { table.append([selector.name] + goldCells { selector.gains[$0]![n - 1] }) }
         return RunReport.Section(title: "Gold gains of best-of-\(n) by each selector over plain sampling (paired, clustered by prompt)", table: table)
+    }
+
+    /// A perspectives table's gold cells from `gain(column)`: alignment, partial, fidelity, the
+    /// hazard rate (minus the safety gain) and overall.
+    static func goldCells(_ gain: (String) -> Estimate) -> [String] {
+        let safety = gain("gold_safety")
+        return ["gold_alignment", "gold_alignment_partial", "gold_fidelity"].map { format(gain($0)) }
+            + [String(format: "%+.3f ± %.3f", -safety.mean, safety.standardError), format(gain("gold_overall"))]
     }
 
     /// The perspectives page's second table (`--finetune`): each selector's fine-tuned model against
@@ -302,10 +312,7 @@ enum StudyCommand {
     static func fineTunedSection(_ result: Result) -> RunReport.Section {
         var table = [["fine-tuned by", "alignment", "partial", "fidelity", "hazard rate", "overall", "KL"]]
         for (selector, run) in zip(result.selectors, result.runs) {
-            let g = { (column: String) in run.gains[column]! }
-            let safety = g("gold_safety")
-            table.append([selector.name] + ["gold_alignment", "gold_alignment_partial", "gold_fidelity"].map { format(g($0)) }
-                         + [String(format: "%+.3f ± %.3f", -safety.mean, safety.standardError), format(g("gold_overall")), String(format: "%.0f", run.kl)])
+            table.append([selector.name] + goldCells { run.gains[$0]! } + [String(format: "%.0f", run.kl)])
         }
         return RunReport.Section(title: "Gold gains of the model fine-tuned with each selector's heads as the reward, over the base (paired, clustered by prompt)",
                                  table: table)
