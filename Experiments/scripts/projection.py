@@ -8,7 +8,7 @@ bookkeeping, imbalance) does not shrink with N.
     T(N) = C/2 + O + steps(N)·[2(N−1)/N·B/bw + 2(N−1)·α] + (N−1)/N·G(N)/bw
 with each machine keeping the 2-rank run's share of the epoch (weak scaling: the epoch, its
 optimizer steps and its gathered trajectories G(N) grow with N).
-The benchmark's rewards are random: a run's scoring, which every rank repeats over the whole epoch,
+The benchmark's rewards are random: a run's scoring, which each rank does for its own samples only,
 is added with --scoring-rate (images per second one rank scores; `bench reward` measures it).
 usage: Experiments/scripts/projection.py BENCH1.json BENCH2.json [--bandwidth GBps] [--latency us] [--scoring-rate N]"""
 import json, sys
@@ -32,7 +32,7 @@ print(f"measured: 1 rank {compute:.2f} s per epoch of {samples} samples ({sample
       f"2 ranks {t2:.2f} s ({samples / t2:.2f} samples/s, ×{compute / t2:.2f}); overhead O = {overhead:.2f} s; "
       f"{steps} all-reduces per epoch; trajectories {gathered / 1e6:.2f} MB per epoch")
 print(f"assumed: {bandwidth / 1e9:.2f} GB/s, {latency * 1e6:.0f} µs per message, ring all-reduce and all-gather"
-      + (f"; every rank scores the whole epoch at {scoring:.0f} images/s" if scoring > 0 else "; scoring not counted"))
+      + (f"; each rank scores its own samples at {scoring:.0f} images/s" if scoring > 0 else "; scoring not counted"))
 # Weak scaling, the use that matters here (DDPO needs more samples per epoch, not the same epoch
 # sooner): each machine keeps the 2-rank run's share of the epoch (samples/2 samples), so the epoch
 # grows with N, and so do its optimizer steps and its gathered trajectories.
@@ -47,7 +47,7 @@ for n in [1, 2, 4, 8, 16, 32, 64]:
         b = 4 * floats
         steps_n = steps * epoch / samples
         comm = 0 if n == 1 else steps_n * (2 * (n - 1) / n * b / bandwidth + 2 * (n - 1) * latency) + (n - 1) / n * gathered * epoch / samples / bandwidth
-        t = compute / 2 + (0 if n == 1 else overhead) + comm + (epoch / scoring if scoring > 0 else 0)
+        t = compute / 2 + (0 if n == 1 else overhead) + comm + (share / scoring if scoring > 0 else 0)
         one = compute / 2 + (share / scoring if scoring > 0 else 0)
         row += [f"{t:.2f}", f"{epoch / t:.1f}", f"×{(epoch / t) / (share / one):.1f}"]
     print("| " + " | ".join(row) + " |")

@@ -7,17 +7,18 @@
 set -euo pipefail
 config=$1 prefix=$2; shift 2
 seeds=${*:-0 1 2}
-bin=.build/release/diffusion-rl
+bin=${BIN:-.build/release/diffusion-rl}   # BIN, THREADS: e.g. a copied binary for a long campaign
+threads=${THREADS:-2}
 for seed in $seeds; do
   out=$prefix-s$seed
   if [ ! -d "$out/model" ]; then
-    if [ -d "$out/checkpoints" ]; then "$bin" finetune --config "$config" --seed "$seed" --out "$out" --resume
-    else "$bin" finetune --config "$config" --seed "$seed" --out "$out"; fi
+    if [ -d "$out/checkpoints" ]; then "$bin" finetune --config "$config" --seed "$seed" --out "$out" --threads "$threads" --resume
+    else "$bin" finetune --config "$config" --seed "$seed" --out "$out" --threads "$threads"; fi
   fi
   for set in train-256 report-128; do
     result=$out/compare-${set%%-*}.json
     # Written under a temporary name and moved, so a stopped evaluation never leaves a partial file behind.
-    [ -s "$result" ] || { "$bin" eval --model Models/base --compare "$out/model" \
+    [ -s "$result" ] || { "$bin" eval --model Models/base --compare "$out/model" --threads "$threads" \
       --prompts "Experiments/prompts/$set.txt" --n-prompts 128 --images-per-prompt 4 --json > "$result.partial" && mv "$result.partial" "$result"; }
   done
   python3 - "$out" <<'PY'

@@ -32,15 +32,28 @@ extension LatentDiffusionModel {
     /// noise drawn from `rng`. Advantage-weighted regression trains the guided prediction because
     /// that is the policy: fitting the conditional branch alone to guided samples compounds the
     /// guidance at every round.
+    ///
+    /// With `rows`, only those rows' terms are computed and summed, but every row's timestep and
+    /// noise is drawn: the processes of a data-parallel run each compute their rows of one batch
+    /// from the same stream, and their sums add up to the whole batch's.
     public func weightedDenoisingLoss(x0: Tensor, captions: [String], weights: [Double], guidance: Double,
-                                      timesteps range: Range<Int>? = nil, using rng: inout RandomGenerator) throws -> Tensor {
+                                      timesteps range: Range<Int>? = nil, rows: [Int]? = nil,
+                                      using rng: inout RandomGenerator) throws -> Tensor {
         let n = x0.shape.first ?? 0
-        guard weights.count == n else {
-            throw EngineError.shapeMismatch(op: "weightedDenoisingLoss", "latents \(x0.shape) for \(weights.count) weights")
+        guard weights.count == n, captions.count == n else {
+            throw EngineError.shapeMismatch(op: "weightedDenoisingLoss", "latents \(x0.shape) for \(weights.count) weights and \(captions.count) captions")
         }
         let timesteps = try drawTimesteps(n, in: range, using: &rng)
         let noise = Tensor.randn(x0.shape, using: &rng)
-        let errors = try denoisingErrors(x0: x0, captions: captions, timesteps: timesteps, noise: noise, guidance: guidance)
-        return try (errors * Tensor(weights, shape: [n], dtype: errors.dtype)).sum()
+        guard let rows else {
+            let errors = try denoisingErrors(x0: x0, captions: captions, timesteps: timesteps, noise: noise, guidance: guidance)
+            return try (errors * Tensor(weights, shape: [n], dtype: errors.dtype)).sum()
+        }
+        guard !rows.isEmpty, rows.allSatisfy({ (0..<n).contains($0) }) else {
+            throw EngineError.invalidArgument(op: "weightedDenoisingLoss", "rows \(rows): none, or outside a batch of \(n)")
+        }
+        let errors = try denoisingErrors(x0: x0.indexSelect(axis: 0, rows), captions: rows.map { captions[$0] },
+                                         timesteps: rows.map { timesteps[$0] }, noise: noise.indexSelect(axis: 0, rows), guidance: guidance)
+        return try (errors * Tensor(rows.map { weights[$0] }, shape: [rows.count], dtype: errors.dtype)).sum()
     }
 }

@@ -220,7 +220,7 @@ public final class FineTuningTrainer {
             specs.append(MetricSpec("\(prefix)_alignment_se"))
         }
         specs += ["samples_per_second_sampling", "samples_per_second_training"].map { MetricSpec($0, better: .higher) }
-        specs += ["seconds_sampling", "seconds_training", "seconds_kl", "seconds_evaluation"].map { MetricSpec($0, better: .lower) }
+        specs += EpochClock.phases.map { MetricSpec("seconds_\($0)", better: .lower) }
         specs.append(MetricSpec("seconds", better: .lower, kind: .duration))
         return specs
     }
@@ -305,7 +305,7 @@ public final class FineTuningTrainer {
         let seed = Int64(bitPattern: rng.next())
         let (groups, promptIndices, trajectories) = try clock.time("sampling") { try sampleEpoch(using: &rng) }
         let prompts = trajectories.prompts
-        let rewards = try composer.score(trajectories.images, prompts: prompts)
+        let rewards = try clock.time("scoring") { try sharedScores(composer, images: trajectories.images, prompts: prompts, indices: Array(prompts.indices)) }
         let (usable, skipped) = try usableSamples(rewards, finite: finiteTrajectories(trajectories))
         epochsWithoutSamples = usable.isEmpty ? epochsWithoutSamples + 1 : 0
         if epochsWithoutSamples >= FineTuningTrainer.maxEpochsWithoutSamples {
@@ -448,6 +448,8 @@ public final class FineTuningTrainer {
 
 /// Wall-clock seconds of an epoch's phases.
 final class EpochClock {
+    /// The phases an epoch times, each logged as `seconds_<phase>`.
+    static let phases = ["sampling", "scoring", "training", "kl", "evaluation"]
     let start = Date()
     private(set) var seconds: [String: Double] = [:]
 

@@ -34,9 +34,9 @@ protocol FineTuningObjective: AnyObject {
     var metricNames: [String] { get }
     /// Whether the trainer should form advantages (ReFL and Diffusion-DPO use none).
     var usesAdvantages: Bool { get }
-    /// Whether the objective trains each batch as slices split among the ranks of a distributed
-    /// run (`trainInBatches`' `share`), drawing no randomness that depends on a slice: only such
-    /// objectives run over MPI.
+    /// Whether the objective trains each batch split among the ranks of a distributed run — each
+    /// rank the forward and backward of its rows (`trainInBatchRows`, `trainInBatches`' slices),
+    /// drawing the batch's randomness alike on every rank: only such objectives run over MPI.
     var splitsBatches: Bool { get }
     /// Whether the objective adds the β·KL penalty (`kl.beta`, adapted by the guard's `adaptBeta`)
     /// to its loss; a config with β > 0 for one that does not is refused.

@@ -26,7 +26,7 @@ extension FineTuningTrainer {
         // Every perspective's scores of the usable samples, in their order.
         var scores = rewards.perspectives.mapValues { values in usable.map { values[$0] } }
         if let guardComposer, !usable.isEmpty {
-            scores.merge(try guardComposer.score(usable.map { images[$0] }, prompts: usable.map { prompts[$0] }).perspectives) { $1 }
+            scores.merge(try sharedScores(guardComposer, images: images, prompts: prompts, indices: usable).perspectives) { $1 }
         }
         func mean(_ name: String) -> Double {
             guard !name.isEmpty, let values = scores[name], !values.isEmpty else { return .nan }

@@ -2,6 +2,8 @@ import Diffusion
 import Distributed
 import Engine
 import Foundation
+import Images
+import Rewards
 import RunLog
 
 /// The gradient all-reduces of a run so far: how many, their bytes and their wall time.
@@ -40,6 +42,31 @@ extension FineTuningTrainer {
             while !reader.isAtEnd { parts.append((try reader.int(), try Trajectories(encoded: try reader.byteString()))) }
         }
         return try Trajectories.concatenated(parts.sorted { $0.start < $1.start }.map(\.trajectories))
+    }
+
+    /// `composer`'s rewards of the epoch's samples `indices` (in that order): each rank scores
+    /// the ones in its own sampling batches (`ownBatches`), the raw scores are summed over the
+    /// ranks (zeros elsewhere) and composed on every rank — so a learned reward model's forward
+    /// is split like the sampling, not repeated on every rank.
+    func sharedScores(_ composer: RewardComposer, images: [RGBImage], prompts: [String], indices: [Int]) throws -> ComposedRewards {
+        guard communicator.size > 1 else {
+            return try composer.score(indices.map { images[$0] }, prompts: indices.map { prompts[$0] })
+        }
+        let starts = Set(ownBatches(count: images.count))
+        let own = indices.indices.filter { starts.contains(indices[$0] / config.samplingBatch * config.samplingBatch) }
+        let names = composer.composition.active
+        var flat = [Double](repeating: 0, count: names.count * indices.count)
+        if !own.isEmpty {
+            let scores = try composer.perspectiveScores(own.map { images[indices[$0]] }, prompts: own.map { prompts[indices[$0]] })
+            for (n, name) in names.enumerated() {
+                for (k, position) in own.enumerated() { flat[n * indices.count + position] = scores[name]![k] }
+            }
+        }
+        flat = try sumOverRanks(flat)
+        let perspectives = Dictionary(uniqueKeysWithValues: names.enumerated().map { n, name in
+            (name, Array(flat[n * indices.count ..< (n + 1) * indices.count]))
+        })
+        return try composer.composed(perspectives, count: indices.count)
     }
 
     /// Element-wise sums of `values` over the ranks.

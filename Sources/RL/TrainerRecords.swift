@@ -72,7 +72,7 @@ extension FineTuningTrainer {
         let seconds = clock.seconds
         try log.record("samples_per_second_sampling", Double(rewards.total.count) / (seconds["sampling"] ?? .nan))
         try log.record("samples_per_second_training", Double(usable.count * config.innerEpochs) / max(seconds["training"] ?? 0, 1e-9))
-        for phase in ["sampling", "training", "kl", "evaluation"] { try log.record("seconds_\(phase)", seconds[phase] ?? 0) }
+        for phase in EpochClock.phases { try log.record("seconds_\(phase)", seconds[phase] ?? 0) }
         try log.record("seconds", clock.total)
         return (mean(totals), byName)
     }

@@ -56,27 +56,26 @@ extension FineTuningTrainer {
 
     /// Inner epochs over `items` in shuffled batches of `trainBatch`, stepping the optimizer every
     /// `gradientAccumulation` batches and at the end. Each batch draws a random stream of its own
-    /// from `rng`, the same on every rank. `backwardSlice` runs the forward and backward of this
-    /// rank's slice of a batch (every size-th item from its rank; the whole batch in one process)
-    /// with its loss scaled by `share`, the slice's fraction of the batch, so that the ranks'
-    /// gradients sum to the batch's; it returns the slice's mean loss to report, or nil when the
-    /// slice was skipped. Returns the mean loss and the mean gradient norm of the updates.
-    func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
-                              backwardSlice: (_ slice: [Item], _ share: Double, inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
+    /// from `rng`, the same on every rank. `backwardRows` sees the whole batch and the rank's
+    /// `RankRows`; it draws what the batch needs (the same on every rank), runs the forward and
+    /// backward of this rank's rows only, scaled so that the ranks' gradients sum to the batch's,
+    /// and returns those rows' mean loss and their share of the batch's rows (nil when it trained
+    /// none). Returns the mean loss and the mean gradient norm of the updates.
+    func trainInBatchRows<Item>(_ items: [Item], rng: inout RandomGenerator,
+                                backwardRows: (_ batch: [Item], _ rows: RankRows, inout RandomGenerator) throws -> (loss: Double, share: Double)?) throws -> UpdateStatistics {
         var updates = 0, norms = 0.0
-        // Σ share·loss and Σ share over the slices trained, summed over the ranks at the end.
+        // Σ share·loss and Σ share over the rows trained, summed over the ranks at the end.
         var figures = [0.0, 0.0]
+        let rows = RankRows(rank: communicator.rank, size: communicator.size)
         for _ in 0..<config.innerEpochs {
             var order = items
             order.shuffle(using: &rng)
             let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
             for (b, batch) in batches.enumerated() {
                 var batchRNG = RandomGenerator(seed: rng.next())
-                let slice = stride(from: communicator.rank, to: batch.count, by: communicator.size).map { batch[$0] }
-                let share = Double(slice.count) / Double(batch.count)
-                if !slice.isEmpty, let value = try backwardSlice(slice, share, &batchRNG) {
-                    figures[0] += share * value
-                    figures[1] += share
+                if let trained = try backwardRows(batch, rows, &batchRNG) {
+                    figures[0] += trained.share * trained.loss
+                    figures[1] += trained.share
                 }
                 if (b + 1) % config.gradientAccumulation == 0 || b == batches.count - 1, let norm = try applyAccumulatedGradients() {
                     norms += norm
@@ -88,6 +87,21 @@ extension FineTuningTrainer {
         return UpdateStatistics(loss: figures[1] > 0 ? figures[0] / figures[1] : .nan, gradNorm: updates > 0 ? norms / Double(updates) : .nan)
     }
 
+    /// `trainInBatchRows` for an objective whose batch items are its rows and that draws nothing per
+    /// batch that its slice would change: `backwardSlice` runs the forward and backward of this
+    /// rank's slice of a batch (its `RankRows`; the whole batch in one process) with its loss
+    /// scaled by `share`, the slice's fraction of the batch, and returns the slice's mean loss, or
+    /// nil when the slice was skipped.
+    func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
+                              backwardSlice: (_ slice: [Item], _ share: Double, inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
+        try trainInBatchRows(items, rng: &rng) { batch, rows, rng in
+            let slice = rows.of(batch.count).map { batch[$0] }
+            let share = Double(slice.count) / Double(batch.count)
+            guard !slice.isEmpty, let loss = try backwardSlice(slice, share, &rng) else { return nil }
+            return (loss, share)
+        }
+    }
+
     /// `trainInBatches` for an objective that trains whole batches on one process
     /// (`splitsBatches` false): `backwardBatch` sees each batch whole.
     func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
@@ -95,4 +109,13 @@ extension FineTuningTrainer {
         precondition(communicator.size == 1, "an objective that does not split its batches runs on one process")
         return try trainInBatches(items, rng: &rng) { batch, _, rng in try backwardBatch(batch, &rng) }
     }
+}
+
+/// The rows of a batch one rank of a data-parallel run computes: every `size`-th, from its rank
+/// (all of them in one process).
+struct RankRows {
+    let rank: Int, size: Int
+
+    /// This rank's rows of a batch of `count`.
+    func of(_ count: Int) -> [Int] { Array(stride(from: rank, to: count, by: size)) }
 }

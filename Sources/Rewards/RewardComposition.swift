@@ -54,6 +54,13 @@ public struct RewardComposer {
 
     /// Raw scores per active perspective and the total Σ w_p · r̂_p (r̂ standardized where asked).
     public func score(_ images: [RGBImage], prompts: [String]) throws -> ComposedRewards {
+        try composed(perspectiveScores(images, prompts: prompts), count: images.count)
+    }
+
+    /// The raw scores of every active perspective; a perspective's score of an image depends on
+    /// that image and its prompt only, so a batch can be scored in parts (by the ranks of a
+    /// data-parallel run) and `composed` once whole.
+    public func perspectiveScores(_ images: [RGBImage], prompts: [String]) throws -> [String: [Double]] {
         var perspectives: [String: [Double]] = [:]
         for source in sources {
             let scores = try source.function.score(images, prompts: prompts, perspectives: source.perspectives)
@@ -64,9 +71,17 @@ public struct RewardComposer {
                 perspectives[name] = values
             }
         }
-        var total = [Double](repeating: 0, count: images.count)
+        return perspectives
+    }
+
+    /// The batch's rewards from its raw perspective scores (`count` images): the total
+    /// Σ w_p · r̂_p, r̂ standardized over the whole batch where asked.
+    public func composed(_ perspectives: [String: [Double]], count: Int) throws -> ComposedRewards {
+        var total = [Double](repeating: 0, count: count)
         for name in composition.active {
-            var values = perspectives[name]!
+            guard var values = perspectives[name], values.count == count else {
+                throw RewardError("reward composition: \(perspectives[name]?.count ?? 0) scores of '\(name)' for \(count) images")
+            }
             if composition.standardize.contains(name) { values = RewardComposer.standardized(values) }
             let weight = composition.weights[name]!
             for i in total.indices { total[i] += weight * values[i] }

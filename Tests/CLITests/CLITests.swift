@@ -95,8 +95,9 @@ final class CLITests: XCTestCase {
     }
 
     /// `finetune` under `mpirun -np 2`: data-parallel DDPO (PPO with per-prompt statistics, the KL
-    /// drift and the gold evaluation) and ReFL give the one process's final weights to a relative
-    /// 1e-5 and the same logged metrics and samples; rank 0 alone writes the run folder.
+    /// drift and the gold evaluation), ReFL, filtered self-training (anchors, caption dropout, a
+    /// buffer), AWR and DiffusionNFT give the one process's final weights to a relative 1e-5 and
+    /// the same logged metrics and samples; rank 0 alone writes the run folder.
     func testFinetuneOverMPIEqualsOneProcess() throws {
         guard ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].contains(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw XCTSkip("mpirun is not installed (make installs openmpi-bin)")
@@ -109,6 +110,10 @@ final class CLITests: XCTestCase {
         let objectives = [
             #""objective": "ppo", "rewards": {"weights": {"alignment_partial": 1, "brightness": 0.5}}, "statMinCount": 2, "innerEpochs": 2"#,
             #""objective": "refl", "rewards": {"weights": {"brightness": 1}}, "refl": {"gradientSteps": 2}, "kl": {"beta": 0.1, "every": 1, "samples": 0}"#,
+            // Rows split after every rank drew the batch's anchors, caption dropout, timesteps and noise.
+            #""objective": "selfTraining", "rewards": {"weights": {"alignment_partial": 1}}, "selfTraining": {"k": 1, "threshold": -1, "bufferSize": 8, "anchorShare": 0.5, "captionDropout": 0.3}"#,
+            #""objective": "advantageWeighted", "rewards": {"weights": {"brightness": 1}}, "advantages": "group", "advantageWeighted": {"timestepsPerSample": 3}"#,
+            #""objective": "diffusionNFT", "rewards": {"weights": {"brightness": 1}}, "advantages": "group""#,
         ]
         for (index, objective) in objectives.enumerated() {
             let config = scratch.appendingPathComponent("config-\(index).json")
@@ -151,11 +156,12 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: two.path).sorted(), ["checkpoints", "model", "prompts.txt", "run.h5"])
         }
         // An objective that trains whole batches refuses to run over MPI, in one line.
-        let selfTraining = scratch.appendingPathComponent("self-training.json")
-        try #"{"model": "\#(scratch.appendingPathComponent("model").path)", "objective": "selfTraining"}"#.write(to: selfTraining, atomically: true, encoding: .utf8)
-        let refused = try XCTUnwrap(try runUnderMPI(["finetune", "--config", selfTraining.path, "--out", scratch.appendingPathComponent("refused").path]))
+        let wholeBatches = scratch.appendingPathComponent("dpo.json")
+        try #"{"model": "\#(scratch.appendingPathComponent("model").path)", "objective": "diffusionDPO"}"#.write(to: wholeBatches, atomically: true, encoding: .utf8)
+        let refused = try XCTUnwrap(try runUnderMPI(["finetune", "--config", wholeBatches.path, "--out", scratch.appendingPathComponent("refused").path]))
         XCTAssertNotEqual(refused.status, 0)
-        XCTAssertTrue(refused.stderr.contains("runs on one process only; over MPI: ppo, refl, reinforce"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("runs on one process only; over MPI: advantageWeighted, diffusionNFT, ppo, refl, reinforce, selfTraining"),
+                      refused.stderr)
     }
 
     /// ‖a − b‖ / ‖a‖ over every tensor of two safetensors files with the same tensors: how far
@@ -172,6 +178,11 @@ final class CLITests: XCTestCase {
 
     /// `mpirun -np N` of the binary with `arguments` (allowed as root, as CI runs); nil without mpirun.
     private func runUnderMPI(_ arguments: [String], ranks: Int = 2) throws -> (status: Int32, stdout: String, stderr: String)? {
+        try mpiProcess(arguments, ranks: ranks).map(output(of:))
+    }
+
+    /// The process `mpirun -np N` of the binary with `arguments`, not started; nil without mpirun.
+    private func mpiProcess(_ arguments: [String], ranks: Int = 2) -> Process? {
         guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             return nil
         }
@@ -179,7 +190,77 @@ final class CLITests: XCTestCase {
         process.executableURL = URL(fileURLWithPath: mpirun)
         process.arguments = ["-np", "\(ranks)", "--oversubscribe", binary.path] + arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]) { $1 }
-        return try output(of: process)
+        return process
+    }
+
+    /// The process id of MPI rank `rank` among the descendants of `parent` (Linux: read from
+    /// /proc, by the rank Open MPI puts in each process's environment); nil when there is none yet.
+    private func pidOfRank(_ rank: Int, under parent: Int32) -> Int32? {
+        func children(of pid: Int32) -> [Int32] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.flatMap { task -> [Int32] in
+                let list = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? ""
+                return list.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            }
+        }
+        var queue = children(of: parent)
+        while let pid = queue.popLast() {
+            if let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ"),
+               environment.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=\(rank)" }) {
+                return pid
+            }
+            queue += children(of: pid)
+        }
+        return nil
+    }
+
+    /// A data-parallel run whose rank 1 is killed with SIGKILL mid-way takes the job down with a
+    /// non-zero exit and a message naming the rank; its last checkpoint stays valid: `--resume`
+    /// under mpirun ends with the uninterrupted job's weights, byte for byte, and every epoch logged
+    /// once. Self-training, so that the checkpoint's replay buffer is part of what must come back.
+    func testFinetuneOverMPIWithAKilledRankResumes() throws {
+        guard mpiProcess([]) != nil else { throw XCTSkip("mpirun is not installed (make installs openmpi-bin)") }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cli-mpi-kill-\(UUID())")
+        var rng = RandomGenerator(seed: 8)
+        let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: WorldGenerator(seed: 0).scenes(.train, count: 2000).map(\.caption)),
+                                             using: &rng)
+        try model.save(to: folder.appendingPathComponent("model"))
+        let config = folder.appendingPathComponent("config.json")
+        try """
+            {"model": "\(folder.appendingPathComponent("model").path)", "threads": 1, "epochs": 16, "promptPool": 4, "promptsPerEpoch": 2,
+             "imagesPerPrompt": 2, "sampling": {"steps": 4}, "samplingBatch": 2, "trainBatch": 3, "learningRate": 0.01,
+             "objective": "selfTraining", "rewards": {"weights": {"alignment_partial": 1}},
+             "selfTraining": {"k": 1, "threshold": -1, "bufferSize": 6, "anchorShare": 0.5}}
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let whole = folder.appendingPathComponent("whole"), pieces = folder.appendingPathComponent("pieces")
+        let uninterrupted = try XCTUnwrap(try runUnderMPI(["finetune", "--config", config.path, "--out", whole.path]))
+        XCTAssertEqual(uninterrupted.status, 0, uninterrupted.stderr)
+
+        let job = try XCTUnwrap(mpiProcess(["finetune", "--config", config.path, "--out", pieces.path]))
+        let errors = Pipe()
+        job.standardError = errors
+        job.standardOutput = FileHandle.nullDevice
+        try job.run()
+        let seen = waitForEpochs(4, in: pieces.appendingPathComponent("run.h5"), seconds: 120, poll: 0.02)
+        let victim = try XCTUnwrap(pidOfRank(1, under: job.processIdentifier), "no process of rank 1 found")
+        kill(victim, SIGKILL)
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        job.waitUntilExit()
+        XCTAssertGreaterThanOrEqual(seen, 4)
+        XCTAssertNotEqual(job.terminationStatus, 0, stderr)
+        XCTAssertTrue(stderr.contains("rank 1") && stderr.contains("signal 9"), stderr)
+        let epochsLogged = try RunLogReader(url: pieces.appendingPathComponent("run.h5")).epochs()
+        XCTAssertLessThan(epochsLogged, 16, "the job ended before its rank was killed")
+
+        let resumed = try XCTUnwrap(try runUnderMPI(["finetune", "--config", config.path, "--out", pieces.path, "--resume"]))
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("resumed from"), resumed.stderr)
+        XCTAssertEqual(try Data(contentsOf: pieces.appendingPathComponent("model/unet.safetensors")),
+                       try Data(contentsOf: whole.appendingPathComponent("model/unet.safetensors")), "resumed weights differ from the uninterrupted job's")
+        let reader = try RunLogReader(url: pieces.appendingPathComponent("run.h5"))
+        XCTAssertEqual(try reader.epochs(), 16)
+        XCTAssertEqual(try reader.sampleColumn("epoch"), (0..<16).flatMap { [Double](repeating: Double($0), count: 4) })
+        XCTAssertEqual(try reader.metric("reward_mean"), try RunLogReader(url: whole.appendingPathComponent("run.h5")).metric("reward_mean"))
     }
 
     /// `--help` on every command and subcommand exits 0 with its usage and starts no work (options

@@ -30,7 +30,8 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
 
     /// The loss is Σ_i w_i · mean((u + g·(c − u) − ε)²) with u, c the UNet's unconditional and
     /// conditional predictions at the drawn timesteps and noise, recomputed here by hand from the
-    /// same random stream; guidance 1 uses the conditional branch alone.
+    /// same random stream; guidance 1 uses the conditional branch alone. Rows computed apart (as
+    /// the ranks of a data-parallel run do) sum to the whole.
     func testWeightedGuidedDenoisingLossByHand() throws {
         let model = try LatentDiffusionModel.load(from: FineTuningTrainerTests.modelFolder)
         var rng = RandomGenerator(seed: 3)
@@ -64,6 +65,19 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
                 return total
             }
             XCTAssertEqual(loss, expected, accuracy: 1e-4 * max(1, abs(expected)), "guidance \(guidance)")
+            // Two ranks' rows {0, 2} and {1} from the same stream: their sums add up to the batch's.
+            let parts = try [[0, 2], [1]].map { rows -> Double in
+                var stream = RandomGenerator(seed: 9)
+                return try withNoGrad {
+                    try model.weightedDenoisingLoss(x0: x0, captions: captions, weights: weights, guidance: guidance, timesteps: range,
+                                                    rows: rows, using: &stream).item
+                }
+            }
+            XCTAssertEqual(parts[0] + parts[1], loss, accuracy: 1e-5 * max(1, abs(loss)), "guidance \(guidance)")
+            XCTAssertGreaterThan(min(parts[0], parts[1]), 0)
+        }
+        XCTAssertThrowsError(try model.weightedDenoisingLoss(x0: x0, captions: captions, weights: weights, guidance: 5, rows: [3], using: &rng)) {
+            XCTAssertTrue("\($0)".contains("outside a batch of 3"), "\($0)")
         }
         XCTAssertThrowsError(try model.weightedDenoisingLoss(x0: x0, captions: captions, weights: [1, 1], guidance: 5, using: &rng)) {
             XCTAssertTrue("\($0)".contains("2 weights"), "\($0)")

@@ -46,6 +46,7 @@ final class AdvantageWeightedObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     var metricNames: [String] { ["effective_samples"] }
+    var splitsBatches: Bool { true }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
         try requireTimesteps(config.advantageWeighted.timestepRange, named: "advantageWeighted.timestepRange", inside: gate,
@@ -60,15 +61,17 @@ final class AdvantageWeightedObjective: FineTuningObjective {
         let timesteps = FineTuningConfig.halfOpenRange(settings.timestepRange)
         let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
         let policy = trainer.policy, config = config
-        let statistics = try trainer.trainInBatches(indices, rng: &rng) { batch, rng in
-            // Each sample `copies` times in one forward, at independent noise levels.
+        let statistics = try trainer.trainInBatchRows(indices, rng: &rng) { batch, rows, rng in
+            // Each sample `copies` times in one forward, at independent noise levels; this rank's rows of them.
             let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
+            let own = rows.of(repeated.count)
+            guard !own.isEmpty else { return nil }
             let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
                                                         captions: repeated.map { trajectories.prompts[$0] },
                                                         weights: repeated.map { weightOf[$0]! }, guidance: config.sampling.guidance,
-                                                        timesteps: timesteps, using: &rng)
+                                                        timesteps: timesteps, rows: own, using: &rng)
             try (loss * (1 / Double(config.trainBatch * copies * config.gradientAccumulation))).backward()
-            return loss.item / Double(batch.count * copies)
+            return (loss.item / Double(own.count), Double(own.count) / Double(repeated.count))
         }
         return statistics.metrics.merging(["effective_samples": effectiveSampleSize(weights)]) { $1 }
     }

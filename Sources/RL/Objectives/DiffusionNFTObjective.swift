@@ -75,6 +75,7 @@ final class DiffusionNFTObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     var metricNames: [String] { ["optimality_mean", "negative_share"] }
+    var splitsBatches: Bool { true }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
         try requireTimesteps(settings.timestepRange, named: "diffusionNFT.timestepRange", inside: gate,
@@ -110,8 +111,8 @@ final class DiffusionNFTObjective: FineTuningObjective {
             try concat(stride(from: 0, to: captions.count, by: chunk).map { try predict(Array($0 ..< min($0 + chunk, captions.count))) }, axis: 0)
         }
         let config = config, beta = settings.beta
-        let statistics = try trainer.trainInBatches(Array(usable.indices), rng: &rng) { batch, _ in
-            let batchRows = rows(of: batch)
+        let statistics = try trainer.trainInBatches(Array(usable.indices), rng: &rng) { slice, _, _ in
+            let batchRows = rows(of: slice)
             let loss = try negativeAwareLoss(prediction: predict(batchRows), old: old.indexSelect(axis: 0, batchRows),
                                              target: target.indexSelect(axis: 0, batchRows),
                                              optimality: batchRows.map { rowOptimality[$0] }, beta: beta).sum()

@@ -194,6 +194,7 @@ final class SelfTrainingObjective: FineTuningObjective {
             + (settings.composites > 0 ? ["composited", "composite_parts_sampled", "composite_parts_kept"] : [])
     }
     var usesAdvantages: Bool { false }
+    var splitsBatches: Bool { true }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
         try requireTimesteps(settings.timestepRange, named: "selfTraining.timestepRange", inside: gate,
@@ -231,10 +232,10 @@ final class SelfTrainingObjective: FineTuningObjective {
         anchorsRejected = 0
         var statistics = UpdateStatistics()
         if !buffer.isEmpty {
-            statistics = try trainer.trainInBatches(Array(buffer.indices), rng: &rng) { batch, rng in
-                let loss = try self.loss(batch: batch, trainer: trainer, using: &rng)
-                try (loss * (1 / Double(config.gradientAccumulation))).backward()
-                return loss.item
+            statistics = try trainer.trainInBatchRows(Array(buffer.indices), rng: &rng) { batch, rows, rng in
+                guard let part = try self.loss(batch: batch, rows: rows, trainer: trainer, using: &rng) else { return nil }
+                try (part.loss * (1 / Double(config.gradientAccumulation))).backward()
+                return (part.loss.item / part.share, part.share)
             }
         }
         metrics.merge(statistics.metrics) { $1 }
@@ -302,8 +303,11 @@ final class SelfTrainingObjective: FineTuningObjective {
         return (kept, drawn.count, partsKept)
     }
 
-    /// The mean of the batch's weighted denoising errors and of its anchor rows' errors.
-    func loss(batch: [Int], trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> Tensor {
+    /// This rank's part of the mean of the batch's weighted denoising errors and of its anchor
+    /// rows' errors: the sum over its `rows` divided by the batch's row count, with their share of
+    /// the rows (nil when it has none). The anchors, caption dropout, timesteps and noise of every
+    /// row are drawn on every rank alike, so the ranks' parts add up to one process's loss.
+    func loss(batch: [Int], rows: RankRows, trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> (loss: Tensor, share: Double)? {
         let policy = trainer.policy
         var latents = try concat(batch.map { buffer[$0].latent }, axis: 0)
         var captions = batch.map { buffer[$0].caption }
@@ -316,9 +320,12 @@ final class SelfTrainingObjective: FineTuningObjective {
             weights += [Double](repeating: 1, count: anchors)
         }
         captions = captions.map { rng.uniform() < settings.captionDropout ? "" : $0 }
+        let own = rows.of(captions.count)
+        guard !own.isEmpty else { return nil }
         let total = try policy.weightedDenoisingLoss(x0: latents, captions: captions, weights: weights, guidance: 1,
-                                                     timesteps: FineTuningConfig.halfOpenRange(settings.timestepRange), using: &rng)
-        return total * (1 / Double(captions.count))
+                                                     timesteps: FineTuningConfig.halfOpenRange(settings.timestepRange),
+                                                     rows: own, using: &rng)
+        return (total * (1 / Double(captions.count)), Double(own.count) / Double(captions.count))
     }
 
     /// Anchor rows added to a batch of `n` selected rows so that they make up `anchorShare` of it.
