@@ -39,11 +39,12 @@ enum FinetuneCommand {
         whose signal equals its noise, and each trained step's share of the gradient's magnitude.
 
         Under mpirun (mpirun -np N diffusion-rl finetune ... --threads 1 on one machine) the run is
-        data-parallel: each rank samples its share of every epoch and trains its slice of every
-        batch, gradients are summed with one all-reduce per step, and rank 0 writes the log,
-        checkpoints and model; the result is the one-process run's, up to summation order
-        (ppo, reinforce and refl; the others refuse). --resume reads the checkpoint on every rank,
-        so the run folder must be on a file system all ranks see.
+        data-parallel, for every objective: each rank samples and scores its share of every
+        epoch and trains its rows of every batch, gradients are summed with one all-reduce per
+        step, and rank 0 writes the log, checkpoints and model; the result is the one-process
+        run's, up to summation order. A rank that dies takes the job down (mpirun names it);
+        --resume reads the last checkpoint on every rank, so the run folder must be on a file
+        system all ranks see.
         """, options: [
             .text("config", "FILE.json", "the fine-tuning config (default: every key's default)"),
             .text("out", "DIR", "the run folder (required unless --gradient-noise)"),

@@ -101,10 +101,6 @@ public final class FineTuningTrainer {
             throw FineTuningError("rewardRefresh re-trains a learned reward, but none is loaded (set rewardModel)")
         }
         objective = try FineTuningObjectives.make(config)
-        if communicator.size > 1 && !objective.splitsBatches {
-            let names = FineTuningObjectives.names(having: \.splitsBatches, config)
-            throw FineTuningError("objective '\(config.objective)' runs on one process only; over MPI: \(names.joined(separator: ", "))")
-        }
         try objective.prepare(rewardFunctions: rewardFunctions, composition: config.rewards)
         promptPool = try FineTuningTrainer.trainingPrompts(config)
         let modelFolder = URL(fileURLWithPath: config.model)

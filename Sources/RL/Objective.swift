@@ -27,17 +27,16 @@ public struct EpochSamples {
 /// rewards, advantages, KL drift, evaluation, log, checkpoints).
 ///
 /// Adding an objective: one file with a type conforming to this protocol, and one line in
-/// `FineTuningObjectives.registered` that maps its config name to a constructor.
+/// `FineTuningObjectives.registered` that maps its config name to a constructor. Its `train`
+/// trains through the trainer's `trainInBatches` (items split among the ranks) or
+/// `trainInBatchRows` (the batch's randomness drawn alike on every rank, then rows split), so
+/// it runs data-parallel under mpirun like the others.
 protocol FineTuningObjective: AnyObject {
     /// Metrics this objective records every epoch besides the trainer's own (`loss`, `grad_norm`):
     /// the log's layout declares them before the run starts.
     var metricNames: [String] { get }
     /// Whether the trainer should form advantages (ReFL and Diffusion-DPO use none).
     var usesAdvantages: Bool { get }
-    /// Whether the objective trains each batch split among the ranks of a distributed run — each
-    /// rank the forward and backward of its rows (`trainInBatchRows`, `trainInBatches`' slices),
-    /// drawing the batch's randomness alike on every rank: only such objectives run over MPI.
-    var splitsBatches: Bool { get }
     /// Whether the objective adds the β·KL penalty (`kl.beta`, adapted by the guard's `adaptBeta`)
     /// to its loss; a config with β > 0 for one that does not is refused.
     var usesKLPenalty: Bool { get }
@@ -67,7 +66,6 @@ extension FineTuningObjective {
     }
     var usesAdvantages: Bool { true }
     var usesKLPenalty: Bool { false }
-    var splitsBatches: Bool { false }
 }
 
 /// The objectives a config can name in `"objective"`.

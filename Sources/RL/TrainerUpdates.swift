@@ -101,14 +101,6 @@ extension FineTuningTrainer {
             return (loss, share)
         }
     }
-
-    /// `trainInBatches` for an objective that trains whole batches on one process
-    /// (`splitsBatches` false): `backwardBatch` sees each batch whole.
-    func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
-                              backwardBatch: ([Item], inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
-        precondition(communicator.size == 1, "an objective that does not split its batches runs on one process")
-        return try trainInBatches(items, rng: &rng) { batch, _, rng in try backwardBatch(batch, &rng) }
-    }
 }
 
 /// The rows of a batch one rank of a data-parallel run computes: every `size`-th, from its rank

@@ -96,8 +96,8 @@ final class CLITests: XCTestCase {
 
     /// `finetune` under `mpirun -np 2`: data-parallel DDPO (PPO with per-prompt statistics, the KL
     /// drift and the gold evaluation), ReFL, filtered self-training (anchors, caption dropout, a
-    /// buffer), AWR and DiffusionNFT give the one process's final weights to a relative 1e-5 and
-    /// the same logged metrics and samples; rank 0 alone writes the run folder.
+    /// buffer), AWR, DiffusionNFT and Diffusion-DPO give the one process's final weights to a
+    /// relative 1e-5 and the same logged metrics and samples; rank 0 alone writes the run folder.
     func testFinetuneOverMPIEqualsOneProcess() throws {
         guard ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].contains(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw XCTSkip("mpirun is not installed (make installs openmpi-bin)")
@@ -114,6 +114,7 @@ final class CLITests: XCTestCase {
             #""objective": "selfTraining", "rewards": {"weights": {"alignment_partial": 1}}, "selfTraining": {"k": 1, "threshold": -1, "bufferSize": 8, "anchorShare": 0.5, "captionDropout": 0.3}"#,
             #""objective": "advantageWeighted", "rewards": {"weights": {"brightness": 1}}, "advantages": "group", "advantageWeighted": {"timestepsPerSample": 3}"#,
             #""objective": "diffusionNFT", "rewards": {"weights": {"brightness": 1}}, "advantages": "group""#,
+            #""objective": "diffusionDPO", "rewards": {"weights": {"brightness": 1}}, "diffusionDPO": {"timestepsPerPair": 3}"#,
         ]
         for (index, objective) in objectives.enumerated() {
             let config = scratch.appendingPathComponent("config-\(index).json")
@@ -155,13 +156,6 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(try logB.events().filter { $0.message.contains("data-parallel over 2 MPI ranks") }.count, 1)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: two.path).sorted(), ["checkpoints", "model", "prompts.txt", "run.h5"])
         }
-        // An objective that trains whole batches refuses to run over MPI, in one line.
-        let wholeBatches = scratch.appendingPathComponent("dpo.json")
-        try #"{"model": "\#(scratch.appendingPathComponent("model").path)", "objective": "diffusionDPO"}"#.write(to: wholeBatches, atomically: true, encoding: .utf8)
-        let refused = try XCTUnwrap(try runUnderMPI(["finetune", "--config", wholeBatches.path, "--out", scratch.appendingPathComponent("refused").path]))
-        XCTAssertNotEqual(refused.status, 0)
-        XCTAssertTrue(refused.stderr.contains("runs on one process only; over MPI: advantageWeighted, diffusionNFT, ppo, refl, reinforce, selfTraining"),
-                      refused.stderr)
     }
 
     /// ‖a − b‖ / ‖a‖ over every tensor of two safetensors files with the same tensors: how far

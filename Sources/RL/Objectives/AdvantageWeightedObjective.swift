@@ -46,7 +46,6 @@ final class AdvantageWeightedObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     var metricNames: [String] { ["effective_samples"] }
-    var splitsBatches: Bool { true }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
         try requireTimesteps(config.advantageWeighted.timestepRange, named: "advantageWeighted.timestepRange", inside: gate,

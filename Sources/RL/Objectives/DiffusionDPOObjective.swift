@@ -96,29 +96,38 @@ final class DiffusionDPOObjective: FineTuningObjective {
         let guidance = settings.guided ? config.sampling.guidance : 1
         let range = FineTuningConfig.halfOpenRange(settings.timestepRange)
         let policy = trainer.policy, reference = trainer.reference
+        // Σ over batches of this rank's rows' share × their accuracy, summed over the ranks at the end.
         var accuracy = 0.0, batches = 0
-        let statistics = try trainer.trainInBatches(Array(pairs.indices), rng: &rng) { batch, rng in
+        let statistics = try trainer.trainInBatchRows(Array(pairs.indices), rng: &rng) { batch, rows, rng in
             // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
+            // Every rank draws the whole batch's timesteps and noise, then trains its rows of it.
             let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
-            let members = chosen.map { pairs[$0].winner } + chosen.map { pairs[$0].loser }
+            let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
+            let noise = Tensor.randn([chosen.count, finalLatents.shape[1], finalLatents.shape[2], finalLatents.shape[3]], using: &rng)
+            batches += 1
+            let own = rows.of(chosen.count)
+            guard !own.isEmpty else { return nil }
+            let members = own.map { pairs[chosen[$0]].winner } + own.map { pairs[chosen[$0]].loser }
             let x0 = try finalLatents.indexSelect(axis: 0, members)
             let captions = members.map { trajectories.prompts[$0] }
-            let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
-            let noise = Tensor.randn([chosen.count] + Array(x0.shape.dropFirst()), using: &rng)
-            let bothNoise = try concat([noise, noise], axis: 0)
+            let ownTimesteps = own.map { timesteps[$0] }
+            let ownNoise = try noise.indexSelect(axis: 0, own)
+            let bothNoise = try concat([ownNoise, ownNoise], axis: 0)
             let referenceErrors = try withNoGrad {
-                try reference.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: guidance).values
+                try reference.denoisingErrors(x0: x0, captions: captions, timesteps: ownTimesteps + ownTimesteps, noise: bothNoise, guidance: guidance).values
             }
-            let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: timesteps + timesteps, noise: bothNoise, guidance: guidance)
-            let halves = try errors.split(sizes: [chosen.count, chosen.count], axis: 0)
+            let errors = try policy.denoisingErrors(x0: x0, captions: captions, timesteps: ownTimesteps + ownTimesteps, noise: bothNoise, guidance: guidance)
+            let halves = try errors.split(sizes: [own.count, own.count], axis: 0)
             let result = try diffusionDPOLoss(winnerErrors: halves[0], loserErrors: halves[1],
-                                              referenceWinnerErrors: Array(referenceErrors[..<chosen.count]),
-                                              referenceLoserErrors: Array(referenceErrors[chosen.count...]), beta: settings.beta)
-            try (result.loss * (Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
-            accuracy += result.accuracy
-            batches += 1
-            return result.loss.item
+                                              referenceWinnerErrors: Array(referenceErrors[..<own.count]),
+                                              referenceLoserErrors: Array(referenceErrors[own.count...]), beta: settings.beta)
+            // The loss is a mean over the batch's rows: this rank's rows count for their share of it.
+            let share = Double(own.count) / Double(chosen.count)
+            try (result.loss * (share * Double(batch.count) / Double(config.trainBatch * config.gradientAccumulation))).backward()
+            accuracy += share * result.accuracy
+            return (result.loss.item, share)
         }
+        accuracy = try trainer.sumOverRanks([accuracy])[0]
         return statistics.metrics.merging(["effective_samples": Double(pairs.count),
                                            "preference_accuracy": accuracy / Double(max(batches, 1))]) { $1 }
     }

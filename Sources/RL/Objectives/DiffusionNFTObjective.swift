@@ -75,7 +75,6 @@ final class DiffusionNFTObjective: FineTuningObjective {
     init(config: FineTuningConfig) { self.config = config }
 
     var metricNames: [String] { ["optimality_mean", "negative_share"] }
-    var splitsBatches: Bool { true }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
         try requireTimesteps(settings.timestepRange, named: "diffusionNFT.timestepRange", inside: gate,

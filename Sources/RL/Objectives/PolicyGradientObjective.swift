@@ -14,7 +14,6 @@ final class PolicyGradientObjective: FineTuningObjective {
     }
 
     var usesKLPenalty: Bool { true }
-    var splitsBatches: Bool { true }
     var metricNames: [String] { ["clip_fraction", "approx_kl", "ratio_mean", "effective_samples"] }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps timesteps: [Int], trainSteps: Int) throws {

@@ -52,7 +52,6 @@ final class ReFLObjective: FineTuningObjective {
 
     var metricNames: [String] { [] }
     var usesKLPenalty: Bool { true }
-    var splitsBatches: Bool { true }
     var usesAdvantages: Bool { false }
 
     func prepare(rewardFunctions: [any RewardFunction], composition: RewardComposition) throws {

@@ -194,7 +194,6 @@ final class SelfTrainingObjective: FineTuningObjective {
             + (settings.composites > 0 ? ["composited", "composite_parts_sampled", "composite_parts_kept"] : [])
     }
     var usesAdvantages: Bool { false }
-    var splitsBatches: Bool { true }
 
     func checkTrainedTimesteps(inside gate: Range<Int>, samplingTimesteps: [Int], trainSteps: Int) throws {
         try requireTimesteps(settings.timestepRange, named: "selfTraining.timestepRange", inside: gate,
