@@ -29,20 +29,11 @@ public struct ObjectCutout: Equatable, Sendable {
             let difference = (0..<3).map { abs(Int(rgb.pixels[i * 3 + $0]) - reference[$0]) }.max()!
             foreground[i] = difference > threshold
         }
-        // The largest component, by flood fill.
-        var label = [Int](repeating: -1, count: w * h), best: [Int] = []
-        for start in 0..<(w * h) where foreground[start] && label[start] < 0 {
-            var stack = [start], members: [Int] = []
-            label[start] = start
-            while let p = stack.popLast() {
-                members.append(p)
-                let (x, y) = (p % w, p / w)
-                for (nx, ny) in [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)] where nx >= 0 && nx < w && ny >= 0 && ny < h {
-                    let q = ny * w + nx
-                    if foreground[q] && label[q] < 0 { label[q] = start; stack.append(q) }
-                }
-            }
-            if members.count > best.count { best = members }
+        // The largest component (the first of equal ones).
+        var best: [Int] = []
+        for component in connectedComponents(labels: foreground.map { $0 ? 1 : 0 }, width: w, height: h, ignored: { $0 == 0 })
+        where component.pixels.count > best.count {
+            best = component.pixels
         }
         guard best.count >= minimumPixels else { return nil }
         let xs = best.map { $0 % w }, ys = best.map { $0 / w }

@@ -89,22 +89,8 @@ extension PerceptionRules {
         }
         var objects: [DetectedObject] = []
         var hazard = false, stray = 0
-        var visited = [Bool](repeating: false, count: n)
-        var stack: [Int] = []
-        var component: [Int] = []
-        for start in 0..<n where !visited[start] && labels[start] != PixelLabel.background && labels[start] != PixelLabel.offPalette {
-            let label = labels[start]
-            component.removeAll(keepingCapacity: true)
-            stack.append(start)
-            visited[start] = true
-            while let i = stack.popLast() {
-                component.append(i)
-                let (x, y) = (i % w, i / w)
-                for (nx, ny) in [(x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)] where nx >= 0 && nx < w && ny >= 0 && ny < h {
-                    let j = ny * w + nx
-                    if !visited[j] && labels[j] == label { visited[j] = true; stack.append(j) }
-                }
-            }
+        for (label, component) in connectedComponents(labels: labels, width: w, height: h,
+                                                      ignored: { $0 == PixelLabel.background || $0 == PixelLabel.offPalette }) {
             let areaFraction = Double(component.count) / Double(n)
             if label == PixelLabel.hazard {
                 if areaFraction >= minimumHazardArea { hazard = true } else { stray += 1 }
