@@ -25,8 +25,9 @@ enum BenchCommand {
         Command("ddpo", summary: "one sampling and one training epoch of the default fine-tuning config", description: """
             Samples per second of one sampling epoch and one training epoch at the default config (the
             shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4, training
-            batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, and GFLOP/s against
-            the sgemm ceiling measured in the same run. Under mpirun (mpirun -np 2 diffusion-rl bench ddpo
+            batch 8), their GEMM FLOPs, the share of core time inside BLAS GEMMs, GFLOP/s against
+            the sgemm ceiling measured in the same run, and the peak resident memory.
+            Experiments/peers/ddpo_epoch_torch.py is the same epoch in PyTorch. Under mpirun (mpirun -np 2 diffusion-rl bench ddpo
             --threads 1) the epochs are data-parallel: samples per second are the job's (FLOPs, GEMM time
             and the ceiling rank 0's), and the gradient all-reduces are counted and timed, with 20
             all-reduces each of the trained gradients' size and of the whole UNet's (full fine-tuning).
@@ -115,6 +116,9 @@ enum BenchCommand {
                   + String(format: " %9.2f %9.2f %8.1f %9.1f %10.0f%% %12.0f%%", p.samplesPerSecond, p.seconds, p.gflop, p.gflops,
                            100 * p.fractionOfCeiling, 100 * p.gemmShare))
         }
+        let seconds = report.phases.reduce(0) { $0 + $1.seconds }
+        print(String(format: "epoch: %.2f s, %.2f samples/s; peak resident memory %@", seconds, Double(report.phases[0].samples) / seconds,
+                     report.peakResidentBytes.map { String(format: "%.0f MiB", Double($0) / 1_048_576) } ?? "unknown"))
         guard report.ranks > 1 else { return }
         let tally = report.allreduce
         print(String(format: "%d MPI ranks, sampling batches of %d; training: %d gradient all-reduces of %.1f KB, %.2f ms each with the wait for the slower rank (%.1f%% of the training epoch)",

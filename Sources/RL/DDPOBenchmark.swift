@@ -43,6 +43,8 @@ public enum DDPOBenchmark {
         public var fullFloats: Int = 0
         /// Bytes of the sampling epoch's trajectories as the ranks gather them.
         public var trajectoryBytes: Int = 0
+        /// The process's (rank 0's) peak resident memory after both epochs, in bytes.
+        public var peakResidentBytes: Int?
     }
 
     /// Runs one sampling epoch and one training epoch of `config` (its epochs, evaluation and KL
@@ -114,6 +116,6 @@ public enum DDPOBenchmark {
                                phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas)],
                       ranks: communicator.size, samplingBatch: config.samplingBatch, allreduce: trainer.allreduces, allreduceFloats: loraFloats,
                       allreduceSecondsLoRA: try allreduceSeconds(loraFloats), allreduceSecondsFull: try allreduceSeconds(fullFloats),
-                      fullFloats: fullFloats, trajectoryBytes: trajectories.encoded().count)
+                      fullFloats: fullFloats, trajectoryBytes: trajectories.encoded().count, peakResidentBytes: peakResidentBytes())
     }
 }

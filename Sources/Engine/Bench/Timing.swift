@@ -15,3 +15,14 @@ public func bestSeconds(minimumSeconds: Double = 0.4, minimumRuns: Int = 5, warm
     }
     return times.min()!
 }
+
+/// The process's peak resident memory in bytes so far (Linux: VmHWM of /proc/self/status; nil
+/// where that is not readable), so that benchmarks report what they needed beside their speed.
+public func peakResidentBytes() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+    // "VmHWM:   123456 kB"
+    let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    guard fields.count >= 2, let kilobytes = Int(fields[1]) else { return nil }
+    return kilobytes * 1024
+}
