@@ -12,7 +12,7 @@ import json
 import time
 
 import torch
-from diffusers import UNet2DConditionModel
+from default_unet import default_unet
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=2)
@@ -21,10 +21,7 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
-unet = UNet2DConditionModel(
-    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 128), layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32)
+unet = default_unet()
 parameters = sum(p.numel() for p in unet.parameters())
 
 

@@ -4,7 +4,7 @@
     .venv/bin/python Experiments/peers/ddpo_epoch_torch.py --threads 2 [--repeats 3] [--json]
 
 The same work as the Swift benchmark, pinned so that it is no straw man:
-- the same UNet (diffusers' UNet2DConditionModel with the config of `bench_unet_torch.py`), LoRA
+- the same UNet (diffusers' UNet2DConditionModel, `default_unet.py`), LoRA
   of rank 4 (α = rank) on the same projections (to_q, to_k, to_v, to_out.0 of every attention
   block) and nothing else trainable — the trainable parameter count is printed to check against
   the Swift run's;
@@ -26,7 +26,7 @@ import resource
 import time
 
 import torch
-from diffusers import UNet2DConditionModel
+from default_unet import default_unet
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=2)
@@ -40,10 +40,7 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
-unet = UNet2DConditionModel(
-    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 128), layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32)
+unet = default_unet()
 unet.requires_grad_(False)
 
 

@@ -9,14 +9,11 @@ Exits non-zero when a weight is missing or unexpected, or when the outputs diffe
 import sys
 
 import torch
-from diffusers import UNet2DConditionModel
+from default_unet import default_unet
 from safetensors.torch import load_file
 
 directory = sys.argv[1]
-unet = UNet2DConditionModel(
-    sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 128), layers_per_block=1,
-    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32)
+unet = default_unet()
 weights = load_file(f"{directory}/unet.safetensors")
 missing, unexpected = unet.load_state_dict(weights, strict=False)
 print(f"loaded {len(weights)} tensors by name; missing {len(missing)}, unexpected {len(unexpected)}")
