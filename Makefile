@@ -49,7 +49,7 @@ test: deps test-deps
 bench: build
 	$(BIN) bench engine --threads $(THREADS)
 
-# The main job: DDPO on the gold alignment reward from the shipped base model (Models/base).
+# The main job: self-training the shipped base model (Models/base) on the reward model's safety head, then every gold perspective before and after.
 demo: build
 	$(BIN) demo --threads $(THREADS)
 

@@ -45,15 +45,14 @@ extension LatentDiffusionModel {
         }
         let timesteps = try drawTimesteps(n, in: range, using: &rng)
         let noise = Tensor.randn(x0.shape, using: &rng)
-        guard let rows else {
-            let errors = try denoisingErrors(x0: x0, captions: captions, timesteps: timesteps, noise: noise, guidance: guidance)
-            return try (errors * Tensor(weights, shape: [n], dtype: errors.dtype)).sum()
+        let selected = rows ?? Array(0..<n)
+        guard rows == nil || (!selected.isEmpty && selected.allSatisfy { (0..<n).contains($0) }) else {
+            throw EngineError.invalidArgument(op: "weightedDenoisingLoss", "rows \(selected): none, or outside a batch of \(n)")
         }
-        guard !rows.isEmpty, rows.allSatisfy({ (0..<n).contains($0) }) else {
-            throw EngineError.invalidArgument(op: "weightedDenoisingLoss", "rows \(rows): none, or outside a batch of \(n)")
-        }
-        let errors = try denoisingErrors(x0: x0.indexSelect(axis: 0, rows), captions: rows.map { captions[$0] },
-                                         timesteps: rows.map { timesteps[$0] }, noise: noise.indexSelect(axis: 0, rows), guidance: guidance)
-        return try (errors * Tensor(rows.map { weights[$0] }, shape: [rows.count], dtype: errors.dtype)).sum()
+        // The whole batch needs no copy.
+        func rowsOf(_ tensor: Tensor) throws -> Tensor { rows == nil ? tensor : try tensor.indexSelect(axis: 0, selected) }
+        let errors = try denoisingErrors(x0: rowsOf(x0), captions: selected.map { captions[$0] }, timesteps: selected.map { timesteps[$0] },
+                                         noise: rowsOf(noise), guidance: guidance)
+        return try (errors * Tensor(selected.map { weights[$0] }, shape: [selected.count], dtype: errors.dtype)).sum()
     }
 }
