@@ -28,6 +28,11 @@ extension Communicator {
         stride(from: 0, to: count, by: batch).enumerated().filter { $0.offset % size == rank }.map(\.element)
     }
 
+    /// The rows of a batch of `count` this rank computes when every rank holds the whole batch
+    /// (drawn alike from one random stream): every size-th row from its rank, all of them in one
+    /// process.
+    public func ownRows(of count: Int) -> [Int] { Array(stride(from: rank, to: count, by: size)) }
+
     /// Whether `flag` is true on any rank, on every rank.
     public func anyRank(_ flag: Bool) throws -> Bool {
         guard size > 1 else { return flag }

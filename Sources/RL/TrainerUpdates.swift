@@ -1,3 +1,4 @@
+import Distributed
 import Engine
 
 /// The loss and gradient norm of an epoch's updates, averaged.
@@ -56,24 +57,23 @@ extension FineTuningTrainer {
 
     /// Inner epochs over `items` in shuffled batches of `trainBatch`, stepping the optimizer every
     /// `gradientAccumulation` batches and at the end. Each batch draws a random stream of its own
-    /// from `rng`, the same on every rank. `backwardRows` sees the whole batch and the rank's
-    /// `RankRows`; it draws what the batch needs (the same on every rank), runs the forward and
-    /// backward of this rank's rows only, scaled so that the ranks' gradients sum to the batch's,
-    /// and returns those rows' mean loss and their share of the batch's rows (nil when it trained
-    /// none). Returns the mean loss and the mean gradient norm of the updates.
+    /// from `rng`, the same on every rank. `backwardRows` sees the whole batch and the job's
+    /// communicator; it draws what the batch needs (the same on every rank), runs the forward and
+    /// backward of this rank's rows only (`ownRows(of:)`), scaled so that the ranks' gradients sum
+    /// to the batch's, and returns those rows' mean loss and their share of the batch's rows (nil
+    /// when it trained none). Returns the mean loss and the mean gradient norm of the updates.
     func trainInBatchRows<Item>(_ items: [Item], rng: inout RandomGenerator,
-                                backwardRows: (_ batch: [Item], _ rows: RankRows, inout RandomGenerator) throws -> (loss: Double, share: Double)?) throws -> UpdateStatistics {
+                                backwardRows: (_ batch: [Item], _ ranks: any Communicator, inout RandomGenerator) throws -> (loss: Double, share: Double)?) throws -> UpdateStatistics {
         var updates = 0, norms = 0.0
         // Σ share·loss and Σ share over the rows trained, summed over the ranks at the end.
         var figures = [0.0, 0.0]
-        let rows = RankRows(rank: communicator.rank, size: communicator.size)
         for _ in 0..<config.innerEpochs {
             var order = items
             order.shuffle(using: &rng)
             let batches = stride(from: 0, to: order.count, by: config.trainBatch).map { Array(order[$0 ..< min($0 + config.trainBatch, order.count)]) }
             for (b, batch) in batches.enumerated() {
                 var batchRNG = RandomGenerator(seed: rng.next())
-                if let trained = try backwardRows(batch, rows, &batchRNG) {
+                if let trained = try backwardRows(batch, communicator, &batchRNG) {
                     figures[0] += trained.share * trained.loss
                     figures[1] += trained.share
                 }
@@ -89,13 +89,13 @@ extension FineTuningTrainer {
 
     /// `trainInBatchRows` for an objective whose batch items are its rows and that draws nothing per
     /// batch that its slice would change: `backwardSlice` runs the forward and backward of this
-    /// rank's slice of a batch (its `RankRows`; the whole batch in one process) with its loss
+    /// rank's slice of a batch (its `ownRows`; the whole batch in one process) with its loss
     /// scaled by `share`, the slice's fraction of the batch, and returns the slice's mean loss, or
     /// nil when the slice was skipped.
     func trainInBatches<Item>(_ items: [Item], rng: inout RandomGenerator,
                               backwardSlice: (_ slice: [Item], _ share: Double, inout RandomGenerator) throws -> Double?) throws -> UpdateStatistics {
-        try trainInBatchRows(items, rng: &rng) { batch, rows, rng in
-            let slice = rows.of(batch.count).map { batch[$0] }
+        try trainInBatchRows(items, rng: &rng) { batch, ranks, rng in
+            let slice = ranks.ownRows(of: batch.count).map { batch[$0] }
             let share = Double(slice.count) / Double(batch.count)
             guard !slice.isEmpty, let loss = try backwardSlice(slice, share, &rng) else { return nil }
             return (loss, share)
@@ -103,11 +103,3 @@ extension FineTuningTrainer {
     }
 }
 
-/// The rows of a batch one rank of a data-parallel run computes: every `size`-th, from its rank
-/// (all of them in one process).
-struct RankRows {
-    let rank: Int, size: Int
-
-    /// This rank's rows of a batch of `count`.
-    func of(_ count: Int) -> [Int] { Array(stride(from: rank, to: count, by: size)) }
-}

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Foundation
 
@@ -60,10 +61,10 @@ final class AdvantageWeightedObjective: FineTuningObjective {
         let timesteps = FineTuningConfig.halfOpenRange(settings.timestepRange)
         let weightOf = Dictionary(uniqueKeysWithValues: zip(indices, weights))
         let policy = trainer.policy, config = config
-        let statistics = try trainer.trainInBatchRows(indices, rng: &rng) { batch, rows, rng in
+        let statistics = try trainer.trainInBatchRows(indices, rng: &rng) { batch, ranks, rng in
             // Each sample `copies` times in one forward, at independent noise levels; this rank's rows of them.
             let repeated = batch.flatMap { [Int](repeating: $0, count: copies) }
-            let own = rows.of(repeated.count)
+            let own = ranks.ownRows(of: repeated.count)
             guard !own.isEmpty else { return nil }
             let loss = try policy.weightedDenoisingLoss(x0: finalLatents.indexSelect(axis: 0, repeated),
                                                         captions: repeated.map { trajectories.prompts[$0] },

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Foundation
 
@@ -98,14 +99,14 @@ final class DiffusionDPOObjective: FineTuningObjective {
         let policy = trainer.policy, reference = trainer.reference
         // Σ over batches of this rank's rows' share × their accuracy, summed over the ranks at the end.
         var accuracy = 0.0, batches = 0
-        let statistics = try trainer.trainInBatchRows(Array(pairs.indices), rng: &rng) { batch, rows, rng in
+        let statistics = try trainer.trainInBatchRows(Array(pairs.indices), rng: &rng) { batch, ranks, rng in
             // Each pair `copies` times; winners first, then losers, with the same noise and timesteps.
             // Every rank draws the whole batch's timesteps and noise, then trains its rows of it.
             let chosen = batch.flatMap { [Int](repeating: $0, count: copies) }
             let timesteps = try policy.drawTimesteps(chosen.count, in: range, using: &rng)
             let noise = Tensor.randn([chosen.count, finalLatents.shape[1], finalLatents.shape[2], finalLatents.shape[3]], using: &rng)
             batches += 1
-            let own = rows.of(chosen.count)
+            let own = ranks.ownRows(of: chosen.count)
             guard !own.isEmpty else { return nil }
             let members = own.map { pairs[chosen[$0]].winner } + own.map { pairs[chosen[$0]].loser }
             let x0 = try finalLatents.indexSelect(axis: 0, members)

@@ -1,4 +1,5 @@
 import Diffusion
+import Distributed
 import Engine
 import Evaluation
 import Foundation
@@ -231,8 +232,8 @@ final class SelfTrainingObjective: FineTuningObjective {
         anchorsRejected = 0
         var statistics = UpdateStatistics()
         if !buffer.isEmpty {
-            statistics = try trainer.trainInBatchRows(Array(buffer.indices), rng: &rng) { batch, rows, rng in
-                guard let part = try self.loss(batch: batch, rows: rows, trainer: trainer, using: &rng) else { return nil }
+            statistics = try trainer.trainInBatchRows(Array(buffer.indices), rng: &rng) { batch, ranks, rng in
+                guard let part = try self.loss(batch: batch, ranks: ranks, trainer: trainer, using: &rng) else { return nil }
                 try (part.loss * (1 / Double(config.gradientAccumulation))).backward()
                 return (part.loss.item / part.share, part.share)
             }
@@ -303,10 +304,10 @@ final class SelfTrainingObjective: FineTuningObjective {
     }
 
     /// This rank's part of the mean of the batch's weighted denoising errors and of its anchor
-    /// rows' errors: the sum over its `rows` divided by the batch's row count, with their share of
-    /// the rows (nil when it has none). The anchors, caption dropout, timesteps and noise of every
+    /// rows' errors: the sum over its rows (`ranks.ownRows`) divided by the batch's row count,
+    /// with their share of the rows (nil when it has none). The anchors, caption dropout, timesteps and noise of every
     /// row are drawn on every rank alike, so the ranks' parts add up to one process's loss.
-    func loss(batch: [Int], rows: RankRows, trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> (loss: Tensor, share: Double)? {
+    func loss(batch: [Int], ranks: any Communicator, trainer: FineTuningTrainer, using rng: inout RandomGenerator) throws -> (loss: Tensor, share: Double)? {
         let policy = trainer.policy
         var latents = try concat(batch.map { buffer[$0].latent }, axis: 0)
         var captions = batch.map { buffer[$0].caption }
@@ -319,7 +320,7 @@ final class SelfTrainingObjective: FineTuningObjective {
             weights += [Double](repeating: 1, count: anchors)
         }
         captions = captions.map { rng.uniform() < settings.captionDropout ? "" : $0 }
-        let own = rows.of(captions.count)
+        let own = ranks.ownRows(of: captions.count)
         guard !own.isEmpty else { return nil }
         let total = try policy.weightedDenoisingLoss(x0: latents, captions: captions, weights: weights, guidance: 1,
                                                      timesteps: FineTuningConfig.halfOpenRange(settings.timestepRange),

@@ -132,7 +132,7 @@ public final class CaptionPretrainer {
             let scenes = (0..<config.batch).map { _ in world.scene(.train, index: Int(rng.next() % 100_000_000)) }
             let encoded = scenes.map { tokenizer.encode($0.caption, length: config.model.maxTextLength) }
             decoder.zeroGrad()
-            let mine = Array(stride(from: communicator.rank, to: scenes.count, by: communicator.size))
+            let mine = communicator.ownRows(of: scenes.count)
             // The loss is a mean over the batch's caption tokens: a slice's is weighted by its share of them.
             let tokens = { (rows: [Int]) in rows.reduce(0) { $0 + encoded[$1].valid.filter { $0 }.count } }
             var value = 0.0

@@ -369,7 +369,7 @@ public final class PreferenceTrainer {
     private func stepLoss(prompts: [Int], groups: [[Int]], parameters: [(name: String, tensor: Tensor)]) throws
         -> (total: Double, perPerspective: [String: Double], accuracy: [String: Double]) {
         // This rank's prompts (all of them on one process); over several ranks, divided by the whole batch's counts.
-        let mine = stride(from: communicator.rank, to: prompts.count, by: communicator.size).flatMap { groups[prompts[$0]] }
+        let mine = communicator.ownRows(of: prompts.count).flatMap { groups[prompts[$0]] }
         let counts = communicator.size > 1
             ? preferenceTermCounts(prompts.flatMap { groups[$0] }.map { records[$0] }, perspectives: reward.perspectives) : nil
         let loss = try preferenceLoss(model: reward, records: mine.map { records[$0] }, rows: mine.map { images.rows[$0] }, images: images,
