@@ -278,6 +278,7 @@ public final class FineTuningTrainer {
             if epoch % config.checkpointEvery == 0 || epoch == config.epochs || stoppedByGuard { try writeCheckpoint() }
         }
         if epoch == config.epochs || stoppedByGuard {
+            try observeFinalWeights()
             try restoreGuardBest()
             try saveModel()
         }

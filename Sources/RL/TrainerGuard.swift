@@ -57,12 +57,41 @@ extension FineTuningTrainer {
         try log.record("guard_beta", klBeta)
     }
 
-    /// With `restoreBest`: puts back the weights of the guard's best epoch, if it saw one.
+    /// Each epoch's signals judge the weights before its update, so the weights a run finishes
+    /// with were never measured: with `restoreBest`, a run that ends at its last epoch draws one
+    /// more epoch's samples (its stream, `epoch` = the number of epochs), measures them like an
+    /// epoch's — no update, no log row; the values go into an event — and lets the guard judge
+    /// them, so that the final weights are kept when they are its best (within the KL budget, say).
+    func observeFinalWeights() throws {
+        guard config.guard.has("restoreBest"), !stoppedByGuard, epoch == config.epochs else { return }
+        var rng = epochRNG(epoch)
+        _ = rng.next()  // the epoch's seed, as in `runEpoch`
+        let (_, _, trajectories) = try sampleEpoch(using: &rng)
+        let prompts = trajectories.prompts
+        let rewards = try sharedScores(composer, images: trajectories.images, prompts: prompts, indices: Array(prompts.indices))
+        let (usable, _) = try usableSamples(rewards, finite: finiteTrajectories(trajectories))
+        let kl = config.guard.klBudget > 0
+            ? try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
+            : nil
+        let signals = try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl)
+        let (decisions, bestChanged) = overoptimizationGuard.observe(signals)
+        if bestChanged { guardBest = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor.copy()) }) }
+        try log.event(epoch: epoch, kind: "guard", String(format: "the final weights measured: KL %.4g, proxy %.4g, TextNorm %.4g",
+                                                          signals.kl, signals.proxy, signals.textNorm))
+        for decision in decisions { try log.event(epoch: epoch, kind: "guard", decision.message) }
+    }
+
+    /// With `restoreBest`: puts back the weights of the guard's best epoch, if it saw one (the
+    /// final weights, measured by `observeFinalWeights`, can be that best: then they stay).
     func restoreGuardBest() throws {
         guard config.guard.has("restoreBest"), let best = guardBest, let bestEpoch = overoptimizationGuard.bestEpoch else { return }
-        for (name, tensor) in parameters { tensor.assign(best[name]!) }
         let why = config.guard.restoreBy == "lastWithinBudget" ? "the last epoch measured within the KL budget, KL %.4g"
             : "its best TextNorm signal within the KL budget, %.4g"
+        if bestEpoch == epoch && !stoppedByGuard {
+            try log.event(epoch: epoch, kind: "guard", String(format: "kept the final weights (" + why + ")", overoptimizationGuard.bestValue))
+            return
+        }
+        for (name, tensor) in parameters { tensor.assign(best[name]!) }
         try log.event(epoch: epoch, kind: "guard", String(format: "restored the weights the run had at the start of epoch %d (" + why + ")",
                                                           bestEpoch, overoptimizationGuard.bestValue))
     }

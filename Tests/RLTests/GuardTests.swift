@@ -158,6 +158,36 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("model/unet.safetensors").path))
     }
 
+    /// `restoreBy: lastWithinBudget` at the end of a run: the final weights are measured too, so a
+    /// run that never crossed its KL budget keeps them (before, it went back to the start of the
+    /// last epoch, whose KL had been the last measured); one over budget from its first update on
+    /// goes back to the base weights (epoch 0's KL is 0).
+    func testTheFinalWeightsAreMeasuredBeforeARestore() throws {
+        for (budget, keeps) in [(1e9, true), (1e-12, false)] {
+            var config = guardedConfig()
+            config.epochs = 3
+            config.kl.every = 1
+            config.guard.actions = ["restoreBest"]
+            config.guard.restoreBy = "lastWithinBudget"
+            config.guard.klBudget = budget
+            let output = FileManager.default.temporaryDirectory.appendingPathComponent("guard-final-\(UUID())")
+            let trainer = try FineTuningTrainer(config: config, output: output, commandLine: "test", rewardFunctions: [ScriptedReward(script)])
+            func weights() -> [String: [Double]] { Dictionary(uniqueKeysWithValues: trainer.parameters.map { ($0.name, $0.tensor.values) }) }
+            let base = weights()
+            var trained: [String: [Double]] = [:]
+            try trainer.run(epochDone: { _ in trained = weights() })
+            XCTAssertNotEqual(trained, base, "the weights moved")
+            XCTAssertEqual(weights(), keeps ? trained : base, "budget \(budget)")
+            try trainer.close()
+            let events = try RunLogReader(url: output.appendingPathComponent("run.h5")).events().filter { $0.kind == "guard" }.map(\.message)
+            XCTAssertTrue(events.contains { $0.hasPrefix("the final weights measured: KL ") && !$0.contains("KL nan") }, "\(events)")
+            XCTAssertEqual(events.last?.hasPrefix(keeps ? "kept the final weights" : "restored the weights the run had at the start of epoch 0"), true,
+                           "\(events)")
+            let saved = try Data(contentsOf: output.appendingPathComponent("model/unet.safetensors"))
+            XCTAssertFalse(saved.isEmpty)
+        }
+    }
+
     /// Stopped after epoch 2 and resumed, the guarded run ends with the same weights and the same
     /// guard events as one never interrupted: the guard's history, β, learning rate and best
     /// weights are in the checkpoint — also when the KL is measured every other epoch, so that the
