@@ -31,10 +31,11 @@ enum BenchCommand {
             --threads 1) the epochs are data-parallel: samples per second are the job's (FLOPs, GEMM time
             and the ceiling rank 0's), and the gradient all-reduces are counted and timed, with 20
             all-reduces each of the trained gradients' size and of the whole UNet's (full fine-tuning).
+            --profile also prints where each phase spends its time, by op and pass.
             """, options: [
                 .text("model", "DIR", "the model (default: the config's)"),
                 .text("config", "FILE.json", "a fine-tuning config"),
-                .threadsOverride, .json,
+                .threadsOverride, .flag("profile", "also time each phase by op and pass"), .json,
             ], run: ddpo),
         Command("reward", summary: "the reward model's scoring throughput", description: """
             (image, prompt) pairs per second the reward model scores without gradients at a batch size
@@ -73,11 +74,7 @@ enum BenchCommand {
                 return
             }
             print(String(format: "default UNet forward + backward at batch 32, %d thread(s): %.1f ms per pass", threads, total))
-            print("op                          pass        calls        ms    share")
-            for e in entries where e.seconds * 1000 >= 0.05 {
-                print(e.op.padding(toLength: 27, withPad: " ", startingAt: 0) + " " + e.pass.padding(toLength: 9, withPad: " ", startingAt: 0)
-                      + String(format: " %8d %9.2f %7.1f%%", e.calls, e.seconds * 1000, 100 * e.seconds * 1000 / total))
-            }
+            printProfile(entries, totalMilliseconds: total)
             return
         }
         let report = try UNetBenchmark.run(threads: threads) { progress("  \($0)") }
@@ -102,7 +99,7 @@ enum BenchCommand {
         config.model = args.string("model") ?? config.model
         config.threads = args.int("threads") ?? config.threads
         let communicator = try currentCommunicator()
-        let report = try DDPOBenchmark.run(config: config, communicator: communicator) { line in if communicator.rank == 0 { progress("  \(line)") } }
+        let report = try DDPOBenchmark.run(config: config, communicator: communicator, profile: args.flag("profile")) { line in if communicator.rank == 0 { progress("  \(line)") } }
         guard communicator.rank == 0 else { return }
         if args.flag("json") {
             try printJSON(report)
@@ -119,6 +116,11 @@ enum BenchCommand {
         let seconds = report.phases.reduce(0) { $0 + $1.seconds }
         print(String(format: "epoch: %.2f s, %.2f samples/s; peak resident memory %@", seconds, Double(report.phases[0].samples) / seconds,
                      report.peakResidentBytes.map { String(format: "%.0f MiB", Double($0) / 1_048_576) } ?? "unknown"))
+        for p in report.phases {
+            guard let ops = p.ops else { continue }
+            print("\n\(p.name) epoch by op (profiled):")
+            printProfile(ops, totalMilliseconds: p.seconds * 1000)
+        }
         guard report.ranks > 1 else { return }
         let tally = report.allreduce
         print(String(format: "%d MPI ranks, sampling batches of %d; training: %d gradient all-reduces of %.1f KB, %.2f ms each with the wait for the slower rank (%.1f%% of the training epoch)",
@@ -141,6 +143,16 @@ enum BenchCommand {
                      r.sequenceLength, r.batch, r.threads, r.ceilingGflops))
         print(String(format: "%.1f pairs/s  %.1f ms per batch  %.2f GFLOP per batch  %.1f GFLOP/s  %.0f%% of ceiling  %.0f%% of time in GEMM",
                      r.pairsPerSecond, r.millisecondsPerBatch, r.gflopPerBatch, r.gflops, 100 * r.fractionOfCeiling, 100 * r.gemmShare))
+    }
+
+    /// A profile's table: op, pass, calls, milliseconds and share of `totalMilliseconds`, for the
+    /// entries of at least 0.05 ms.
+    static func printProfile(_ entries: [OpProfiler.Entry], totalMilliseconds total: Double) {
+        print("op                          pass        calls        ms    share")
+        for e in entries where e.seconds * 1000 >= 0.05 {
+            print(e.op.padding(toLength: 27, withPad: " ", startingAt: 0) + " " + e.pass.padding(toLength: 9, withPad: " ", startingAt: 0)
+                  + String(format: " %8d %9.2f %7.1f%%", e.calls, e.seconds * 1000, 100 * e.seconds * 1000 / total))
+        }
     }
 
     static func row(_ f: BenchmarkFigure) -> String {

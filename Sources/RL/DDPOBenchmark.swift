@@ -18,6 +18,8 @@ public enum DDPOBenchmark {
         public var fractionOfCeiling: Double
         /// Core-seconds inside BLAS GEMM calls / (wall seconds × threads).
         public var gemmShare: Double
+        /// With `profile`: the phase's time by op and pass, largest first.
+        public var ops: [OpProfiler.Entry]?
     }
 
     public struct Report: Codable, Sendable {
@@ -48,8 +50,9 @@ public enum DDPOBenchmark {
     }
 
     /// Runs one sampling epoch and one training epoch of `config` (its epochs, evaluation and KL
-    /// are ignored) in a scratch folder.
-    public static func run(config given: FineTuningConfig, communicator: any Communicator = SingleProcess(),
+    /// are ignored) in a scratch folder; with `profile`, each phase also charges its time to ops
+    /// (`OpProfiler`, a few percent slower).
+    public static func run(config given: FineTuningConfig, communicator: any Communicator = SingleProcess(), profile: Bool = false,
                            progress: (String) -> Void = { _ in }) throws -> Report {
         var config = given
         config.evaluation.prompts = 0
@@ -71,9 +74,16 @@ public enum DDPOBenchmark {
         // A warm-up batch, so that allocations and thread start-up are not timed.
         _ = try trainer.policy.sampleTrajectories(["a red circle"], settings: config.sampling, using: &epochRNG)
 
+        /// `body`, profiled by op when asked.
+        func timed<R>(_ body: () throws -> R) throws -> (R, [OpProfiler.Entry]?) {
+            guard profile else { return (try body(), nil) }
+            var result: R?
+            let entries = try OpProfiler.profile { result = try body() }
+            return (result!, entries)
+        }
         try communicator.barrier()
         var start = Date()
-        let (sampled, samplingFlops, samplingBlas) = try FlopCounter.profile { try trainer.sampleEpoch(using: &epochRNG) }
+        let ((sampled, samplingFlops, samplingBlas), samplingOps) = try timed { try FlopCounter.profile { try trainer.sampleEpoch(using: &epochRNG) } }
         let samplingSeconds = Date().timeIntervalSince(start)
         let trajectories = sampled.trajectories
         progress(String(format: "sampling epoch: %d samples in %.2f s", trajectories.count, samplingSeconds))
@@ -84,8 +94,8 @@ public enum DDPOBenchmark {
                                  rewards: indices.map { _ in rng.normal() }, advantages: indices.map { _ in rng.normal() })
         try communicator.barrier()
         start = Date()
-        let (_, trainingFlops, trainingBlas) = try FlopCounter.profile {
-            try trainer.objective.train(epoch, trainer: trainer, rng: &epochRNG)
+        let ((_, trainingFlops, trainingBlas), trainingOps) = try timed {
+            try FlopCounter.profile { try trainer.objective.train(epoch, trainer: trainer, rng: &epochRNG) }
         }
         let trainingSeconds = Date().timeIntervalSince(start)
         let trained = PolicyLoss(rawValue: config.objective) != nil
@@ -93,10 +103,10 @@ public enum DDPOBenchmark {
         progress(String(format: "training epoch: %d samples (%@) in %.2f s", trajectories.count, trained, trainingSeconds))
         ceiling = max(ceiling, try EngineBenchmark.measureGemmCeiling(size: 1024, using: &rng))
 
-        func phase(_ name: String, seconds: Double, flops: Double, blas: Double) -> Phase {
+        func phase(_ name: String, seconds: Double, flops: Double, blas: Double, ops: [OpProfiler.Entry]?) -> Phase {
             Phase(name: name, samples: trajectories.count, seconds: seconds, samplesPerSecond: Double(trajectories.count) / seconds,
                   gflop: flops / 1e9, gflops: flops / seconds / 1e9, fractionOfCeiling: flops / seconds / 1e9 / ceiling,
-                  gemmShare: blas / (seconds * Double(config.threads)))
+                  gemmShare: blas / (seconds * Double(config.threads)), ops: ops)
         }
         // All-reduces of the trained gradients' size and of the whole UNet's, timed apart from training.
         let loraFloats = trainer.parameters.reduce(trainer.parameters.count) { $0 + $1.tensor.count }
@@ -112,8 +122,8 @@ public enum DDPOBenchmark {
         }
         return Report(threads: config.threads, model: config.model, steps: config.sampling.steps, guidance: config.sampling.guidance,
                       trainBatch: config.trainBatch, loraRank: config.loraRank, ceilingGflops: ceiling,
-                      phases: [phase("sampling", seconds: samplingSeconds, flops: samplingFlops, blas: samplingBlas),
-                               phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas)],
+                      phases: [phase("sampling", seconds: samplingSeconds, flops: samplingFlops, blas: samplingBlas, ops: samplingOps),
+                               phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas, ops: trainingOps)],
                       ranks: communicator.size, samplingBatch: config.samplingBatch, allreduce: trainer.allreduces, allreduceFloats: loraFloats,
                       allreduceSecondsLoRA: try allreduceSeconds(loraFloats), allreduceSecondsFull: try allreduceSeconds(fullFloats),
                       fullFloats: fullFloats, trajectoryBytes: trajectories.encoded().count, peakResidentBytes: peakResidentBytes())

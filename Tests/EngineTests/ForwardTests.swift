@@ -161,4 +161,24 @@ final class FastExpTests: XCTestCase {
         XCTAssertEqual(Float.fastExp(-1000), Float.fastExp(-87.3))
         XCTAssertTrue(Float.fastExp(1000).isFinite)
     }
+
+    /// The vectorizable Float erf (A&S 7.1.26, computed in Float) stays within 5e-7 of libm's
+    /// Double erf, is odd and saturates at ±1; GELU on it is within 5e-7·max(1, |x|) of the exact
+    /// form — about what Float rounding of 1 + erf costs anyway (an ulp of 1 is 1.2e-7).
+    func testFastErfMatchesLibm() {
+        var worst = 0.0, worstGELU = 0.0
+        var x: Float = -9
+        while x < 9 {
+            worst = Swift.max(worst, Swift.abs(Double(Float.fastErf(x)) - Foundation.erf(Double(x))))
+            XCTAssertEqual(Float.fastErf(-x), -Float.fastErf(x))
+            let exact = Double(x) * 0.5 * (1 + Foundation.erf(Double(x) / 2.0.squareRoot()))
+            worstGELU = Swift.max(worstGELU, Swift.abs(Double(GELUMap().value(x)) - exact) / Swift.max(1, Swift.abs(Double(x))))
+            x += 0.00731
+        }
+        XCTAssertLessThan(worst, 5e-7, "worst absolute error")
+        XCTAssertLessThan(worstGELU, 5e-7, "worst GELU error")
+        XCTAssertEqual(Float.fastErf(20), 1)
+        XCTAssertEqual(Float.fastErf(-20), -1)
+        XCTAssertEqual(Float.fastErf(0), 0)
+    }
 }

@@ -108,6 +108,11 @@ final class GradientTests: XCTestCase {
         }
         let x = randomTensor([1, 2, 4, 4], seed: 19), w = randomTensor([3, 2, 3, 3], seed: 20)
         assertGradients([x, w]) { try conv2d($0[0], weight: $0[1], bias: nil, padding: 1) }
+        // A frozen kernel (LoRA training): dx alone, without the column matrix that dW needs.
+        for (stride, padding) in [(1, 1), (1, 0), (2, 1)] {
+            let frozen = randomTensor([3, 2, 3, 3], seed: 21)
+            assertGradients([x]) { try conv2d($0[0], weight: frozen, bias: nil, stride: stride, padding: padding) }
+        }
     }
 
     func testResampling() {

@@ -4,7 +4,10 @@
 /// Ho = (H + 2p − kh)/s + 1. The column matrix is cols [C·kh·kw, N·Ho·Wo], so
 ///     Y [O, N·Ho·Wo] = W [O, C·kh·kw] · cols        (then laid out as NCHW, plus bias)
 ///     dW = dY · colsᵀ,   dcols = Wᵀ · dY,   dx = col2im(dcols),   dbias = Σ dY
-/// Backward caches `cols` (the only thing dW needs besides dY).
+/// Backward caches `cols` (the only thing dW needs besides dY). With stride 1, dx is instead the
+/// convolution of dY with the flipped, transposed kernel W̃[c, o, i, j] = W[o, c, kh−1−i, kw−1−j]
+/// and padding kh−1−p (the adjoint of a stride-1 convolution is a convolution): the forward's
+/// im2col + GEMM with k = O·kh·kw, where Wᵀ·dY has k = O only — and no scatter-add.
 ///
 /// Work is split by images: each thread takes a contiguous range of the batch and, block by
 /// block (a few images whose columns fit in L2), pads, builds columns, runs single-threaded
@@ -20,6 +23,13 @@ struct ConvGeometry {
     var paddedWidth: Int { w + 2 * padding }
     /// Images per cache block: about 2 MiB of Float32 columns (1–4 MiB measured alike here).
     var imagesPerBlock: Int { Swift.max(1, (1 << 19) / Swift.max(columnRows * plane, 1)) }
+
+    /// dx of a stride-1 convolution as a convolution of dY (see the notation above), or nil when
+    /// the stride is not 1 or the kernel is narrower than twice the padding plus one.
+    var adjoint: ConvGeometry? {
+        guard stride == 1, kh - 1 - padding >= 0, kh == kw else { return nil }
+        return ConvGeometry(n: n, c: o, h: ho, w: wo, o: c, kh: kh, kw: kw, stride: 1, padding: kh - 1 - padding, ho: h, wo: w)
+    }
 
     /// Contiguous sub-ranges of `images` of at most `imagesPerBlock` images.
     func blocks(_ images: Range<Int>) -> [Range<Int>] {
@@ -131,15 +141,33 @@ private func convolveImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ weight: Uns
     }
 }
 
+/// W̃[c, o, i, j] = W[o, c, kh−1−i, kw−1−j]: the kernel of the adjoint convolution.
+private func flippedTransposedKernel<T: Real>(_ weight: UnsafeMutablePointer<T>, _ g: ConvGeometry) -> UnsafeMutablePointer<T> {
+    let taps = g.kh * g.kw
+    let flipped = UnsafeMutablePointer<T>.allocate(capacity: g.o * g.c * taps)
+    for o in 0..<g.o {
+        for c in 0..<g.c {
+            let src = weight + (o * g.c + c) * taps, dst = flipped + (c * g.o + o) * taps
+            for t in 0..<taps { dst[t] = src[taps - 1 - t] }
+        }
+    }
+    return flipped
+}
+
 /// Backward for the images `range`: dY in GEMM layout per block, dW and dbias accumulated into
-/// this thread's partial sums, dx through dcols and col2im.
+/// this thread's partial sums; dx through dcols and col2im, or — given `adjoint`, the flipped
+/// kernel and its geometry — as the forward convolution of dY.
 private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ weight: UnsafeMutablePointer<T>,
-                                             _ cols: UnsafeMutablePointer<T>, _ dx: UnsafeMutablePointer<T>?,
+                                             _ cols: UnsafeMutablePointer<T>?, _ dx: UnsafeMutablePointer<T>?,
                                              _ dWeight: UnsafeMutablePointer<T>?, _ dBias: UnsafeMutablePointer<T>?,
+                                             adjoint: (kernel: UnsafeMutablePointer<T>, geometry: ConvGeometry)?,
                                              _ range: Range<Int>, _ g: ConvGeometry) {
+    if let dx, let adjoint { convolveImages(grad, adjoint.kernel, nil, nil, dx, range, adjoint.geometry) }
+    let scattersColumns = dx != nil && adjoint == nil
+    guard dWeight != nil || dBias != nil || scattersColumns else { return }
     let blockImages = Swift.min(g.imagesPerBlock, range.count)
     let dY = UnsafeMutablePointer<T>.allocate(capacity: g.o * blockImages * g.plane)
-    let dCols = dx == nil ? nil : UnsafeMutablePointer<T>.allocate(capacity: g.columnRows * blockImages * g.plane)
+    let dCols = scattersColumns ? UnsafeMutablePointer<T>.allocate(capacity: g.columnRows * blockImages * g.plane) : nil
     let scratch = UnsafeMutablePointer<T>.allocate(capacity: g.paddedHeight * g.paddedWidth)
     defer { dY.deallocate(); dCols?.deallocate(); scratch.deallocate() }
     for block in g.blocks(range) {
@@ -153,7 +181,7 @@ private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ 
             }
             dBias?[ch] += total
         }
-        if let dWeight {
+        if let dWeight, let cols {
             T.blasGemm(transA: false, transB: true, m: g.o, n: g.columnRows, k: width, alpha: 1, a: dY, lda: width,
                        b: cols + offset, ldb: g.columnCount, beta: 1, c: dWeight, ldc: g.columnRows)
         }
@@ -181,9 +209,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let ho = (h + 2 * padding - kh) / stride + 1, wo = (w + 2 * padding - kw) / stride + 1
     let g = ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, stride: stride, padding: padding, ho: ho, wo: wo)
     let dtype = x.dtype
-    // The full column matrix is kept only when backward will need it.
-    let recording = Tensor.recording(x, weight) || (bias.map { Tensor.recording($0) } ?? false)
-    let cols = recording ? Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false) : nil
+    // The full column matrix is kept only when backward will need it: for dW, or for dx when it
+    // is not computed as the adjoint convolution.
+    let keepsColumns = Tensor.recording(weight) || (Tensor.recording(x) && g.adjoint == nil)
+    let cols = keepsColumns ? Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false) : nil
     let y = Tensor(shape: [n, o, ho, wo], storage: Storage(dtype: dtype, count: n * o * ho * wo, zeroed: false))
     let ranges = parallelRanges(n, costPerItem: o * g.columnRows * g.plane)
     func forward<T: Real>(_: T.Type) {
@@ -205,11 +234,16 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         let partialWeights = weight.requiresGrad ? ranges.map { _ in Tensor(zeros: weight.shape, dtype: dtype) } : []
         let partialBiases = bias == nil ? [] : ranges.map { _ in Tensor(zeros: [o], dtype: dtype) }
         func backward<T: Real>(_: T.Type) {
+            let adjointGeometry = gx == nil ? nil : g.adjoint
+            let kernel = adjointGeometry.map { _ in flippedTransposedKernel(weight.storage.pointer(T.self), g) }
+            defer { kernel?.deallocate() }
+            let adjoint = kernel.map { ($0, adjointGeometry!) }
             parallelRun(ranges) { index, images in
-                convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols!.pointer(T.self),
+                convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols?.pointer(T.self),
                                        gx?.storage.pointer(T.self),
                                        partialWeights.isEmpty ? nil : partialWeights[index].storage.pointer(T.self),
-                                       partialBiases.isEmpty ? nil : partialBiases[index].storage.pointer(T.self), images, g)
+                                       partialBiases.isEmpty ? nil : partialBiases[index].storage.pointer(T.self),
+                                       adjoint: adjoint, images, g)
             }
         }
         switch dtype {
