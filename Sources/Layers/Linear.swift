@@ -26,13 +26,16 @@ public final class Linear: LinearLayer {
         [(name: "weight", tensor: weight)] + (bias.map { [(name: "bias", tensor: $0)] } ?? [])
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard x.shape.last == inFeatures else {
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try Linear.apply(x, weight: weight, bias: bias) }
+
+    /// x·Wᵀ + b over the last axis of x, for any weight [out, in] (a LoRA adapter's merged one too).
+    static func apply(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+        guard x.shape.last == weight.shape[1] else {
             throw EngineError.shapeMismatch(op: "Linear", "input \(x.shape) for weight \(weight.shape)")
         }
-        let rows = try x.reshaped([-1, inFeatures])
+        let rows = try x.reshaped([-1, weight.shape[1]])
         var y = try matmul(rows, weight, transposeB: true)
         if let bias { y = try y + bias }
-        return try y.reshaped(Array(x.shape.dropLast()) + [outFeatures])
+        return try y.reshaped(Array(x.shape.dropLast()) + [weight.shape[0]])
     }
 }

@@ -26,6 +26,10 @@ public final class LoRALinear: LinearLayer {
     public private(set) var isMerged = false
     /// Limits the adapter to some rows of the batch (dimension 0 of the input); nil: every row.
     public var gate: AdapterGate?
+    /// W + (α/r)·B·A in a tensor of its own, while `withMergedAdapters` runs: forward passes that
+    /// record nothing then cost one GEMM, and the base weight is never written (merging into it and
+    /// out again would not give back the same floats).
+    var mergedWeight: Tensor?
 
     public var scale: Double { alpha / Double(rank) }
     public var inFeatures: Int { base.inFeatures }
@@ -46,6 +50,7 @@ public final class LoRALinear: LinearLayer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        if let mergedWeight, !GradMode.isEnabled { return try Linear.apply(x, weight: mergedWeight, bias: base.bias) }
         let y = try base(x)
         if isMerged { return y }
         let open = gate?.open
@@ -82,11 +87,32 @@ public final class LoRALinear: LinearLayer {
     }
 
     private func addDelta(sign: Double) throws {
-        try withNoGrad {
-            let delta = try matmul(up, down) * (sign * scale)
-            base.weight.assign(try base.weight + delta)
-        }
+        try withNoGrad { base.weight.assign(try base.weight + mergedDelta(sign: sign)) }
     }
+
+    /// sign·(α/r)·B·A, the adapter's update to the base weight.
+    private func mergedDelta(sign: Double = 1) throws -> Tensor { try withNoGrad { try matmul(up, down) * (sign * scale) } }
+
+    /// Keeps W + (α/r)·B·A beside the base weight (nil again with `keep` false); a gated adapter
+    /// keeps none, since its update acts on some rows only.
+    func keepMergedWeight(_ keep: Bool) throws {
+        mergedWeight = keep && gate == nil && !isMerged ? try withNoGrad { try base.weight + mergedDelta() } : nil
+    }
+}
+
+/// Runs `body` with every ungated LoRA adapter under `module` holding its merged weight, so that
+/// the forward passes in `body` that record no gradient (sampling) run one GEMM per adapted
+/// projection instead of three; recording passes keep the adapter's own path. The adapters must
+/// not change inside `body` (the merged weights are taken once, at its start).
+public func withMergedAdapters<R>(in module: any Module, _ body: () throws -> R) throws -> R {
+    var adapters: [LoRALinear] = []
+    try mapProjections(of: module, targets: [.attention, .feedForward]) { layer in
+        if let adapter = layer as? LoRALinear { adapters.append(adapter) }
+        return layer
+    }
+    for adapter in adapters { try adapter.keepMergedWeight(true) }
+    defer { for adapter in adapters { try? adapter.keepMergedWeight(false) } }
+    return try body()
 }
 
 /// Which projections LoRA adapts: attention (q, k, v, out) — DDPO's default — and the MLPs of

@@ -1,5 +1,6 @@
 import Diffusion
 import Engine
+import Layers
 
 extension FineTuningTrainer {
     /// The epoch's `promptsPerEpoch` prompt groups of `imagesPerPrompt` images and their
@@ -38,13 +39,16 @@ extension FineTuningTrainer {
         let seeds = starts.map { _ in rng.next() }
         let mine = Set(ownBatches(count: prompts.count))
         var parts: [(start: Int, trajectories: Trajectories)] = []
-        for (start, seed) in zip(starts, seeds) where mine.contains(start) {
-            let range = start ..< min(start + config.samplingBatch, prompts.count)
-            let initial = try initialLatents.map { try $0.indexSelect(axis: 0, Array(range)) }
-            var batchRNG = RandomGenerator(seed: seed)
-            parts.append((start, try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial,
-                                                               stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
-                                                               using: &batchRNG)))
+        // LoRA adapters merged for the epoch's sampling: one GEMM per adapted projection.
+        try withMergedAdapters(in: policy.unet) {
+            for (start, seed) in zip(starts, seeds) where mine.contains(start) {
+                let range = start ..< min(start + config.samplingBatch, prompts.count)
+                let initial = try initialLatents.map { try $0.indexSelect(axis: 0, Array(range)) }
+                var batchRNG = RandomGenerator(seed: seed)
+                parts.append((start, try policy.sampleTrajectories(Array(prompts[range]), settings: config.sampling, initialLatents: initial,
+                                                                   stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
+                                                                   using: &batchRNG)))
+            }
         }
         return (groups, promptIndices, try gatherTrajectories(parts))
     }

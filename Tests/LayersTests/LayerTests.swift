@@ -130,6 +130,37 @@ final class LoRATests: XCTestCase {
         XCTAssertThrowsError(try lora.merge()) { XCTAssertTrue("\($0)".contains("gated"), "\($0)") }
     }
 
+    /// Inside `withMergedAdapters`, a pass that records nothing gives the adapted output from the
+    /// merged weight, without touching the base weight; a recording pass still trains A and B; a
+    /// gated adapter keeps its own path; afterwards no merged weight is left.
+    func testMergedAdaptersForPassesWithoutGradients() throws {
+        var rng = RandomGenerator(seed: 10)
+        let attention = MultiHeadAttention(queryDimension: 6, heads: 2, headDimension: 3, dtype: .float64, using: &rng)
+        let baseWeight = (attention.toQ as! Linear).weight, original = baseWeight.values
+        let parameters = try applyLoRA(to: attention, rank: 2, alpha: 8, using: &rng)
+        for (i, p) in parameters.enumerated() where p.name.hasSuffix("lora_up.weight") { p.tensor.assign(input(p.tensor.shape, seed: 20 + UInt64(i))) }
+        let lora = attention.toQ as! LoRALinear
+        let x = input([2, 4, 6], seed: 12)
+        let adapted = try withNoGrad { try attention(x).values }
+        try withMergedAdapters(in: attention) {
+            XCTAssertNotNil(lora.mergedWeight)
+            let merged = try withNoGrad { try attention(x).values }
+            for (a, b) in zip(merged, adapted) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+            // The merged weight was taken at the start: a changed adapter shows only in recording passes.
+            let up = lora.up.values
+            lora.up.assign(try lora.up * 2)
+            XCTAssertEqual(try withNoGrad { try attention(x).values }, merged)
+            XCTAssertNotEqual(try attention(x).values, merged)
+            try attention(x).sum().backward()
+            XCTAssertNotNil(lora.down.grad, "a recording pass trains the adapter")
+            lora.up.assign(try Tensor(up, shape: lora.up.shape, dtype: .float64))
+        }
+        XCTAssertNil(lora.mergedWeight)
+        XCTAssertEqual(baseWeight.values, original, "the base weight is never written")
+        lora.gate = AdapterGate(open: [true, false])
+        try withMergedAdapters(in: attention) { XCTAssertNil(lora.mergedWeight, "a gated adapter is not merged") }
+    }
+
     func testMergeAndUnmergeGiveTheSameOutputs() throws {
         var rng = RandomGenerator(seed: 4)
         let base = Linear(6, 3, dtype: .float64, using: &rng)
