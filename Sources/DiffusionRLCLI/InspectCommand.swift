@@ -1,4 +1,6 @@
+import Engine
 import Foundation
+import RL
 import RunLog
 
 /// `diffusion-rl inspect RUN.h5`: what a run did, from its log.
@@ -7,8 +9,12 @@ enum InspectCommand {
         Prints a run's identity (command line, git commit, seed, start time), the start of its
         config, every metric with its first, last and best value and the epoch of the best, and its
         events. Opens the file in SWMR-read mode, so a live run or one whose writer crashed can be
-        read. Given a folder (e.g. Logs/), lists the runs under it.
+        read. Given a folder (e.g. Logs/), lists the runs under it. --replay-guard CONFIG.json
+        instead prints what the overoptimization guard of that fine-tuning config would have
+        decided on the run: its decisions depend only on the signals the run logged (the KL, and
+        the watched perspectives where the run logged them as guard_proxy and guard_textnorm).
         """, options: [
+            .text("replay-guard", "CONFIG.json", "a fine-tuning config whose guard to replay on the run's logged signals"),
             .json,
             .flag("series", "with --json: every metric's value at every epoch (null where not finite), for scripts"),
             .flag("follow", "keep watching a live run, printing each new epoch's metrics (Ctrl-C to stop)"),
@@ -56,6 +62,10 @@ enum InspectCommand {
             return
         }
         let reader = try RunLogReader(url: URL(fileURLWithPath: path))
+        if let config = args.string("replay-guard") {
+            try replayGuard(reader, config: config, json: args.flag("json"))
+            return
+        }
         let summary = try summarize(reader, series: args.flag("series"))
         if args.flag("json") {
             try printJSON(summary)
@@ -74,6 +84,33 @@ enum InspectCommand {
                 print("epoch \(epoch): " + columns.map { "\($0.0) \(format($0.1[safe: epoch]))" }.joined(separator: "  "))
             }
             seen = epochs
+        }
+    }
+
+    /// The guard of the fine-tuning config at `path` replayed on the run's logged signals.
+    static func replayGuard(_ reader: RunLogReader, config path: String, json: Bool) throws {
+        let config = try ConfigLoader.load(FineTuningConfig.self, from: URL(fileURLWithPath: path), defaults: FineTuningConfig())
+        guard config.guard.isActive else { throw CommandError("\(path) has no guard (guard.actions is empty)") }
+        if let problem = OveroptimizationGuard.problem(with: config.guard, objectiveUsesBeta: true) { throw CommandError(problem) }
+        let epochs = try reader.epochs(), names = Set(reader.metricNames)
+        func series(_ name: String) throws -> [Double] {
+            names.contains(name) ? try reader.metric(name) : [Double](repeating: .nan, count: epochs)
+        }
+        guard names.contains("kl_mean") || !config.guard.limitsKL else { throw CommandError("\(reader.url.path) logged no KL (kl_mean)") }
+        let kl = try series("kl_mean"), proxy = try series("guard_proxy"), textNorm = try series("guard_textnorm")
+        let replay = GuardReplay(settings: config.guard, beta: config.kl.beta, signals: (0..<epochs).map {
+            GuardSignals(epoch: $0, kl: kl[$0], proxy: proxy[$0], textNorm: textNorm[$0])
+        })
+        if json {
+            try printJSON(replay)
+            return
+        }
+        print("the guard of \(path) on \(reader.url.path) (\(epochs) epochs logged):")
+        for d in replay.decisions { print("  epoch \(d.epoch): \(d.message)") }
+        print(replay.stoppedAt.map { "  stopped before epoch \($0)'s update" } ?? "  never stopped (the weights the run ended with were not logged as measured)")
+        if let epoch = replay.restoreEpoch {
+            print(String(format: "  restoreBest: the weights of the start of epoch %d (%@ %.4g)", epoch,
+                         config.guard.restoreBy == "lastWithinBudget" ? "KL" : "TextNorm signal", replay.restoreValue ?? Double.nan))
         }
     }
 

@@ -206,7 +206,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
             throw FineTuningError(problem)
         }
         try require(!self.guard.has("adaptBeta") || kl.beta > 0, "guard: adaptBeta adapts kl.beta, which must start above 0")
-        try require(!self.guard.isActive || self.guard.klBudget == 0 || kl.every > 0, "guard: a KL budget needs the KL measured (kl.every ≥ 1)")
+        try require(!self.guard.isActive || !self.guard.limitsKL || kl.every > 0, "guard: a KL budget or growth limit needs the KL measured (kl.every ≥ 1)")
         try require(["heldout", "validation"].contains(evaluation.split), "evaluation.split must be heldout or validation")
         try require(evaluation.every >= 1 && evaluation.prompts >= 0 && evaluation.imagesPerPrompt >= 1,
                     "evaluation.every and evaluation.imagesPerPrompt must be at least 1")

@@ -152,6 +152,7 @@ public final class FineTuningTrainer {
             if config.guard.isActive {
                 try log.event(epoch: 0, kind: "info", "overoptimization guard: \(config.guard.actions.joined(separator: ", "))"
                               + (config.guard.klBudget > 0 ? "; KL budget \(config.guard.klBudget)" : "")
+                              + (config.guard.klGrowth > 0 ? "; KL growth limit \(config.guard.klGrowth) per epoch over \(config.guard.klGrowthSpan) epochs at KL ≥ \(config.guard.klGrowthFloor)" : "")
                               + (config.guard.proxy.isEmpty ? "" : "; watching \(config.guard.proxy) and \(config.guard.textNorm)"))
             }
         }

@@ -70,7 +70,7 @@ extension FineTuningTrainer {
         let prompts = trajectories.prompts
         let rewards = try sharedScores(composer, images: trajectories.images, prompts: prompts, indices: Array(prompts.indices))
         let (usable, _) = try usableSamples(rewards, finite: finiteTrajectories(trajectories))
-        let kl = config.guard.klBudget > 0
+        let kl = config.guard.limitsKL
             ? try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
             : nil
         let signals = try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl)
@@ -85,7 +85,7 @@ extension FineTuningTrainer {
     /// final weights, measured by `observeFinalWeights`, can be that best: then they stay).
     func restoreGuardBest() throws {
         guard config.guard.has("restoreBest"), let best = guardBest, let bestEpoch = overoptimizationGuard.bestEpoch else { return }
-        let why = config.guard.restoreBy == "lastWithinBudget" ? "the last epoch measured within the KL budget, KL %.4g"
+        let why = config.guard.restoreBy == "lastWithinBudget" ? "the last epoch measured within the KL limits, KL %.4g"
             : "its best TextNorm signal within the KL budget, %.4g"
         if bestEpoch == epoch && !stoppedByGuard {
             try log.event(epoch: epoch, kind: "guard", String(format: "kept the final weights (" + why + ")", overoptimizationGuard.bestValue))

@@ -430,6 +430,15 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(refused.stderr.contains("refusing to overwrite"), refused.stderr)
         let text2 = try run(["inspect", good.path])
         XCTAssertTrue(text2.stdout.contains("3 epochs"), text2.stdout)
+        // Replaying a guard needs a config with one, and a run that logged the KL it limits.
+        let unguarded = directory.appendingPathComponent("unguarded-\(UUID()).json"), growth = directory.appendingPathComponent("growth-\(UUID()).json")
+        try Data(#"{"epochs": 2}"#.utf8).write(to: unguarded)
+        try Data(#"{"guard": {"actions": ["stop"], "klGrowth": 0.2}, "kl": {"every": 2}}"#.utf8).write(to: growth)
+        for (config, expected) in [(unguarded, "has no guard"), (growth, "logged no KL (kl_mean)")] {
+            let result = try run(["inspect", good.path, "--replay-guard", config.path])
+            XCTAssertEqual(result.status, 1, result.stdout)
+            XCTAssertTrue(result.stderr.contains(expected) && result.stderr.split(separator: "\n").count == 1, result.stderr)
+        }
         // A folder lists the runs in it (and skips files that are not runs).
         let folder = directory.appendingPathComponent("runs-\(UUID())")
         try FileManager.default.createDirectory(at: folder.appendingPathComponent("a"), withIntermediateDirectories: true)

@@ -79,6 +79,46 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(guardian.bestValue, 0.7)
     }
 
+    /// The KL growth limit: the slope of log KL against the epoch by hand (epochs 0, 2, 4 at KL
+    /// 10, 20, 80: Σ(e − ē)(y − ȳ)/Σ(e − ē)² = (ln 80 − ln 10)/4), a trigger only at or above the
+    /// floor, none on a KL that levels off; unmeasured epochs and epochs before the span are not
+    /// in the fit; `lastWithinBudget` restores the last epoch before the trigger.
+    func testKLGrowthLimitByHand() {
+        var s = GuardSettings()
+        s.actions = ["warn", "restoreBest"]
+        s.restoreBy = "lastWithinBudget"
+        s.klGrowth = 0.3
+        s.klGrowthSpan = 4
+        s.klGrowthFloor = 30
+        XCTAssertNil(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false))
+        var guardian = OveroptimizationGuard(settings: s, beta: 0)
+        XCTAssertEqual(guardian.observe(GuardSignals(epoch: 0, kl: 10, proxy: .nan, textNorm: .nan)).decisions, [])
+        XCTAssertEqual(guardian.observe(GuardSignals(epoch: 1, kl: .nan, proxy: .nan, textNorm: .nan)).decisions, [])
+        XCTAssertEqual(guardian.observe(GuardSignals(epoch: 2, kl: 20, proxy: .nan, textNorm: .nan)).decisions, [])
+        XCTAssertEqual(guardian.bestEpoch, 2)
+        let decisions = guardian.observe(GuardSignals(epoch: 4, kl: 80, proxy: .nan, textNorm: .nan)).decisions
+        XCTAssertEqual(guardian.klGrowthRate()!.rate, Foundation.log(8.0) / 4, accuracy: 1e-12)
+        guard case .warn(let why)? = decisions.first else { return XCTFail("\(decisions)") }
+        XCTAssertTrue(why.contains("KL growing by 0.52 per epoch") && why.contains("epochs 0–4") && why.contains("KL 80"), why)
+        XCTAssertEqual(guardian.bestEpoch, 2, "the growing epoch is not a candidate to restore")
+        // Epoch 0 has left the span: the fit is epochs 2–6 only.
+        _ = guardian.observe(GuardSignals(epoch: 6, kl: 80, proxy: .nan, textNorm: .nan))
+        XCTAssertEqual(guardian.klGrowthRate()!.first, 2)
+
+        // The same growth below the floor, and a KL that levels off above it: no trigger.
+        var low = OveroptimizationGuard(settings: s, beta: 0)
+        for (epoch, kl) in [(0, 1.0), (2, 4), (4, 16), (6, 29)] {
+            XCTAssertEqual(low.observe(GuardSignals(epoch: epoch, kl: kl, proxy: .nan, textNorm: .nan)).decisions, [], "epoch \(epoch)")
+        }
+        var level = OveroptimizationGuard(settings: s, beta: 0)
+        for (epoch, kl) in [(0, 40.0), (2, 45), (4, 38), (6, 50), (8, 42)] {
+            XCTAssertEqual(level.observe(GuardSignals(epoch: epoch, kl: kl, proxy: .nan, textNorm: .nan)).decisions, [], "epoch \(epoch)")
+        }
+        XCTAssertEqual(level.bestEpoch, 8)
+        s.klGrowth = -1
+        XCTAssertTrue(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false)!.contains("klGrowth must be ≥ 0"))
+    }
+
     /// `restoreBy: lastWithinBudget`: the last epoch whose measured KL is within the budget — not
     /// an unmeasured one after it, nor one over it — whatever the TextNorm signal says.
     func testRestoreTheLastEpochWithinTheBudget() {
@@ -95,7 +135,7 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(why.contains("KL over the budget of 100") && why.contains("KL 101"), why)
         XCTAssertEqual(guardian.bestEpoch, 2)
         s.klBudget = 0
-        XCTAssertTrue(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false)!.contains("lastWithinBudget needs a klBudget"))
+        XCTAssertTrue(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false)!.contains("lastWithinBudget needs a klBudget or a klGrowth limit"))
         s.restoreBy = "luck"
         XCTAssertTrue(OveroptimizationGuard.problem(with: s, objectiveUsesBeta: false)!.contains("'luck'"))
     }
@@ -156,6 +196,14 @@ final class GuardTests: XCTestCase {
         XCTAssertTrue(events[2].message.contains("start of epoch 1"), events[2].message)
         XCTAssertEqual(try reader.metric("guard_textnorm"), [0.5, 0.6, 0.55, 0.5])
         XCTAssertTrue(FileManager.default.fileExists(atPath: output.appendingPathComponent("model/unet.safetensors").path))
+        // Replayed on the signals the run logged, the same guard makes the same decisions.
+        let (kl, proxy, textNorm) = (try reader.metric("kl_mean"), try reader.metric("guard_proxy"), try reader.metric("guard_textnorm"))
+        let replay = GuardReplay(settings: config.guard, signals: proxy.indices.map {
+            GuardSignals(epoch: $0, kl: kl[$0], proxy: proxy[$0], textNorm: textNorm[$0])
+        })
+        XCTAssertEqual(replay.decisions.map(\.message), events.prefix(2).map(\.message))
+        XCTAssertEqual(replay.stoppedAt, 3)
+        XCTAssertEqual(replay.restoreEpoch, 1)
     }
 
     /// `restoreBy: lastWithinBudget` at the end of a run: the final weights are measured too, so a

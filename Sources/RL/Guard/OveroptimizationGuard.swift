@@ -11,6 +11,16 @@ public struct GuardSettings: Codable, Equatable, Sendable {
     public var actions: [String] = []
     /// The KL budget (nats, the trainer's total KL per sample); 0: none. Exceeding it is a trigger.
     public var klBudget = 0.0
+    /// A limit on how fast the KL grows, independent of its level: the least-squares slope of
+    /// log KL against the epoch over the measured epochs of the last `klGrowthSpan` epochs (0.2
+    /// per epoch: ×e every 5 epochs); 0: none. Reaching it, at a KL of at least `klGrowthFloor`,
+    /// is a trigger. A run converging to some distribution has a KL that levels off, at whatever
+    /// level its objective sets; a run that keeps finding more reward away from the base has one
+    /// that keeps growing.
+    public var klGrowth = 0.0
+    public var klGrowthSpan = 8
+    /// Below this KL the growth is not judged: every objective's KL rises from 0 at first.
+    public var klGrowthFloor = 30.0
     /// The raw proxy perspective watched (e.g. "proxy_alignment"); empty: none.
     public var proxy = ""
     /// Its confidence-normalized version (e.g. "proxy_textnorm_alignment"); empty: none.
@@ -25,8 +35,9 @@ public struct GuardSettings: Codable, Equatable, Sendable {
     /// What "lowerLearningRate" multiplies the learning rate by.
     public var learningRateFactor = 0.5
     /// Which epoch "restoreBest" puts back: "textNorm" (the highest `textNorm` signal within the
-    /// KL budget) or "lastWithinBudget" (the last epoch whose measured KL was within the budget —
-    /// for a budget calibrated on pilot runs, where a gold judge said how far is too far).
+    /// KL limits) or "lastWithinBudget" (the last epoch whose measured KL was within the limits —
+    /// the budget and the growth limit — for limits calibrated on pilot runs, where a gold judge
+    /// said how far is too far).
     public var restoreBy = "textNorm"
 
     public init() {}
@@ -34,6 +45,8 @@ public struct GuardSettings: Codable, Equatable, Sendable {
     public static let knownActions: Set<String> = ["warn", "adaptBeta", "lowerLearningRate", "stop", "restoreBest"]
 
     public var isActive: Bool { !actions.isEmpty }
+    /// Whether the KL is limited (by a budget or a growth limit).
+    public var limitsKL: Bool { klBudget > 0 || klGrowth > 0 }
     func has(_ action: String) -> Bool { actions.contains(action) }
 }
 
@@ -112,8 +125,11 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         if settings.klBudget < 0 || settings.window < 2 || settings.learningRateFactor <= 0 || settings.learningRateFactor > 1 {
             return "guard: klBudget must be ≥ 0, window ≥ 2 and learningRateFactor in (0, 1]"
         }
-        if settings.klBudget == 0 && (settings.proxy.isEmpty || settings.textNorm.isEmpty) {
-            return "guard: nothing to watch — set klBudget, or both proxy and textNorm"
+        if settings.klGrowth < 0 || settings.klGrowthSpan < 2 || settings.klGrowthFloor <= 0 {
+            return "guard: klGrowth must be ≥ 0, klGrowthSpan ≥ 2 and klGrowthFloor > 0"
+        }
+        if !settings.limitsKL && (settings.proxy.isEmpty || settings.textNorm.isEmpty) {
+            return "guard: nothing to watch — set klBudget or klGrowth, or both proxy and textNorm"
         }
         if settings.proxy.isEmpty != settings.textNorm.isEmpty { return "guard: proxy and textNorm are watched together; set both or neither" }
         if settings.has("adaptBeta") {
@@ -126,8 +142,8 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         if settings.has("restoreBest") && settings.restoreBy == "textNorm" && settings.textNorm.isEmpty {
             return "guard: restoreBest chooses by the textNorm signal; set proxy and textNorm"
         }
-        if settings.has("restoreBest") && settings.restoreBy == "lastWithinBudget" && settings.klBudget <= 0 {
-            return "guard: restoreBy lastWithinBudget needs a klBudget"
+        if settings.has("restoreBest") && settings.restoreBy == "lastWithinBudget" && !settings.limitsKL {
+            return "guard: restoreBy lastWithinBudget needs a klBudget or a klGrowth limit"
         }
         return nil
     }
@@ -139,8 +155,14 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         var decisions: [GuardDecision] = []
         let values = String(format: "KL %.4g, proxy %.4g, TextNorm %.4g", signals.kl, signals.proxy, signals.textNorm)
         var reasons: [String] = []
+        var overKLLimits = false
         if settings.klBudget > 0 && signals.kl.isFinite && signals.kl > settings.klBudget {
             reasons.append(String(format: "KL over the budget of %.4g", settings.klBudget))
+            overKLLimits = true
+        }
+        if let growth = klGrowthTrigger() {
+            reasons.append(growth)
+            overKLLimits = true
         }
         if let divergence = divergence() { reasons.append(divergence) }
 
@@ -152,7 +174,7 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
             }
         }
         var bestChanged = false
-        let withinBudget = settings.klBudget == 0 || !signals.kl.isFinite || signals.kl <= settings.klBudget
+        let withinBudget = !overKLLimits
         if settings.restoreBy == "lastWithinBudget" {
             // Only an epoch whose KL was measured is known to be within the budget.
             if signals.kl.isFinite && withinBudget {
@@ -177,6 +199,32 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         return (decisions, bestChanged)
     }
 
+    /// The least-squares slope of log KL against the epoch over the measured epochs (KL > 0) of
+    /// the last `klGrowthSpan` epochs, when at least three are there; nil otherwise.
+    ///     slope = Σ (eᵢ − ē)(log KLᵢ − ȳ) / Σ (eᵢ − ē)²
+    public func klGrowthRate() -> (rate: Double, first: Int, last: Int)? {
+        guard let current = history.last else { return nil }
+        let points = history.filter { $0.kl.isFinite && $0.kl > 0 && $0.epoch >= current.epoch - settings.klGrowthSpan }
+        guard points.count >= 3, let first = points.first, let last = points.last else { return nil }
+        let meanEpoch = points.reduce(0.0) { $0 + Double($1.epoch) } / Double(points.count)
+        let meanLog = points.reduce(0.0) { $0 + Foundation.log($1.kl) } / Double(points.count)
+        var covariance = 0.0, variance = 0.0
+        for p in points {
+            covariance += (Double(p.epoch) - meanEpoch) * (Foundation.log(p.kl) - meanLog)
+            variance += (Double(p.epoch) - meanEpoch) * (Double(p.epoch) - meanEpoch)
+        }
+        return (covariance / variance, first.epoch, last.epoch)
+    }
+
+    /// "KL growing by r per epoch over epochs a–b", when this epoch measured a KL of at least the
+    /// floor and the growth rate reaches the limit; nil otherwise.
+    func klGrowthTrigger() -> String? {
+        guard settings.klGrowth > 0, let current = history.last, current.kl.isFinite, current.kl >= settings.klGrowthFloor,
+              let growth = klGrowthRate(), growth.rate >= settings.klGrowth else { return nil }
+        return String(format: "KL growing by %.3g per epoch (log-linear fit over epochs %d–%d; limit %.3g, at KL ≥ %.4g)",
+                      growth.rate, growth.first, growth.last, settings.klGrowth, settings.klGrowthFloor)
+    }
+
     /// "the raw proxy rose by a while TextNorm fell by b over the last w epochs", or nil: the two
     /// signals' first and last finite values over the window.
     func divergence() -> String? {
@@ -186,5 +234,40 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
         let rise = last.proxy - first.proxy, fall = first.textNorm - last.textNorm
         guard rise > 0 && fall > settings.divergenceTolerance else { return nil }
         return String(format: "the raw proxy rose by %.4g while TextNorm fell by %.4g over epochs %d–%d", rise, fall, first.epoch, last.epoch)
+    }
+}
+
+/// The guard's decisions over a finished run's logged signals, as if it had watched the run: its
+/// decisions depend on nothing else (it never reads gold), so the signals a run logged say what any
+/// guard would have done on it, up to its first stop — for setting a guard's limits on pilot runs.
+/// (A run that would have been stopped has no epochs after the stop; the ones logged beyond are not
+/// read.)
+public struct GuardReplay: Codable, Sendable {
+    public struct Decision: Codable, Sendable {
+        public var epoch: Int
+        public var message: String
+    }
+    public var decisions: [Decision] = []
+    /// The epoch before whose update the guard would have stopped the run (nil: never).
+    public var stoppedAt: Int?
+    /// The epoch whose weights `restoreBest` would have put back, and its value (nil: none).
+    public var restoreEpoch: Int?
+    public var restoreValue: Double?
+
+    /// Feeds `signals` (one per epoch, in order) to a guard with `settings`.
+    public init(settings: GuardSettings, beta: Double = 0, signals: [GuardSignals]) {
+        var watcher = OveroptimizationGuard(settings: settings, beta: beta)
+        for s in signals {
+            let (made, _) = watcher.observe(s)
+            decisions += made.map { Decision(epoch: s.epoch, message: $0.message) }
+            if made.contains(where: { if case .stop = $0 { return true }; return false }) {
+                stoppedAt = s.epoch
+                break
+            }
+        }
+        if settings.has("restoreBest"), let best = watcher.bestEpoch {
+            restoreEpoch = best
+            restoreValue = watcher.bestValue
+        }
     }
 }
