@@ -85,6 +85,31 @@ final class ForwardTests: XCTestCase {
         assertClose(try rmsNorm(x, weight: nil).values, [rms, 2 * rms, 3 * rms, 4 * rms])
     }
 
+    /// Winograd F(2×2, 3×3) equals the im2col convolution — odd and even planes, with and without
+    /// bias, both precisions — and so does the gradient it gives x through the adjoint.
+    func testWinogradConvolutionEqualsIm2col() throws {
+        defer { Conv2dSettings.winograd = true }
+        XCTAssertFalse(ConvGeometry(n: 1, c: 3, h: 4, w: 4, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 4).isWinograd, "channels in eights")
+        for (shape, o, dtype) in [([2, 8, 5, 6], 8, DType.float64), ([3, 8, 8, 8], 16, .float64), ([2, 16, 4, 4], 8, .float32), ([1, 24, 1, 3], 16, .float64)] {
+            let x = randomTensor(shape, seed: 50, dtype: dtype), w = randomTensor([o, shape[1], 3, 3], seed: 51, dtype: dtype)
+            let b = randomTensor([o], seed: 52, dtype: dtype), seed = randomTensor([shape[0], o, shape[2], shape[3]], seed: 53, dtype: dtype)
+            func run(_ winograd: Bool, bias: Tensor?) throws -> (y: [Double], dx: [Double]) {
+                Conv2dSettings.winograd = winograd
+                let y = try withNoGrad { try conv2d(x, weight: w, bias: bias, padding: 1) }.values
+                let input = x.detach()
+                input.requiresGrad = true
+                try conv2d(input, weight: w, bias: bias, padding: 1).backward(gradient: seed)
+                return (y, input.grad!.values)
+            }
+            for bias in [b, nil] {
+                let (fast, reference) = (try run(true, bias: bias), try run(false, bias: bias))
+                let tolerance = dtype == .float64 ? 1e-12 : 2e-5
+                assertClose(fast.y, reference.y, tolerance: tolerance)
+                assertClose(fast.dx, reference.dx, tolerance: tolerance)
+            }
+        }
+    }
+
     func testAttentionAgainstNaiveLoopsWithCausalMask() throws {
         let q = randomTensor([1, 2, 3, 4], seed: 9), k = randomTensor([1, 2, 3, 4], seed: 10), v = randomTensor([1, 2, 3, 2], seed: 11)
         let y = try scaledDotProductAttention(query: q, key: k, value: v, mask: AttentionMask(causal: true))

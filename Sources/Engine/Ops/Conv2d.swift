@@ -160,9 +160,16 @@ private func flippedTransposedKernel<T: Real>(_ weight: UnsafeMutablePointer<T>,
 private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ weight: UnsafeMutablePointer<T>,
                                              _ cols: UnsafeMutablePointer<T>?, _ dx: UnsafeMutablePointer<T>?,
                                              _ dWeight: UnsafeMutablePointer<T>?, _ dBias: UnsafeMutablePointer<T>?,
-                                             adjoint: (kernel: UnsafeMutablePointer<T>, geometry: ConvGeometry)?,
+                                             adjoint: (kernel: UnsafeMutablePointer<T>, geometry: ConvGeometry,
+                                                       winograd: UnsafeMutablePointer<T>?)?,
                                              _ range: Range<Int>, _ g: ConvGeometry) {
-    if let dx, let adjoint { convolveImages(grad, adjoint.kernel, nil, nil, dx, range, adjoint.geometry) }
+    if let dx, let adjoint {
+        if let u = adjoint.winograd {
+            winogradImages(grad, u, nil, dx, range, adjoint.geometry)
+        } else {
+            convolveImages(grad, adjoint.kernel, nil, nil, dx, range, adjoint.geometry)
+        }
+    }
     let scattersColumns = dx != nil && adjoint == nil
     guard dWeight != nil || dBias != nil || scattersColumns else { return }
     let blockImages = Swift.min(g.imagesPerBlock, range.count)
@@ -193,6 +200,12 @@ private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ 
     }
 }
 
+/// Switches of the convolution's algorithms (for tests and benchmarks that compare them).
+enum Conv2dSettings {
+    /// 3×3 stride-1 convolutions without a kept column matrix run Winograd F(2×2, 3×3).
+    nonisolated(unsafe) static var winograd = true
+}
+
 /// 2-D convolution with square stride and zero padding (cross-correlation, as in PyTorch).
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, padding: Int = 0) throws -> Tensor {
     try checkShape(x.rank == 4 && weight.rank == 4 && x.shape[1] == weight.shape[1], "conv2d",
@@ -216,6 +229,15 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let y = Tensor(shape: [n, o, ho, wo], storage: Storage(dtype: dtype, count: n * o * ho * wo, zeroed: false))
     let ranges = parallelRanges(n, costPerItem: o * g.columnRows * g.plane)
     func forward<T: Real>(_: T.Type) {
+        // Without a column matrix to keep, 3×3 stride-1 convolutions take Winograd's F(2×2, 3×3).
+        if cols == nil && g.isWinograd && Conv2dSettings.winograd {
+            let u = winogradKernels(weight.storage.pointer(T.self), outputs: o, inputs: c)
+            defer { u.deallocate() }
+            parallelRun(ranges) { _, images in
+                winogradImages(x.storage.pointer(T.self), u, bias?.storage.pointer(T.self), y.storage.pointer(T.self), images, g)
+            }
+            return
+        }
         parallelRun(ranges) { _, images in
             convolveImages(x.storage.pointer(T.self), weight.storage.pointer(T.self), bias?.storage.pointer(T.self),
                            cols?.pointer(T.self), y.storage.pointer(T.self), images, g)
@@ -237,7 +259,12 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
             let adjointGeometry = gx == nil ? nil : g.adjoint
             let kernel = adjointGeometry.map { _ in flippedTransposedKernel(weight.storage.pointer(T.self), g) }
             defer { kernel?.deallocate() }
-            let adjoint = kernel.map { ($0, adjointGeometry!) }
+            // The adjoint of a 3×3, stride-1, padding-1 convolution is one too: Winograd's.
+            let transformed = adjointGeometry.flatMap { a in
+                a.isWinograd && Conv2dSettings.winograd ? winogradKernels(UnsafePointer(kernel!), outputs: a.o, inputs: a.c) : nil
+            }
+            defer { transformed?.deallocate() }
+            let adjoint = kernel.map { ($0, adjointGeometry!, transformed) }
             parallelRun(ranges) { index, images in
                 convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols?.pointer(T.self),
                                        gx?.storage.pointer(T.self),
