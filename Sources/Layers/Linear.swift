@@ -34,8 +34,6 @@ public final class Linear: LinearLayer {
             throw EngineError.shapeMismatch(op: "Linear", "input \(x.shape) for weight \(weight.shape)")
         }
         let rows = try x.reshaped([-1, weight.shape[1]])
-        var y = try matmul(rows, weight, transposeB: true)
-        if let bias { y = try y + bias }
-        return try y.reshaped(Array(x.shape.dropLast()) + [weight.shape[0]])
+        return try linear(rows, weight: weight, bias: bias).reshaped(Array(x.shape.dropLast()) + [weight.shape[0]])
     }
 }

@@ -115,6 +115,18 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// linear(x, W, b) = x·Wᵀ + b in one op: by hand, and its gradients with and without a bias.
+    func testLinear() throws {
+        let x = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], dtype: .float64)
+        let w = try Tensor([1, 0, -1, 2, 1, 0], shape: [2, 3], dtype: .float64), b = try Tensor([0.5, -1], shape: [2], dtype: .float64)
+        // Rows (1, 2, 3) and (4, 5, 6) against W's rows (1, 0, −1) and (2, 1, 0), plus b = (0.5, −1).
+        let expected: [Double] = [-1.5, 3, -1.5, 12]
+        XCTAssertEqual(try linear(x, weight: w, bias: b).values, expected)
+        let xs = randomTensor([5, 4], seed: 60), ws = randomTensor([3, 4], seed: 61), bs = randomTensor([3], seed: 62)
+        assertGradients([xs, ws, bs]) { try linear($0[0], weight: $0[1], bias: $0[2]) }
+        assertGradients([xs, ws]) { try linear($0[0], weight: $0[1], bias: nil) }
+    }
+
     func testResampling() {
         let x = randomTensor([2, 3, 4, 6], seed: 21)
         assertGradients([x]) { try upsampleNearest($0[0], scale: 2) }

@@ -98,3 +98,57 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
         return [ga, gb]
     })
 }
+
+/// y = x·Wᵀ + b for x [R, in], W [out, in], b [out] (`torch.nn.functional.linear`), as one op: the
+/// bias is written into y first and the GEMM accumulates onto it, so no broadcast add follows.
+///     dx = dy·W,  dW = dyᵀ·x,  db = Σ_rows dy
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor {
+    try checkArgument(x.dtype == weight.dtype && (bias?.dtype ?? x.dtype) == x.dtype, "linear", "dtypes differ")
+    try checkShape(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1], "linear",
+                   "input \(describe(x.shape)) and weight \(describe(weight.shape))")
+    if let bias { try checkShape(bias.shape == [weight.shape[0]], "linear", "bias \(describe(bias.shape)) for weight \(describe(weight.shape))") }
+    let (rows, k, n) = (x.shape[0], x.shape[1], weight.shape[0])
+    let out = Tensor(shape: [rows, n], storage: Storage(dtype: x.dtype, count: rows * n, zeroed: bias == nil))
+    func forward<T: Real>(_: T.Type) {
+        let py = out.storage.pointer(T.self)
+        if let bias {
+            let pb = bias.storage.pointer(T.self)
+            for r in 0..<rows { (py + r * n).update(from: pb, count: n) }
+        }
+        gemm(transA: false, transB: true, m: rows, n: n, k: k, alpha: 1, a: x.storage.pointer(T.self), lda: k,
+             b: weight.storage.pointer(T.self), ldb: k, beta: bias == nil ? 0 : 1, c: py, ldc: n)
+    }
+    switch x.dtype {
+    case .float32: forward(Float.self)
+    case .float64: forward(Double.self)
+    }
+    let gemmFlops = 2 * Double(rows) * Double(n) * Double(k)
+    FlopCounter.add(gemmFlops)
+    return Tensor.record(out, "linear", [x, weight] + (bias.map { [$0] } ?? []), { g in
+        FlopCounter.add(gemmFlops * Double((x.requiresGrad ? 1 : 0) + (weight.requiresGrad ? 1 : 0)))
+        var gx: Tensor?, gw: Tensor?, gb: Tensor?
+        func backward<T: Real>(_: T.Type) {
+            let pg = g.storage.pointer(T.self)
+            if x.requiresGrad {
+                gx = Tensor(shape: x.shape, storage: Storage(dtype: x.dtype, count: x.count, zeroed: false))
+                gemm(transA: false, transB: false, m: rows, n: k, k: n, alpha: 1, a: pg, lda: n,
+                     b: weight.storage.pointer(T.self), ldb: k, beta: 0, c: gx!.storage.pointer(T.self), ldc: k)
+            }
+            if weight.requiresGrad {
+                gw = Tensor(shape: weight.shape, storage: Storage(dtype: x.dtype, count: weight.count, zeroed: false))
+                gemm(transA: true, transB: false, m: n, n: k, k: rows, alpha: 1, a: pg, lda: n,
+                     b: x.storage.pointer(T.self), ldb: k, beta: 0, c: gw!.storage.pointer(T.self), ldc: k)
+            }
+            if let bias, bias.requiresGrad {
+                let sums = Tensor(zeros: [n], dtype: x.dtype), ps = sums.storage.pointer(T.self)
+                for r in 0..<rows { let row = pg + r * n; for j in 0..<n { ps[j] += row[j] } }
+                gb = sums
+            }
+        }
+        switch g.dtype {
+        case .float32: backward(Float.self)
+        case .float64: backward(Double.self)
+        }
+        return [gx, gw] + (bias == nil ? [] : [gb])
+    })
+}
