@@ -60,3 +60,15 @@ func rowSquaredDeviation<T: Real>(_ x: UnsafePointer<T>, _ n: Int, from center: 
     while i < n { let u = x[i] - center; a += u * u; i &+= 1 }
     return (a + b) + (c + d)
 }
+
+/// Eight consecutive elements as one vector, at any alignment — for loops the compiler will not
+/// vectorize on its own (many streams it cannot prove apart).
+@inline(__always) func load8<T: Real>(_ p: UnsafePointer<T>) -> SIMD8<T> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<T>.self)
+}
+
+@inline(__always) func load8<T: Real>(_ p: UnsafeMutablePointer<T>) -> SIMD8<T> { load8(UnsafePointer(p)) }
+
+@inline(__always) func store8<T: Real>(_ value: SIMD8<T>, _ p: UnsafeMutablePointer<T>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<T>.self)
+}

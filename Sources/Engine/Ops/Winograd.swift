@@ -64,15 +64,6 @@ extension ConvGeometry {
     var isWinograd: Bool { kh == 3 && kw == 3 && stride == 1 && padding == 1 && c % 8 == 0 && o % 8 == 0 }
 }
 
-@inline(__always) private func load8<T: Real>(_ p: UnsafePointer<T>) -> SIMD8<T> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<T>.self)
-}
-
-@inline(__always) private func load8<T: Real>(_ p: UnsafeMutablePointer<T>) -> SIMD8<T> { load8(UnsafePointer(p)) }
-
-@inline(__always) private func store8<T: Real>(_ value: SIMD8<T>, _ p: UnsafeMutablePointer<T>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<T>.self)
-}
 
 /// y = conv(x, weight) + bias for the images `range`, from the transformed kernels `u` [16, O, C].
 /// Channels go last inside a block (x is copied to a zero-bordered [n, Hp, Wp, C]), so that both
