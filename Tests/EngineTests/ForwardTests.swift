@@ -89,8 +89,11 @@ final class ForwardTests: XCTestCase {
     /// bias, both precisions — and so does the gradient it gives x through the adjoint.
     func testWinogradConvolutionEqualsIm2col() throws {
         defer { Conv2dSettings.winograd = true }
-        XCTAssertFalse(ConvGeometry(n: 1, c: 3, h: 4, w: 4, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 4).isWinograd, "channels in eights")
-        for (shape, o, dtype) in [([2, 8, 5, 6], 8, DType.float64), ([3, 8, 8, 8], 16, .float64), ([2, 16, 4, 4], 8, .float32), ([1, 24, 1, 3], 16, .float64)] {
+        XCTAssertFalse(ConvGeometry(n: 32, c: 3, h: 4, w: 4, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 4).isWinograd, "channels in eights")
+        XCTAssertFalse(ConvGeometry(n: 8, c: 8, h: 8, w: 8, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 8, wo: 8).isWinograd, "a small batch")
+        for (shape, o, dtype) in [([18, 8, 5, 6], 8, DType.float64), ([16, 8, 8, 8], 16, .float64), ([32, 16, 4, 4], 8, .float32), ([171, 24, 1, 3], 16, .float64), ([16, 8, 6, 6], 8, .float64)] {
+            XCTAssertTrue(ConvGeometry(n: shape[0], c: shape[1], h: shape[2], w: shape[3], o: o, kh: 3, kw: 3, stride: 1, padding: 1,
+                                       ho: shape[2], wo: shape[3]).isWinograd)
             let x = randomTensor(shape, seed: 50, dtype: dtype), w = randomTensor([o, shape[1], 3, 3], seed: 51, dtype: dtype)
             let b = randomTensor([o], seed: 52, dtype: dtype), seed = randomTensor([shape[0], o, shape[2], shape[3]], seed: 53, dtype: dtype)
             func run(_ winograd: Bool, bias: Tensor?) throws -> (y: [Double], dx: [Double]) {
