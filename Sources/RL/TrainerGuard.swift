@@ -74,8 +74,8 @@ extension FineTuningTrainer {
             ? try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
             : nil
         let signals = try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl)
-        let (decisions, bestChanged) = overoptimizationGuard.observe(signals)
-        if bestChanged { guardBest = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0.tensor.copy()) }) }
+        // Nothing to copy if these become the best: they are the weights the run holds.
+        let (decisions, _) = overoptimizationGuard.observe(signals)
         try log.event(epoch: epoch, kind: "guard", String(format: "the final weights measured: KL %.4g, proxy %.4g, TextNorm %.4g",
                                                           signals.kl, signals.proxy, signals.textNorm))
         for decision in decisions { try log.event(epoch: epoch, kind: "guard", decision.message) }
@@ -84,13 +84,14 @@ extension FineTuningTrainer {
     /// With `restoreBest`: puts back the weights of the guard's best epoch, if it saw one (the
     /// final weights, measured by `observeFinalWeights`, can be that best: then they stay).
     func restoreGuardBest() throws {
-        guard config.guard.has("restoreBest"), let best = guardBest, let bestEpoch = overoptimizationGuard.bestEpoch else { return }
+        guard config.guard.has("restoreBest"), let bestEpoch = overoptimizationGuard.bestEpoch else { return }
         let why = config.guard.restoreBy == "lastWithinBudget" ? "the last epoch measured within the KL limits, KL %.4g"
-            : "its best TextNorm signal within the KL budget, %.4g"
+            : "its best TextNorm signal within the KL limits, %.4g"
         if bestEpoch == epoch && !stoppedByGuard {
             try log.event(epoch: epoch, kind: "guard", String(format: "kept the final weights (" + why + ")", overoptimizationGuard.bestValue))
             return
         }
+        guard let best = guardBest else { return }
         for (name, tensor) in parameters { tensor.assign(best[name]!) }
         try log.event(epoch: epoch, kind: "guard", String(format: "restored the weights the run had at the start of epoch %d (" + why + ")",
                                                           bestEpoch, overoptimizationGuard.bestValue))
