@@ -96,8 +96,8 @@ public enum GuardDecision: Equatable, Sendable {
 }
 
 /// The guard's state machine: it observes each epoch's signals and returns its decisions, and
-/// remembers the best epoch by its own criterion (the TextNorm signal within the KL budget, or the
-/// last epoch within it).
+/// remembers the best epoch by its own criterion (the TextNorm signal within the KL limits, or the
+/// last epoch within them).
 /// Pure: the trainer applies the decisions, so every rule is testable with synthetic signals.
 public struct OveroptimizationGuard: Codable, Equatable, Sendable {
     public let settings: GuardSettings
