@@ -16,30 +16,30 @@ func winogradKernels<T: Real>(_ weight: UnsafePointer<T>, outputs o: Int, inputs
     let half = T(0.5)
     // Split over the output channels: at small batches the transform is a fair share of the call.
     parallelFor(o, costPerItem: c * 48) { outputs in
-    let gg = UnsafeMutablePointer<T>.allocate(capacity: 12)
-    defer { gg.deallocate() }
-    for out in outputs {
-        for channel in 0..<c {
-            let g = weight + (out * c + channel) * 9
-            // G·g: four rows of three.
-            for j in 0..<3 {
-                let (a, b, e) = (g[j], g[3 + j], g[6 + j])
-                gg[j] = a
-                gg[3 + j] = half * (a + b + e)
-                gg[6 + j] = half * (a - b + e)
-                gg[9 + j] = e
-            }
-            // (G·g)·Gᵀ, row by row.
-            let at = u + out * c + channel, stride = o * c
-            for i in 0..<4 {
-                let (a, b, e) = (gg[3 * i], gg[3 * i + 1], gg[3 * i + 2])
-                at[(4 * i) * stride] = a
-                at[(4 * i + 1) * stride] = half * (a + b + e)
-                at[(4 * i + 2) * stride] = half * (a - b + e)
-                at[(4 * i + 3) * stride] = e
+        let gg = UnsafeMutablePointer<T>.allocate(capacity: 12)
+        defer { gg.deallocate() }
+        for out in outputs {
+            for channel in 0..<c {
+                let g = weight + (out * c + channel) * 9
+                // G·g: four rows of three.
+                for j in 0..<3 {
+                    let (a, b, e) = (g[j], g[3 + j], g[6 + j])
+                    gg[j] = a
+                    gg[3 + j] = half * (a + b + e)
+                    gg[6 + j] = half * (a - b + e)
+                    gg[9 + j] = e
+                }
+                // (G·g)·Gᵀ, row by row.
+                let at = u + out * c + channel, stride = o * c
+                for i in 0..<4 {
+                    let (a, b, e) = (gg[3 * i], gg[3 * i + 1], gg[3 * i + 2])
+                    at[(4 * i) * stride] = a
+                    at[(4 * i + 1) * stride] = half * (a + b + e)
+                    at[(4 * i + 2) * stride] = half * (a - b + e)
+                    at[(4 * i + 3) * stride] = e
+                }
             }
         }
-    }
     }
     return u
 }
@@ -71,7 +71,6 @@ extension ConvGeometry {
         kh == 3 && kw == 3 && stride == 1 && padding == 1 && c % 8 == 0 && o % 8 == 0 && n >= 16 && n * h * w >= 512
     }
 }
-
 
 /// y = conv(x, weight) + bias for the images `range`, from the transformed kernels `u` [16, O, C].
 /// Channels go last inside a block (x is copied to a zero-bordered [n, Hp, Wp, C]), so that both

@@ -174,15 +174,14 @@ public struct OveroptimizationGuard: Codable, Equatable, Sendable {
             }
         }
         var bestChanged = false
-        let withinBudget = !overKLLimits
         if settings.restoreBy == "lastWithinBudget" {
-            // Only an epoch whose KL was measured is known to be within the budget.
-            if signals.kl.isFinite && withinBudget {
+            // Only an epoch whose KL was measured is known to be within the limits.
+            if signals.kl.isFinite && !overKLLimits {
                 bestValue = signals.kl
                 bestEpoch = signals.epoch
                 bestChanged = true
             }
-        } else if signals.textNorm.isFinite && withinBudget && signals.textNorm > bestValue {
+        } else if signals.textNorm.isFinite && !overKLLimits && signals.textNorm > bestValue {
             bestValue = signals.textNorm
             bestEpoch = signals.epoch
             bestChanged = true
