@@ -55,7 +55,8 @@ extension LatentDiffusionModel {
         guard !prompts.isEmpty else { throw DiffusionError.invalidSettings("no prompts") }
         let scheduler = try DDIMScheduler(schedule: schedule, stepCount: settings.steps, eta: settings.eta)
         var rng = RandomGenerator(seed: settings.seed)
-        return try withNoGrad {
+        // No weight changes while it samples: the convolutions' transformed kernels are kept.
+        return try withNoGrad { try withFixedKernels {
             let (context, mask) = try encodeText(prompts)
             let (empty, emptyMask) = try encodeText([String](repeating: "", count: prompts.count))
             var x = Tensor.randn([prompts.count, config.vae.latentChannels, latentSize, latentSize], using: &rng)
@@ -67,6 +68,6 @@ extension LatentDiffusionModel {
                 try afterStep(i, step, &x)
             }
             return x
-        }
+        } }
     }
 }

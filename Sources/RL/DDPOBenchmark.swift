@@ -95,7 +95,7 @@ public enum DDPOBenchmark {
         try communicator.barrier()
         start = Date()
         let ((_, trainingFlops, trainingBlas), trainingOps) = try timed {
-            try FlopCounter.profile { try trainer.objective.train(epoch, trainer: trainer, rng: &epochRNG) }
+            try FlopCounter.profile { try trainer.update(epoch, rng: &epochRNG) }
         }
         let trainingSeconds = Date().timeIntervalSince(start)
         let trained = PolicyLoss(rawValue: config.objective) != nil

@@ -39,8 +39,9 @@ extension FineTuningTrainer {
         let seeds = starts.map { _ in rng.next() }
         let mine = Set(ownBatches(count: prompts.count))
         var parts: [(start: Int, trajectories: Trajectories)] = []
-        // LoRA adapters merged for the epoch's sampling: one GEMM per adapted projection.
-        try withMergedAdapters(in: policy.unet) {
+        // LoRA adapters merged for the epoch's sampling (one GEMM per adapted projection), and the
+        // convolutions' transformed kernels kept from step to step: no weight changes here.
+        try withMergedAdapters(in: policy.unet) { try withFixedKernels {
             for (start, seed) in zip(starts, seeds) where mine.contains(start) {
                 let range = start ..< min(start + config.samplingBatch, prompts.count)
                 let initial = try initialLatents.map { try $0.indexSelect(axis: 0, Array(range)) }
@@ -49,7 +50,7 @@ extension FineTuningTrainer {
                                                                    stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
                                                                    using: &batchRNG)))
             }
-        }
+        } }
         return (groups, promptIndices, try gatherTrajectories(parts))
     }
 

@@ -296,6 +296,13 @@ public final class FineTuningTrainer {
         RandomGenerator(seed: config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(epoch + 1) &* 0xBF58_476D_1CE4_E5B9)
     }
 
+    /// The objective's update on an epoch's samples. With LoRA no convolution kernel trains, so
+    /// their transformed kernels are kept through all of the update's passes.
+    func update(_ samples: EpochSamples, rng: inout RandomGenerator) throws -> [String: Double] {
+        guard config.loraRank > 0 else { return try objective.train(samples, trainer: self, rng: &rng) }
+        return try withFixedKernels { try objective.train(samples, trainer: self, rng: &rng) }
+    }
+
     /// One epoch: sample → score → advantages → KL drift → the objective's update → evaluation → log.
     func runEpoch() throws -> EpochSummary {
         let clock = EpochClock()
@@ -321,7 +328,9 @@ public final class FineTuningTrainer {
         }
         let kl = try clock.time("kl") { () -> KLSummary? in
             guard config.kl.every > 0 && epoch % config.kl.every == 0 else { return nil }
-            return try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
+            return try withFixedKernels {
+                try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
+            }
         }
         if config.guard.isActive {
             try applyGuard(try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl))
@@ -339,7 +348,7 @@ public final class FineTuningTrainer {
         var training = try clock.time("training") { () -> [String: Double] in
             // A guard that stops the run stops it before this epoch's update: its signals judged the weights as they are.
             guard !usable.isEmpty, !stoppedByGuard else { return ["loss": .nan, "grad_norm": .nan] }
-            return try objective.train(samples, trainer: self, rng: &rng)
+            return try update(samples, rng: &rng)
         }
         training["skipped_updates"] = Double(skippedUpdates)
         if config.rewardRefresh.every > 0 {

@@ -86,31 +86,70 @@ final class ForwardTests: XCTestCase {
     }
 
     /// Winograd F(2×2, 3×3) equals the im2col convolution — odd and even planes, with and without
-    /// bias, both precisions — and so does the gradient it gives x through the adjoint.
+    /// bias, both precisions — and so do the gradients it gives x (through the adjoint) and the
+    /// kernel (the transforms read backwards), frozen kernel or trained.
     func testWinogradConvolutionEqualsIm2col() throws {
         defer { Conv2dSettings.winograd = true }
-        XCTAssertFalse(ConvGeometry(n: 32, c: 3, h: 4, w: 4, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 4).isWinograd, "channels in eights")
-        XCTAssertFalse(ConvGeometry(n: 8, c: 8, h: 8, w: 8, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 8, wo: 8).isWinograd, "a small batch")
-        for (shape, o, dtype) in [([18, 8, 5, 6], 8, DType.float64), ([16, 8, 8, 8], 16, .float64), ([32, 16, 4, 4], 8, .float32), ([171, 24, 1, 3], 16, .float64), ([16, 8, 6, 6], 8, .float64)] {
-            XCTAssertTrue(ConvGeometry(n: shape[0], c: shape[1], h: shape[2], w: shape[3], o: o, kh: 3, kw: 3, stride: 1, padding: 1,
-                                       ho: shape[2], wo: shape[3]).isWinograd)
+        func geometry(_ n: Int, _ c: Int, _ h: Int, _ w: Int, _ o: Int) -> ConvGeometry {
+            ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: 3, kw: 3, stride: 1, padding: 1, ho: h, wo: w)
+        }
+        XCTAssertFalse(geometry(32, 3, 4, 4, 8).prefersWinograd(transformAmortized: true), "channels in eights")
+        XCTAssertFalse(geometry(8, 8, 8, 8, 8).prefersWinograd(transformAmortized: false), "a small batch, alone")
+        XCTAssertTrue(geometry(8, 8, 8, 8, 8).prefersWinograd(transformAmortized: true), "a small batch, the transform amortized")
+        XCTAssertFalse(geometry(4, 8, 4, 4, 8).prefersWinograd(transformAmortized: true), "64 pixels")
+        // Every case is recorded (dx, and dW when trained), so all take Winograd there; the lone
+        // no-grad forward takes it from 16 images and 512 pixels (all but the batch of 4).
+        for (shape, o, dtype) in [([18, 8, 5, 6], 8, DType.float64), ([16, 8, 8, 8], 16, .float64), ([32, 16, 4, 4], 8, .float32),
+                                  ([171, 24, 1, 3], 16, .float64), ([16, 8, 6, 6], 8, .float64), ([4, 8, 6, 6], 8, .float64)] {
+            XCTAssertTrue(geometry(shape[0], shape[1], shape[2], shape[3], o).prefersWinograd(transformAmortized: true))
             let x = randomTensor(shape, seed: 50, dtype: dtype), w = randomTensor([o, shape[1], 3, 3], seed: 51, dtype: dtype)
             let b = randomTensor([o], seed: 52, dtype: dtype), seed = randomTensor([shape[0], o, shape[2], shape[3]], seed: 53, dtype: dtype)
-            func run(_ winograd: Bool, bias: Tensor?) throws -> (y: [Double], dx: [Double]) {
+            func run(_ winograd: Bool, bias: Tensor?, trainsKernel: Bool) throws -> (y: [Double], dx: [Double], dw: [Double]?) {
                 Conv2dSettings.winograd = winograd
                 let y = try withNoGrad { try conv2d(x, weight: w, bias: bias, padding: 1) }.values
-                let input = x.detach()
+                let input = x.detach(), kernel = w.detach()
                 input.requiresGrad = true
-                try conv2d(input, weight: w, bias: bias, padding: 1).backward(gradient: seed)
-                return (y, input.grad!.values)
+                kernel.requiresGrad = trainsKernel
+                try conv2d(input, weight: kernel, bias: bias, padding: 1).backward(gradient: seed)
+                return (y, input.grad!.values, kernel.grad?.values)
             }
             for bias in [b, nil] {
-                let (fast, reference) = (try run(true, bias: bias), try run(false, bias: bias))
-                let tolerance = dtype == .float64 ? 1e-12 : 2e-5
-                assertClose(fast.y, reference.y, tolerance: tolerance)
-                assertClose(fast.dx, reference.dx, tolerance: tolerance)
+                for trainsKernel in [false, true] {
+                    let fast = try run(true, bias: bias, trainsKernel: trainsKernel)
+                    let reference = try run(false, bias: bias, trainsKernel: trainsKernel)
+                    let tolerance = dtype == .float64 ? 1e-12 : 2e-5
+                    assertClose(fast.y, reference.y, tolerance: tolerance)
+                    assertClose(fast.dx, reference.dx, tolerance: tolerance)
+                    XCTAssertEqual(fast.dw == nil, !trainsKernel)
+                    if let dw = fast.dw, let expected = reference.dw {
+                        assertClose(dw, expected, tolerance: dtype == .float64 ? 1e-12 : 1e-4)
+                    }
+                }
             }
         }
+    }
+
+    /// Inside `withFixedKernels` a frozen kernel's Winograd transform is kept from call to call (so a
+    /// change to the kernel there is not seen — the scope's contract, broken here on purpose), a
+    /// kernel that records gradients is transformed at every call, and the kept transforms are
+    /// dropped when the scope ends.
+    func testFixedKernelsAreKeptOnlyInsideTheScopeAndOnlyForFrozenWeights() throws {
+        let x = randomTensor([16, 8, 8, 8], seed: 60), w = randomTensor([8, 8, 3, 3], seed: 61)
+        func convolve(_ weight: Tensor) throws -> [Double] { try withNoGrad { try conv2d(x, weight: weight, bias: nil, padding: 1) }.values }
+        let before = try convolve(w)
+        try withFixedKernels {
+            let first = try convolve(w)
+            XCTAssertEqual(first, before)
+            XCTAssertEqual(FixedKernels.transformed.count, 1)
+            w.storage.pointer(Double.self)[0] += 1
+            XCTAssertEqual(try convolve(w), first, "the kept transform")
+            let trained = w.detach()
+            trained.requiresGrad = true
+            XCTAssertNotEqual(try conv2d(x, weight: trained, bias: nil, padding: 1).values, first, "recorded: transformed afresh")
+            XCTAssertEqual(FixedKernels.transformed.count, 1)
+        }
+        XCTAssertTrue(FixedKernels.transformed.isEmpty)
+        XCTAssertNotEqual(try convolve(w), before, "outside the scope the change is seen")
     }
 
     func testAttentionAgainstNaiveLoopsWithCausalMask() throws {

@@ -115,6 +115,15 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// The Winograd path (3×3, stride 1, 16 images and 512 output pixels: taken even by a lone call): forward, dx by
+    /// the adjoint and dW by the transposed transforms, against finite differences — an odd plane
+    /// width, so the last tile column lies half outside.
+    func testConv2dWinogradGradients() {
+        XCTAssertTrue(ConvGeometry(n: 16, c: 8, h: 4, w: 9, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 9).prefersWinograd(transformAmortized: false))
+        let x = randomTensor([16, 8, 4, 9], seed: 22), w = randomTensor([8, 8, 3, 3], seed: 23, scale: 0.5), b = randomTensor([8], seed: 24)
+        assertGradients([x, w, b]) { try conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
+    }
+
     /// linear(x, W, b) = x·Wᵀ + b in one op: by hand, and its gradients with and without a bias.
     func testLinear() throws {
         let x = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3], dtype: .float64)

@@ -2,7 +2,7 @@
 /// cross-attention, as one op with a fused backward:
 ///     S = Q·Kᵀ/√d + M,  P = softmax(S) (rows),  O = P·V
 ///     dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = dS·K/√d,  dK = dSᵀ·Q/√d
-/// M is additive (0 or −10⁹). Backward caches P. Work is split over (batch, head) pairs, each
+/// M is additive (0 or −10⁹). Backward caches P (a recorded call only). Work is split over (batch, head) pairs, each
 /// running its small GEMMs single-threaded.
 
 /// Which query–key pairs may attend.
@@ -63,12 +63,15 @@ struct AttentionGeometry {
 
 private func attentionForward<T: Real>(_ q: UnsafeMutablePointer<T>, _ k: UnsafeMutablePointer<T>,
                                        _ v: UnsafeMutablePointer<T>, _ o: UnsafeMutablePointer<T>,
-                                       _ probabilities: UnsafeMutablePointer<T>, _ mask: [[T]]?, _ g: AttentionGeometry) {
+                                       _ probabilities: UnsafeMutablePointer<T>?, _ mask: [[T]]?, _ g: AttentionGeometry) {
     let pairs = g.batch * g.heads
     parallelFor(pairs, costPerItem: g.lq * g.lk * (g.d + g.dv) * 2) { range in
+        // Without a backward to keep P for, one pair's P at a time, in cache.
+        let scratch = probabilities == nil ? UnsafeMutablePointer<T>.allocate(capacity: g.lq * g.lk) : nil
+        defer { scratch?.deallocate() }
         for pair in range {
             let (b, h) = (pair / g.heads, pair % g.heads)
-            let p = probabilities + pair * g.lq * g.lk
+            let p = scratch ?? probabilities! + pair * g.lq * g.lk
             T.blasGemm(transA: false, transB: true, m: g.lq, n: g.lk, k: g.d, alpha: T(g.scale),
                        a: q + g.q.offset(b, h), lda: g.q.rowStride, b: k + g.k.offset(b, h), ldb: g.k.rowStride,
                        beta: 0, c: p, ldc: g.lk)
@@ -125,15 +128,16 @@ private func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ g: AttentionGeom
     let dtype = q.dtype
     let additive = try mask.additive(batch: g.batch, queries: g.lq, keys: g.lk)
     let out = Tensor(shape: outputShape, storage: Storage(dtype: dtype, count: outputShape.reduce(1, *), zeroed: false))
-    let probabilities = Storage(dtype: dtype, count: g.batch * g.heads * g.lq * g.lk, zeroed: false)
+    // P is kept only for a backward to come.
+    let probabilities = Tensor.recording(q, k, v) ? Storage(dtype: dtype, count: g.batch * g.heads * g.lq * g.lk, zeroed: false) : nil
     switch dtype {
     case .float32:
         attentionForward(q.storage.pointer(Float.self), k.storage.pointer(Float.self), v.storage.pointer(Float.self),
-                         out.storage.pointer(Float.self), probabilities.pointer(Float.self),
+                         out.storage.pointer(Float.self), probabilities?.pointer(Float.self),
                          additive?.map { $0.map(Float.init) }, g)
     case .float64:
         attentionForward(q.storage.pointer(Double.self), k.storage.pointer(Double.self), v.storage.pointer(Double.self),
-                         out.storage.pointer(Double.self), probabilities.pointer(Double.self), additive, g)
+                         out.storage.pointer(Double.self), probabilities?.pointer(Double.self), additive, g)
     }
     let pairFlops = 2 * Double(g.batch * g.heads) * Double(g.lq * g.lk)
     FlopCounter.add(pairFlops * Double(g.d + g.dv))
@@ -144,7 +148,7 @@ private func attention(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ g: AttentionGeom
         let dV = Tensor(shape: v.shape, storage: Storage(dtype: dtype, count: v.count, zeroed: false))
         func backward<T: Real>(_: T.Type) {
             attentionBackward(q.storage.pointer(T.self), k.storage.pointer(T.self), v.storage.pointer(T.self),
-                              probabilities.pointer(T.self), grad.storage.pointer(T.self), dQ.storage.pointer(T.self),
+                              probabilities!.pointer(T.self), grad.storage.pointer(T.self), dQ.storage.pointer(T.self),
                               dK.storage.pointer(T.self), dV.storage.pointer(T.self), g)
         }
         switch dtype {

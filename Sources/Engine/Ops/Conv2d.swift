@@ -154,21 +154,29 @@ private func flippedTransposedKernel<T: Real>(_ weight: UnsafeMutablePointer<T>,
     return flipped
 }
 
+/// dx of a stride-1 convolution as the convolution of dY with the flipped, transposed kernel:
+/// by Winograd from the forward's transformed kernels (not owned), or by im2col with the flipped
+/// kernel (owned), each with the adjoint's geometry.
+private enum ConvolutionAdjoint<T: Real> {
+    case winograd(UnsafePointer<T>, ConvGeometry)
+    case im2col(UnsafeMutablePointer<T>, ConvGeometry)
+
+    func deallocate() {
+        if case let .im2col(kernel, _) = self { kernel.deallocate() }
+    }
+}
+
 /// Backward for the images `range`: dY in GEMM layout per block, dW and dbias accumulated into
 /// this thread's partial sums; dx through dcols and col2im, or — given `adjoint`, the flipped
 /// kernel and its geometry — as the forward convolution of dY.
 private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ weight: UnsafeMutablePointer<T>,
                                              _ cols: UnsafeMutablePointer<T>?, _ dx: UnsafeMutablePointer<T>?,
                                              _ dWeight: UnsafeMutablePointer<T>?, _ dBias: UnsafeMutablePointer<T>?,
-                                             adjoint: (kernel: UnsafeMutablePointer<T>, geometry: ConvGeometry,
-                                                       winograd: UnsafeMutablePointer<T>?)?,
-                                             _ range: Range<Int>, _ g: ConvGeometry) {
-    if let dx, let adjoint {
-        if let u = adjoint.winograd {
-            winogradImages(grad, u, nil, dx, range, adjoint.geometry)
-        } else {
-            convolveImages(grad, adjoint.kernel, nil, nil, dx, range, adjoint.geometry)
-        }
+                                             adjoint: ConvolutionAdjoint<T>?, _ range: Range<Int>, _ g: ConvGeometry) {
+    switch (dx, adjoint) {
+    case let (dx?, .winograd(u, geometry)?): winogradImages(grad, u, .adjoint, nil, dx, range, geometry)
+    case let (dx?, .im2col(kernel, geometry)?): convolveImages(grad, kernel, nil, nil, dx, range, geometry)
+    default: break
     }
     let scattersColumns = dx != nil && adjoint == nil
     guard dWeight != nil || dBias != nil || scattersColumns else { return }
@@ -179,12 +187,17 @@ private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ 
     defer { dY.deallocate(); dCols?.deallocate(); scratch.deallocate() }
     for block in g.blocks(range) {
         let width = block.count * g.plane, offset = block.lowerBound * g.plane
-        // dY[o, (n − n0)·P + p] = grad[n, o, p]; dbias[o] += Σ grad[n, o, ·]
+        // dY[o, (n − n0)·P + p] = grad[n, o, p] (when a GEMM reads it); dbias[o] += Σ grad[n, o, ·]
+        let gemmReadsDY = (dWeight != nil && cols != nil) || dCols != nil
         for ch in 0..<g.o {
             var total: T = 0
             for i in 0..<block.count {
                 let src = grad + ((block.lowerBound + i) * g.o + ch) * g.plane, dst = dY + ch * width + i * g.plane
-                for p in 0..<g.plane { dst[p] = src[p]; total += src[p] }
+                if gemmReadsDY {
+                    for p in 0..<g.plane { dst[p] = src[p]; total += src[p] }
+                } else {
+                    for p in 0..<g.plane { total += src[p] }
+                }
             }
             dBias?[ch] += total
         }
@@ -222,19 +235,23 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let ho = (h + 2 * padding - kh) / stride + 1, wo = (w + 2 * padding - kw) / stride + 1
     let g = ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: kh, kw: kw, stride: stride, padding: padding, ho: ho, wo: wo)
     let dtype = x.dtype
-    // The full column matrix is kept only when backward will need it: for dW, or for dx when it
-    // is not computed as the adjoint convolution.
-    let keepsColumns = Tensor.recording(weight) || (Tensor.recording(x) && g.adjoint == nil)
+    // 3×3 stride-1 convolutions take Winograd's F(2×2, 3×3) forward, for dx (the adjoint is one
+    // too) and for dW — none of which needs a column matrix.
+    let winograd = Conv2dSettings.winograd && g.prefersWinograd(
+        transformAmortized: FixedKernels.keeps(weight) || Tensor.recording(x) || Tensor.recording(weight))
+    // The full column matrix is kept only when backward will need it: for dW when it is not
+    // Winograd's, or for dx when it is not computed as the adjoint convolution.
+    let keepsColumns = (Tensor.recording(weight) && !winograd) || (Tensor.recording(x) && g.adjoint == nil)
     let cols = keepsColumns ? Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false) : nil
     let y = Tensor(shape: [n, o, ho, wo], storage: Storage(dtype: dtype, count: n * o * ho * wo, zeroed: false))
     let ranges = parallelRanges(n, costPerItem: o * g.columnRows * g.plane)
+    // Winograd's transformed kernels serve the forward and, read as the adjoint's, dx.
+    let kernels = winograd ? FixedKernels.winograd(weight) : nil
     func forward<T: Real>(_: T.Type) {
-        // Without a column matrix to keep, 3×3 stride-1 convolutions take Winograd's F(2×2, 3×3).
-        if cols == nil && g.isWinograd && Conv2dSettings.winograd {
-            let u = winogradKernels(weight.storage.pointer(T.self), outputs: o, inputs: c)
-            defer { u.deallocate() }
+        if let kernels {
             parallelRun(ranges) { _, images in
-                winogradImages(x.storage.pointer(T.self), u, bias?.storage.pointer(T.self), y.storage.pointer(T.self), images, g)
+                winogradImages(x.storage.pointer(T.self), kernels.pointer(T.self), .convolution, bias?.storage.pointer(T.self),
+                               y.storage.pointer(T.self), images, g)
             }
             return
         }
@@ -257,20 +274,25 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
         let partialBiases = bias == nil ? [] : ranges.map { _ in Tensor(zeros: [o], dtype: dtype) }
         func backward<T: Real>(_: T.Type) {
             let adjointGeometry = gx == nil ? nil : g.adjoint
-            let kernel = adjointGeometry.map { _ in flippedTransposedKernel(weight.storage.pointer(T.self), g) }
-            defer { kernel?.deallocate() }
-            // The adjoint of a 3×3, stride-1, padding-1 convolution is one too: Winograd's.
-            let transformed = adjointGeometry.flatMap { a in
-                a.isWinograd && Conv2dSettings.winograd ? winogradKernels(UnsafePointer(kernel!), outputs: a.o, inputs: a.c) : nil
+            // The adjoint of a 3×3, stride-1, padding-1 convolution is one too: Winograd's, from the
+            // forward's transformed kernels; otherwise im2col with the flipped, transposed kernel.
+            let adjoint: ConvolutionAdjoint<T>? = adjointGeometry.map { a in
+                kernels.map { .winograd(UnsafePointer($0.pointer(T.self)), a) }
+                    ?? .im2col(flippedTransposedKernel(weight.storage.pointer(T.self), g), a)
             }
-            defer { transformed?.deallocate() }
-            let adjoint = kernel.map { ($0, adjointGeometry!, transformed) }
+            defer { adjoint?.deallocate() }
             parallelRun(ranges) { index, images in
                 convolveImagesBackward(grad.storage.pointer(T.self), weight.storage.pointer(T.self), cols?.pointer(T.self),
                                        gx?.storage.pointer(T.self),
                                        partialWeights.isEmpty ? nil : partialWeights[index].storage.pointer(T.self),
                                        partialBiases.isEmpty ? nil : partialBiases[index].storage.pointer(T.self),
                                        adjoint: adjoint, images, g)
+                guard winograd, !partialWeights.isEmpty else { return }
+                let transformedGradient = UnsafeMutablePointer<T>.allocate(capacity: 16 * o * c)
+                defer { transformedGradient.deallocate() }
+                transformedGradient.initialize(repeating: 0, count: 16 * o * c)
+                winogradWeightGradient(x.storage.pointer(T.self), grad.storage.pointer(T.self), transformedGradient, images, g)
+                winogradKernelGradient(transformedGradient, partialWeights[index].storage.pointer(T.self), outputs: o, inputs: c)
             }
         }
         switch dtype {
