@@ -141,7 +141,14 @@ extension RunFolder {
         }
         let decoder = JSONDecoder()
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: RunFolder.nonFinite.positive, negativeInfinity: RunFolder.nonFinite.negative, nan: RunFolder.nonFinite.nan)
-        let state = try decoder.decode(State.self, from: JSONSerialization.data(withJSONObject: object))
+        let state: State
+        do {
+            state = try decoder.decode(State.self, from: JSONSerialization.data(withJSONObject: object))
+        } catch let DecodingError.keyNotFound(key, context) {
+            // A checkpoint from before a field existed: say which, not Foundation's "data is missing".
+            let path = (context.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+            throw RunFolderError("\(file.path) lacks '\(path)': it was written by an earlier version of diffusion-rl; resume it with that version, or start a new run")
+        }
         guard state.config == config else {
             throw RunFolderError("the config differs from the one \(url.path) was started with; resume with the same config")
         }

@@ -41,6 +41,11 @@ final class RunFolderTests: XCTestCase {
             .write(to: checkpoint.appendingPathComponent("state.json"), atomically: true, encoding: .utf8)
         XCTAssertEqual(try folder.readState(State.self, from: checkpoint, expecting: Settings()).epoch, 3)
         XCTAssertThrowsError(try folder.readState(State.self, from: checkpoint, expecting: Settings(steps: 11)))
+        // State outside the config that an earlier version did not write: an error naming the field.
+        try #"{"config": {"steps": 10}}"#.write(to: checkpoint.appendingPathComponent("state.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try folder.readState(State.self, from: checkpoint, expecting: Settings())) {
+            XCTAssertTrue("\($0)".contains("lacks 'epoch': it was written by an earlier version"), "\($0)")
+        }
     }
 
     struct Measured: CheckpointState { var history: [Double]; var config: Settings }
