@@ -14,7 +14,10 @@ enum BenchCommand {
         Command("engine", summary: "the engine's kernels against the sgemm ceiling", description: """
             GFLOP/s of the engine's kernels at the default UNet's shapes (conv2d forward and backward,
             attention forward and backward, group norm + SiLU), each next to the sgemm ceiling measured
-            in the same run (a 1024×1024×1024 GEMM), as a fraction of it.
+            in the same run (a 1024×1024×1024 GEMM), as a fraction of it. Convolutions are counted as
+            the direct convolution's FLOPs whatever the algorithm, so where Winograd runs (3×3, stride 1:
+            2.25× fewer multiplications) GFLOP/s is an effective rate and may pass the ceiling; the same
+            holds for bench unet and bench ddpo.
             """, options: [.threads, batchOption, .json], run: engine),
         Command("unet", summary: "the default UNet's forward and backward", description: """
             Milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at batch

@@ -4,7 +4,10 @@ import CBLAS
 /// each next to the `sgemm` ceiling measured in the same run.
 ///
 /// FLOP counts (multiply and add counted separately):
-///   GEMM m×n×k: 2mnk.   conv2d forward: 2·N·O·Ho·Wo·C·k²; backward (dW and dx): twice that.
+///   GEMM m×n×k: 2mnk.   conv2d forward: 2·N·O·Ho·Wo·C·k²; backward (dW and dx): twice that —
+///   the direct convolution's count whatever the algorithm, so where Winograd's F(2×2, 3×3) runs
+///   (2.25× fewer multiplications) the GFLOP/s are effective rates: the direct convolution's work
+///   over the time taken, which can exceed what the GEMMs themselves reach.
 ///   attention forward: 2·B·H·Lq·Lk·(d + dv) for Q·Kᵀ and P·V (softmax not counted);
 ///   backward: twice that.
 ///   group norm + SiLU: counted as 8 FLOPs per element forward (mean, variance, normalize, affine,

@@ -245,13 +245,15 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let cols = keepsColumns ? Storage(dtype: dtype, count: g.columnRows * g.columnCount, zeroed: false) : nil
     let y = Tensor(shape: [n, o, ho, wo], storage: Storage(dtype: dtype, count: n * o * ho * wo, zeroed: false))
     let ranges = parallelRanges(n, costPerItem: o * g.columnRows * g.plane)
-    // Winograd's transformed kernels serve the forward and, read as the adjoint's, dx.
+    // Winograd's transformed kernels serve the forward and, read as the adjoint's, dx; a kernel
+    // that trains keeps the transformed input for dW (4·|x| values, where columns took 9·|x|).
     let kernels = winograd ? FixedKernels.winograd(weight) : nil
+    let keptInput = winograd && Tensor.recording(weight) ? Storage(dtype: dtype, count: g.winogradInputCount, zeroed: false) : nil
     func forward<T: Real>(_: T.Type) {
         if let kernels {
             parallelRun(ranges) { _, images in
                 winogradImages(x.storage.pointer(T.self), kernels.pointer(T.self), .convolution, bias?.storage.pointer(T.self),
-                               y.storage.pointer(T.self), images, g)
+                               y.storage.pointer(T.self), images, g, keptInput: keptInput?.pointer(T.self))
             }
             return
         }
@@ -287,11 +289,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
                                        partialWeights.isEmpty ? nil : partialWeights[index].storage.pointer(T.self),
                                        partialBiases.isEmpty ? nil : partialBiases[index].storage.pointer(T.self),
                                        adjoint: adjoint, images, g)
-                guard winograd, !partialWeights.isEmpty else { return }
+                guard let keptInput, !partialWeights.isEmpty else { return }
                 let transformedGradient = UnsafeMutablePointer<T>.allocate(capacity: 16 * o * c)
                 defer { transformedGradient.deallocate() }
                 transformedGradient.initialize(repeating: 0, count: 16 * o * c)
-                winogradWeightGradient(x.storage.pointer(T.self), grad.storage.pointer(T.self), transformedGradient, images, g)
+                winogradWeightGradient(keptInput.pointer(T.self), grad.storage.pointer(T.self), transformedGradient, images, g)
                 winogradKernelGradient(transformedGradient, partialWeights[index].storage.pointer(T.self), outputs: o, inputs: c)
             }
         }

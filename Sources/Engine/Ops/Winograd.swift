@@ -74,6 +74,9 @@ extension ConvGeometry {
     /// kernel, or a backward pass that reuses it for dx and needs no column matrix for dW — 128
     /// pixels suffice (a LoRA epoch's training phase 15 % faster with its 4×4 planes at batch 16
     /// included, the UNet's batch-8 forward + backward 8 % faster, at 1 thread).
+    /// Elements of the transformed input V [16, N·tiles, C] that a trained kernel's forward keeps.
+    var winogradInputCount: Int { 16 * n * WinogradTiling(self).perImage * c }
+
     func prefersWinograd(transformAmortized: Bool) -> Bool {
         isWinogradShape && (transformAmortized ? n * h * w >= 128 : n >= 16 && n * h * w >= 512)
     }
@@ -96,11 +99,10 @@ private func winogradChannelsLast<T: Real>(_ x: UnsafeMutablePointer<T>, _ xt: U
 }
 
 /// V[ξ, tile, ·] = (Bᵀ d B)[ξ] for the tiles of `count` images of xt [count, Hp, Wp, C], over
-/// channel vectors; V is [16, count·tiles, C].
-private func winogradInputTransform<T: Real>(_ xt: UnsafeMutablePointer<T>, _ v: UnsafeMutablePointer<T>, count: Int,
-                                             channels c: Int, _ tiling: WinogradTiling) {
+/// channel vectors; V's 16 matrices [count·tiles, C] lie `vStride` apart.
+private func winogradInputTransform<T: Real>(_ xt: UnsafeMutablePointer<T>, _ v: UnsafeMutablePointer<T>, vStride: Int,
+                                             count: Int, channels c: Int, _ tiling: WinogradTiling) {
     let wp = tiling.paddedWidth, hp = tiling.paddedHeight
-    let vStride = count * tiling.perImage * c
     for local in 0..<count {
         for ty in 0..<tiling.tilesHigh {
             for tx in 0..<tiling.tilesWide {
@@ -155,40 +157,44 @@ enum WinogradKernelUse {
 }
 
 /// y = conv(x, weight) + bias for the images `range`, from the transformed kernels `u` [16, O, C]
-/// (for `.adjoint`, u is the forward convolution's [16, C, O] and y its input gradient).
+/// (for `.adjoint`, u is the forward convolution's [16, C, O] and y its input gradient). With
+/// `keptInput` — V for the whole batch, [16, N·tiles, C] — the transformed input stays there for
+/// the weight gradient instead of in a block-local buffer.
 /// Channels go last inside a block (x is copied to a zero-bordered [n, Hp, Wp, C]), so that both
 /// transforms run along contiguous channel vectors and vectorize:
 ///     V[ξ, tile, c] = (Bᵀ d B)[ξ],   M[ξ] [tiles, O] = V[ξ] [tiles, C] · U[ξ]ᵀ,
 ///     y[n, h, w, o] = (Aᵀ M A) + bias,   then back to [n, O, H, W].
 func winogradImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>, _ use: WinogradKernelUse,
-                             _ bias: UnsafeMutablePointer<T>?, _ y: UnsafeMutablePointer<T>, _ range: Range<Int>, _ g: ConvGeometry) {
+                             _ bias: UnsafeMutablePointer<T>?, _ y: UnsafeMutablePointer<T>, _ range: Range<Int>, _ g: ConvGeometry,
+                             keptInput: UnsafeMutablePointer<T>? = nil) {
     let tiling = WinogradTiling(g)
     let (c, o) = (g.c, g.o)
     let blockImages = Swift.min(tiling.imagesPerBlock(channels: Swift.max(c, o)), range.count)
     let (hp, wp) = (tiling.paddedHeight, tiling.paddedWidth)
     let tilesPerBlock = blockImages * tiling.perImage
     let xt = UnsafeMutablePointer<T>.allocate(capacity: blockImages * hp * wp * c)
-    let v = UnsafeMutablePointer<T>.allocate(capacity: 16 * tilesPerBlock * c)
+    let local = keptInput == nil ? UnsafeMutablePointer<T>.allocate(capacity: 16 * tilesPerBlock * c) : nil
     let m = UnsafeMutablePointer<T>.allocate(capacity: 16 * tilesPerBlock * o)
     let yt = UnsafeMutablePointer<T>.allocate(capacity: blockImages * 4 * tiling.perImage * o)
     let zero = UnsafeMutablePointer<T>.allocate(capacity: o)
-    defer { xt.deallocate(); v.deallocate(); m.deallocate(); yt.deallocate(); zero.deallocate() }
+    defer { xt.deallocate(); local?.deallocate(); m.deallocate(); yt.deallocate(); zero.deallocate() }
     xt.initialize(repeating: 0, count: blockImages * hp * wp * c)
     zero.initialize(repeating: 0, count: o)
     let biases = bias.map { UnsafePointer($0) } ?? UnsafePointer(zero)
     for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: blockImages) {
         let images = start ..< Swift.min(start + blockImages, range.upperBound)
         let p = images.count * tiling.perImage
+        let (v, vStride) = keptInput.map { ($0 + start * tiling.perImage * c, g.n * tiling.perImage * c) } ?? (local!, p * c)
         winogradChannelsLast(x, xt, images, tiling, g)
-        winogradInputTransform(xt, v, count: images.count, channels: c, tiling)
+        winogradInputTransform(xt, v, vStride: vStride, count: images.count, channels: c, tiling)
         // M[ξ] [tiles, O] = V[ξ] [tiles, C] · U[ξ]ᵀ
         for xi in 0..<16 {
             switch use {
             case .convolution:
-                T.blasGemm(transA: false, transB: true, m: p, n: o, k: c, alpha: 1, a: v + xi * p * c, lda: c,
+                T.blasGemm(transA: false, transB: true, m: p, n: o, k: c, alpha: 1, a: v + xi * vStride, lda: c,
                            b: u + xi * o * c, ldb: c, beta: 0, c: m + xi * p * o, ldc: o)
             case .adjoint:
-                T.blasGemm(transA: false, transB: false, m: p, n: o, k: c, alpha: 1, a: v + xi * p * c, lda: c,
+                T.blasGemm(transA: false, transB: false, m: p, n: o, k: c, alpha: 1, a: v + xi * vStride, lda: c,
                            b: u + WinogradKernelUse.adjointIndex(xi) * o * c, ldb: o, beta: 0, c: m + xi * p * o, ldc: o)
             }
         }
@@ -235,28 +241,26 @@ func winogradImages<T: Real>(_ x: UnsafeMutablePointer<T>, _ u: UnsafePointer<T>
 /// backwards): Y = Aᵀ [U ⊙ V] A gives ∂L/∂U = (A dY Aᵀ) ⊙ V per tile, and U = G g Gᵀ gives
 ///     dW = Gᵀ [ Σ_tiles (A dY Aᵀ)[ξ] · V[ξ] ] G,
 /// so with Mdy[ξ] [tiles, O] = (A dY Aᵀ)[ξ] the sum is 16 GEMMs Ŵ[ξ] [O, C] += Mdy[ξ]ᵀ · V[ξ] —
-/// no column matrix, and 2.25× fewer multiplications than dY · colsᵀ. Accumulates Ŵ [16, O, C]
-/// for the images `range`; `winogradKernelGradient` turns it into dW.
-func winogradWeightGradient<T: Real>(_ x: UnsafeMutablePointer<T>, _ grad: UnsafeMutablePointer<T>,
+/// no column matrix, and 2.25× fewer multiplications than dY · colsᵀ. V is the forward's, kept
+/// for the batch ([16, N·tiles, C], `winogradImages`' `keptInput`). Accumulates Ŵ [16, O, C] for
+/// the images `range`; `winogradKernelGradient` turns it into dW.
+func winogradWeightGradient<T: Real>(_ keptInput: UnsafePointer<T>, _ grad: UnsafeMutablePointer<T>,
                                      _ transformed: UnsafeMutablePointer<T>, _ range: Range<Int>, _ g: ConvGeometry) {
     let tiling = WinogradTiling(g)
     let (c, o) = (g.c, g.o)
     let blockImages = Swift.min(tiling.imagesPerBlock(channels: Swift.max(c, o)), range.count)
     let tilesPerBlock = blockImages * tiling.perImage
     let (dyHeight, dyWidth) = (2 * tiling.tilesHigh, 2 * tiling.tilesWide)
-    let xt = UnsafeMutablePointer<T>.allocate(capacity: blockImages * tiling.paddedHeight * tiling.paddedWidth * c)
-    let v = UnsafeMutablePointer<T>.allocate(capacity: 16 * tilesPerBlock * c)
+    let vStride = g.n * tiling.perImage * c
     let dyt = UnsafeMutablePointer<T>.allocate(capacity: blockImages * dyHeight * dyWidth * o)
     let mdy = UnsafeMutablePointer<T>.allocate(capacity: 16 * tilesPerBlock * o)
-    defer { xt.deallocate(); v.deallocate(); dyt.deallocate(); mdy.deallocate() }
-    xt.initialize(repeating: 0, count: blockImages * tiling.paddedHeight * tiling.paddedWidth * c)
+    defer { dyt.deallocate(); mdy.deallocate() }
     // Rows and columns past an odd plane's edge stay zero: no output there, no gradient.
     dyt.initialize(repeating: 0, count: blockImages * dyHeight * dyWidth * o)
     for start in Swift.stride(from: range.lowerBound, to: range.upperBound, by: blockImages) {
         let images = start ..< Swift.min(start + blockImages, range.upperBound)
         let p = images.count * tiling.perImage
-        winogradChannelsLast(x, xt, images, tiling, g)
-        winogradInputTransform(xt, v, count: images.count, channels: c, tiling)
+        let v = keptInput + start * tiling.perImage * c
         // dY [n, O, H, W] → dyt [n, 2·tilesHigh, 2·tilesWide, O]
         for (local, image) in images.enumerated() {
             for out in 0..<o {
@@ -292,7 +296,7 @@ func winogradWeightGradient<T: Real>(_ x: UnsafeMutablePointer<T>, _ grad: Unsaf
         // Ŵ[ξ] [O, C] += Mdy[ξ]ᵀ [O, tiles] · V[ξ] [tiles, C]
         for xi in 0..<16 {
             T.blasGemm(transA: true, transB: false, m: o, n: c, k: p, alpha: 1, a: mdy + xi * p * o, lda: o,
-                       b: v + xi * p * c, ldb: c, beta: 1, c: transformed + xi * o * c, ldc: c)
+                       b: v + xi * vStride, ldb: c, beta: 1, c: transformed + xi * o * c, ldc: c)
         }
     }
 }
