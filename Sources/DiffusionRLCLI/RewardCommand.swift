@@ -187,7 +187,8 @@ enum RewardCommand {
     static let evalCommand = Command("eval", summary: "pairwise accuracy per perspective against the gold judge and the annotators, label accuracy, calibration", description: """
         Scores every image of held-out preference data and prints, per perspective: pairwise accuracy
         against the gold judge's strict preferences (± standard error) and against the annotators,
-        label accuracy (reward > 0 = good) and expected calibration error. With --caption-likelihood,
+        label accuracy (reward > 0 = good) and expected calibration error. With --compare, both
+        models' gold pairwise accuracy on the same pairs and their difference, paired. With --caption-likelihood,
         the score is log p(prompt | image) from a captioning-pretrained decoder (`reward pretrain`
         writes OUT/decoder), evaluated as a zero-shot alignment reward.
         """, options: [
@@ -195,8 +196,10 @@ enum RewardCommand {
             .text("model", "DIR", "a trained reward model"),
             .text("caption-likelihood", "DECODER", "score by log p(prompt | image) from a captioning-pretrained decoder instead"),
             .number("textnorm", "TAU", minimum: 1e-6, "score the alignment and overall heads by TextNorm's r̃ at temperature TAU (8 contrastive prompts each)"),
+            .text("compare", "DIR", "a second reward model: print both models' gold pairwise accuracy and --model's minus this one's, paired pair by pair (standard error clustered by prompt)"),
             .threads, .json,
-        ], exclusive: [["model", "caption-likelihood"], ["textnorm", "caption-likelihood"]], usages: ["--caption-likelihood DECODER --data FILE.jsonl [--json]"], run: evaluate)
+        ], exclusive: [["model", "caption-likelihood"], ["textnorm", "caption-likelihood"], ["compare", "caption-likelihood"], ["compare", "textnorm"]],
+        usages: ["--caption-likelihood DECODER --data FILE.jsonl [--json]", "--model DIR --compare DIR --data FILE.jsonl [--json]"], run: evaluate)
 
     static func evaluate(_ args: ParsedArguments) throws {
         guard args.given("model") || args.given("caption-likelihood") else {
@@ -218,6 +221,18 @@ enum RewardCommand {
             }
         } else {
             let model = try LearnedReward.load(from: URL(fileURLWithPath: args.string("model")!))
+            if let other = args.string("compare") {
+                let baseline = try LearnedReward.load(from: URL(fileURLWithPath: other))
+                let paired = try PairwiseEvaluation.compare(model: model, baseline: baseline, records: records, folder: url.deletingLastPathComponent())
+                if args.flag("json") { try printJSON(paired); return }
+                print("perspective   gold pairs   --model  --compare   difference (paired, SE clustered by prompt)")
+                for name in model.perspectives {
+                    guard let p = paired[name] else { continue }
+                    print("\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(String(format: "%10d", p.goldPairs))    "
+                          + String(format: "%.3f     %.3f     %+.3f ± %.3f", p.accuracy, p.baselineAccuracy, p.difference, p.differenceSE))
+                }
+                return
+            }
             if let temperature = args.double("textnorm") {
                 // TextNorm's r̃ in place of each prompt-dependent head's raw reward, under the head's name.
                 var settings = TextNormSettings()

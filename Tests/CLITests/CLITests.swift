@@ -825,6 +825,20 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(evaluation.stdout.utf8)) as? [String: [String: Any]]
         XCTAssertEqual(json?["safety"]?["goldLabels"] as? Int, 18)
+        // Paired with itself: the same accuracy as alone and a difference of exactly 0; with another
+        // model, the difference of the two accuracies.
+        for other in [reward, folder.appendingPathComponent("r-killed")] {
+            let compared = try run(["reward", "eval", "--model", reward.appendingPathComponent("model").path, "--compare",
+                                    other.appendingPathComponent("model").path, "--data", data.appendingPathComponent("data.jsonl").path, "--json"])
+            XCTAssertEqual(compared.status, 0, compared.stderr)
+            let paired = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(compared.stdout.utf8)) as? [String: [String: Double]])
+            XCTAssertFalse(paired.isEmpty)
+            for (name, figures) in paired {
+                XCTAssertEqual(figures["accuracy"]!, json?[name]?["goldPairAccuracy"] as? Double ?? .nan, accuracy: 1e-12, name)
+                XCTAssertEqual(figures["difference"]!, figures["accuracy"]! - figures["baselineAccuracy"]!, accuracy: 1e-12, name)
+                if other == reward { XCTAssertEqual(figures["difference"], 0, name); XCTAssertEqual(figures["differenceSE"], 0, name) }
+            }
+        }
         let zeroShot = try run(["reward", "eval", "--caption-likelihood", mllm.appendingPathComponent("decoder").path, "--data",
                                 data.appendingPathComponent("data.jsonl").path, "--json"])
         XCTAssertEqual(zeroShot.status, 0, zeroShot.stderr)

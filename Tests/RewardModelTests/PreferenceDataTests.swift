@@ -161,6 +161,18 @@ final class PreferenceDataTests: XCTestCase {
     /// Pairwise accuracy's standard error is clustered by prompt: agreements 1, 1, 1 (prompt a),
     /// 0, 0 (b), 1 (c) have mean 2/3; the prompts' summed deviations are 1, −4/3, 1/3, so
     /// SE² = 3/2 · (1 + 16/9 + 1/9) / 36 and SE = 0.346944 — not the binomial 0.210819.
+    /// Two models on the same pairs: agreements 1, 1, 0, ½ against 0, 1, 0, 1 on prompts x, x, y, z
+    /// differ by 1, 0, 0, −½ (mean ⅛); the prompts' summed deviations are ¾, −⅛, −⅝, so
+    /// SE² = 3/2 · (9/16 + 1/64 + 25/64) / 16 and SE = 0.301364.
+    func testPairedAccuracyDifferenceByHand() {
+        let paired = PairedAgreement([1, 1, 0, 0.5], [0, 1, 0, 1], prompts: ["x", "x", "y", "z"])
+        XCTAssertEqual(paired.goldPairs, 4)
+        XCTAssertEqual(paired.accuracy, 0.625, accuracy: 1e-12)
+        XCTAssertEqual(paired.baselineAccuracy, 0.5, accuracy: 1e-12)
+        XCTAssertEqual(paired.difference, 0.125, accuracy: 1e-12)
+        XCTAssertEqual(paired.differenceSE, 0.301364, accuracy: 1e-6)
+    }
+
     func testPairwiseAccuracyErrorIsClusteredByPrompt() throws {
         let result = try XCTUnwrap(PairwiseEvaluation.accuracy([1, 1, 1, 0, 0, 1], prompts: ["a", "a", "a", "b", "b", "c"]))
         XCTAssertEqual(result.mean, 2.0 / 3, accuracy: 1e-12)

@@ -22,6 +22,26 @@ public struct PerspectiveAgreement: Codable, Sendable {
     public var calibrationError: Double?
 }
 
+/// Two reward models' gold pairwise accuracy on the same pairs, and their difference, paired pair by
+/// pair with its standard error clustered by prompt.
+public struct PairedAgreement: Codable, Sendable {
+    public var goldPairs: Int
+    public var accuracy: Double
+    public var baselineAccuracy: Double
+    public var difference: Double
+    public var differenceSE: Double
+
+    /// From each pair's agreement under the model (`a`) and the baseline (`b`) and its prompt.
+    init(_ a: [Double], _ b: [Double], prompts: [String]) {
+        let estimate = Estimate.paired(a, b, clusters: PairwiseEvaluation.clusters(prompts))
+        goldPairs = a.count
+        accuracy = a.reduce(0, +) / Double(a.count)
+        baselineAccuracy = b.reduce(0, +) / Double(b.count)
+        difference = estimate.mean
+        differenceSE = estimate.standardError
+    }
+}
+
 /// Scores held-out preference records with a reward model and compares with gold and annotator labels.
 public enum PairwiseEvaluation {
     public static func run(model: LearnedReward, records: [PreferenceRecord], folder: URL,
@@ -36,6 +56,62 @@ public enum PairwiseEvaluation {
     public static func run(perspectives: [String], imageSize: Int, batchSize: Int, records: [PreferenceRecord], folder: URL,
                            progress: (String) -> Void = { _ in },
                            score: (Tensor, [String]) throws -> [Double]) throws -> [String: PerspectiveAgreement] {
+        let (rows, rewards) = try scores(perspectives: perspectives, imageSize: imageSize, batchSize: batchSize, records: records,
+                                         folder: folder, progress: progress, score: score)
+        var result: [String: PerspectiveAgreement] = [:]
+        for (column, perspective) in perspectives.enumerated() {
+            let gold = goldAgreements(perspective, column: column, records: records, rows: rows, rewards: rewards)
+            var annotator: [Double] = [], labels: [Double] = []
+            var calibration: [(probability: Double, outcome: Double)] = []
+            for (record, rows) in zip(records, rows) {
+                let r = rows.map { rewards[$0][column] }
+                if let winner = record.goldPreferred?[perspective] {
+                    calibration.append((1 / (1 + exp(-(r[0] - r[1]))), winner == 0 ? 1 : 0))
+                }
+                if let winner = record.preferred?[perspective] { annotator.append(pairAgreement(preferred: r[winner], other: r[1 - winner])) }
+                if let good = record.goldLabels?[perspective] {
+                    labels.append((r[0] > 0) == good ? 1 : 0)
+                    calibration.append((1 / (1 + exp(-r[0])), good ? 1 : 0))
+                }
+            }
+            guard !gold.agreements.isEmpty || !labels.isEmpty else { continue }
+            let goldAccuracy = accuracy(gold.agreements, prompts: gold.prompts)
+            result[perspective] = PerspectiveAgreement(
+                goldPairs: gold.agreements.count, goldPairAccuracy: goldAccuracy?.mean, goldPairAccuracySE: goldAccuracy?.standardError,
+                annotatorPairs: annotator.count, annotatorPairAccuracy: mean(annotator),
+                goldLabels: labels.count, goldLabelAccuracy: mean(labels),
+                calibrationError: expectedCalibrationError(calibration))
+        }
+        return result
+    }
+
+    /// Gold pairwise accuracy of `model` minus `baseline`'s on the same held-out pairs, for each
+    /// perspective both score: paired pair by pair, the standard error clustered by prompt.
+    public static func compare(model: LearnedReward, baseline: LearnedReward, records: [PreferenceRecord], folder: URL,
+                               progress: (String) -> Void = { _ in }) throws -> [String: PairedAgreement] {
+        func agreements(_ reward: LearnedReward) throws -> [String: (agreements: [Double], prompts: [String])] {
+            let (rows, rewards) = try scores(perspectives: reward.perspectives, imageSize: reward.config.imageSize, batchSize: reward.batchSize,
+                                             records: records, folder: folder, progress: progress) { images, prompts in
+                try reward.rewards(images, prompts: prompts).values
+            }
+            return Dictionary(uniqueKeysWithValues: reward.perspectives.enumerated().map { column, perspective in
+                (perspective, goldAgreements(perspective, column: column, records: records, rows: rows, rewards: rewards))
+            })
+        }
+        let (mine, theirs) = (try agreements(model), try agreements(baseline))
+        var result: [String: PairedAgreement] = [:]
+        for (perspective, a) in mine {
+            guard let b = theirs[perspective], !a.agreements.isEmpty else { continue }
+            result[perspective] = PairedAgreement(a.agreements, b.agreements, prompts: a.prompts)
+        }
+        return result
+    }
+
+    /// Each distinct image's rewards (one row of `perspectives.count` values) and, per record, the
+    /// rows of its images.
+    private static func scores(perspectives: [String], imageSize: Int, batchSize: Int, records: [PreferenceRecord], folder: URL,
+                               progress: (String) -> Void,
+                               score: (Tensor, [String]) throws -> [Double]) throws -> (rows: [[Int]], rewards: [[Double]]) {
         let images = try PreferenceImages(records: records, folder: folder, imageSize: imageSize)
         // One reward row per distinct image (its first record's prompt: an image belongs to one prompt).
         var prompts = [String](repeating: "", count: images.pixels.count)
@@ -53,46 +129,38 @@ public enum PairwiseEvaluation {
                 progress("scored \(rewards.count)/\(prompts.count) images")
             }
         }
-        var result: [String: PerspectiveAgreement] = [:]
-        for (column, perspective) in perspectives.enumerated() {
-            var gold: [Double] = [], goldPrompts: [String] = [], annotator: [Double] = [], labels: [Double] = []
-            var calibration: [(probability: Double, outcome: Double)] = []
-            for (record, rows) in zip(records, images.rows) {
-                let r = rows.map { rewards[$0][column] }
-                func agreement(_ winner: Int) -> Double { pairAgreement(preferred: r[winner], other: r[1 - winner]) }
-                if let winner = record.goldPreferred?[perspective] {
-                    gold.append(agreement(winner))
-                    goldPrompts.append(record.prompt)
-                    calibration.append((1 / (1 + exp(-(r[0] - r[1]))), winner == 0 ? 1 : 0))
-                }
-                if let winner = record.preferred?[perspective] { annotator.append(agreement(winner)) }
-                if let good = record.goldLabels?[perspective] {
-                    labels.append((r[0] > 0) == good ? 1 : 0)
-                    calibration.append((1 / (1 + exp(-r[0])), good ? 1 : 0))
-                }
-            }
-            guard !gold.isEmpty || !labels.isEmpty else { continue }
-            let goldAccuracy = accuracy(gold, prompts: goldPrompts)
-            result[perspective] = PerspectiveAgreement(
-                goldPairs: gold.count, goldPairAccuracy: goldAccuracy?.mean, goldPairAccuracySE: goldAccuracy?.standardError,
-                annotatorPairs: annotator.count, annotatorPairAccuracy: mean(annotator),
-                goldLabels: labels.count, goldLabelAccuracy: mean(labels),
-                calibrationError: expectedCalibrationError(calibration))
+        return (images.rows, rewards)
+    }
+
+    /// The pairs the gold judge strictly orders in `perspective`: whether the reward (column
+    /// `column`) orders each the same way (ties count half), and its prompt.
+    static func goldAgreements(_ perspective: String, column: Int, records: [PreferenceRecord], rows: [[Int]],
+                               rewards: [[Double]]) -> (agreements: [Double], prompts: [String]) {
+        var agreements: [Double] = [], prompts: [String] = []
+        for (record, rows) in zip(records, rows) {
+            guard let winner = record.goldPreferred?[perspective] else { continue }
+            let r = rows.map { rewards[$0][column] }
+            agreements.append(pairAgreement(preferred: r[winner], other: r[1 - winner]))
+            prompts.append(record.prompt)
         }
-        return result
+        return (agreements, prompts)
     }
 
     /// The mean agreement and its standard error clustered by each pair's prompt; nil for no pairs.
     static func accuracy(_ agreements: [Double], prompts: [String]) -> (mean: Double, standardError: Double)? {
         guard !agreements.isEmpty else { return nil }
+        let estimate = Estimate(agreements, clusters: clusters(prompts))
+        return (estimate.mean, estimate.standardError)
+    }
+
+    /// A cluster label per pair: pairs of one prompt share images, so they share a label.
+    static func clusters(_ prompts: [String]) -> [Int] {
         var ids: [String: Int] = [:]
-        let clusters = prompts.map { prompt -> Int in
+        return prompts.map { prompt in
             if let id = ids[prompt] { return id }
             ids[prompt] = ids.count
             return ids.count - 1
         }
-        let estimate = Estimate(agreements, clusters: clusters)
-        return (estimate.mean, estimate.standardError)
     }
 
     static func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
