@@ -24,8 +24,9 @@ enum DebugCommand {
         Command("unet-parity", summary: "a UNet, inputs and its output, for comparison with diffusers", description: """
             Writes a randomly initialized default UNet, or with --model that model's UNet
             (DIR/unet.safetensors, diffusers' names), inputs (DIR/inputs.safetensors: sample,
-            timesteps, context) and the Swift output (DIR/output.safetensors), for
-            Experiments/peers/unet_parity.py to compare with diffusers.
+            timesteps, context) and the Swift output (DIR/output.safetensors) computed as sampling
+            computes it (transformed convolution kernels kept, so the 3×3 convolutions run
+            Winograd), for Experiments/peers/unet_parity.py to compare with diffusers.
             """, options: [
                 .text("out", "DIR", required: true, "the folder to write"),
                 .integer("seed", default: 0, minimum: 0, "initialization and input seed"),
@@ -117,7 +118,9 @@ enum DebugCommand {
         }
         let x = Tensor.randn([3, 4, 8, 8], using: &rng), context = Tensor.randn([3, 16, 64], using: &rng)
         let timesteps = [1.0, 500, 999]
-        let output = try withNoGrad { try unet(x, timesteps: timesteps, context: context) }
+        // As sampling runs it: kernels kept, so every 3×3 convolution with channels in eights takes
+        // Winograd even at this batch.
+        let output = try withNoGrad { try withFixedKernels { try unet(x, timesteps: timesteps, context: context) } }
         try Safetensors.write(unet.stateDict(), to: directory.appendingPathComponent("unet.safetensors"), metadata: ["format": "pt"])
         try Safetensors.write(["sample": x, "timesteps": try Tensor(timesteps, shape: [3]), "context": context],
                               to: directory.appendingPathComponent("inputs.safetensors"))
