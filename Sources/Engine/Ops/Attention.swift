@@ -2,8 +2,8 @@
 /// cross-attention, as one op with a fused backward:
 ///     S = Q·Kᵀ/√d + M,  P = softmax(S) (rows),  O = P·V
 ///     dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = dS·K/√d,  dK = dSᵀ·Q/√d
-/// M is additive (0 or −10⁹). Backward caches P (a recorded call only). Work is split over (batch, head) pairs, each
-/// running its small GEMMs single-threaded.
+/// M is additive (0 or −10⁹). Backward caches P (a recorded call only). Work is split over
+/// (batch, head) pairs, each running its small GEMMs single-threaded.
 
 /// Which query–key pairs may attend.
 public struct AttentionMask {

@@ -1,4 +1,5 @@
-/// 2-D convolution (groups = 1) as im2col + GEMM.
+/// 2-D convolution (groups = 1) as im2col + GEMM — or, for 3×3 stride-1 convolutions with channels
+/// in eights at a size where it pays, Winograd's F(2×2, 3×3) forward, dx and dW (Winograd.swift).
 ///
 /// Shapes: x [N, C, H, W], weight [O, C, kh, kw], bias [O], y [N, O, Ho, Wo],
 /// Ho = (H + 2p − kh)/s + 1. The column matrix is cols [C·kh·kw, N·Ho·Wo], so

@@ -66,6 +66,9 @@ extension ConvGeometry {
         kh == 3 && kw == 3 && stride == 1 && padding == 1 && c % 8 == 0 && o % 8 == 0
     }
 
+    /// Elements of the transformed input V [16, N·tiles, C] that a trained kernel's forward keeps.
+    var winogradInputCount: Int { 16 * n * WinogradTiling(self).perImage * c }
+
     /// Whether Winograd is the faster way here. Transforming the kernel (O·C·16 values) is paid once
     /// per call; when the call stands alone — no gradient to take, the kernel not kept by
     /// `withFixedKernels` — it takes at least 16 images and 512 output pixels for the 16 GEMMs to
@@ -73,10 +76,7 @@ extension ConvGeometry {
     /// batch 32 at 4×4 1.1–1.5× faster, at 2 threads). When the transform is amortized — a kept
     /// kernel, or a backward pass that reuses it for dx and needs no column matrix for dW — 128
     /// pixels suffice (a LoRA epoch's training phase 15 % faster with its 4×4 planes at batch 16
-    /// included, the UNet's batch-8 forward + backward 8 % faster, at 1 thread).
-    /// Elements of the transformed input V [16, N·tiles, C] that a trained kernel's forward keeps.
-    var winogradInputCount: Int { 16 * n * WinogradTiling(self).perImage * c }
-
+    /// included, the UNet's batch-8 forward + backward 8 % faster, at 1 thread beside other jobs).
     func prefersWinograd(transformAmortized: Bool) -> Bool {
         isWinogradShape && (transformAmortized ? n * h * w >= 128 : n >= 16 && n * h * w >= 512)
     }
