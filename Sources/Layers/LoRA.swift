@@ -51,23 +51,28 @@ public final class LoRALinear: LinearLayer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         if let mergedWeight, !GradMode.isEnabled { return try Linear.apply(x, weight: mergedWeight, bias: base.bias) }
-        let y = try base(x)
-        if isMerged { return y }
+        if isMerged { return try base(x) }
         let open = gate?.open
         if let open {
             guard x.rank >= 2, x.shape[0] == open.count else {
                 throw EngineError.shapeMismatch(op: "LoRALinear", "input \(x.shape) for a gate over \(open.count) rows")
             }
-            if !open.contains(true) { return y }
+            if !open.contains(true) { return try base(x) }
+        }
+        guard x.shape.last == inFeatures else {
+            throw EngineError.shapeMismatch(op: "LoRALinear", "input \(x.shape) for \(inFeatures) features")
         }
         let rows = try x.reshaped([-1, inFeatures])
-        var update = try matmul(matmul(rows, down, transposeB: true), up, transposeB: true) * scale
-        if let open, open.contains(false) {
-            // Zero the closed rows' update; the mask is a constant, so their rows get no gradient either.
-            let mask = try Tensor(open.map { $0 ? 1 : 0 }, shape: [open.count, 1], dtype: y.dtype)
-            update = try update.reshaped([open.count, -1]) * mask
+        guard let open, open.contains(false) else {
+            // Every row adapted: the base map and the update as one op.
+            return try lowRankLinear(rows, weight: base.weight, bias: base.bias, down: down, up: up, scale: scale)
+                .reshaped(Array(x.shape.dropLast()) + [outFeatures])
         }
-        return try y + update.reshaped(y.shape)
+        // Some rows closed: zero their update; the mask is a constant, so their rows get no gradient either.
+        let y = try base(x)
+        let update = try matmul(matmul(rows, down, transposeB: true), up, transposeB: true) * scale
+        let mask = try Tensor(open.map { $0 ? 1 : 0 }, shape: [open.count, 1], dtype: y.dtype)
+        return try y + (update.reshaped([open.count, -1]) * mask).reshaped(y.shape)
     }
 
     /// Adds (α/r)·B·A into the base weight, so inference costs one GEMM. A gated adapter cannot

@@ -136,6 +136,24 @@ final class GradientTests: XCTestCase {
         assertGradients([xs, ws]) { try linear($0[0], weight: $0[1], bias: nil) }
     }
 
+    /// The low-rank linear map y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ by hand, and its gradients in x, W, b, A
+    /// and B — with a frozen base (LoRA's case: dx, dA, dB only) and without a bias.
+    func testLowRankLinear() throws {
+        // x = (1, 2), W = I, b = (½, −½): 1.5, 1.5; h = x·Aᵀ = 3 with A = (1, 1); s·h·Bᵀ = ½·3·(2, 3).
+        let x = try Tensor([1, 2], shape: [1, 2], dtype: .float64), w = try Tensor([1, 0, 0, 1], shape: [2, 2], dtype: .float64)
+        let b = try Tensor([0.5, -0.5], shape: [2], dtype: .float64)
+        let a = try Tensor([1, 1], shape: [1, 2], dtype: .float64), u = try Tensor([2, 3], shape: [2, 1], dtype: .float64)
+        XCTAssertEqual(try lowRankLinear(x, weight: w, bias: b, down: a, up: u, scale: 0.5).values, [4.5, 6])
+        let xs = randomTensor([5, 4], seed: 63), ws = randomTensor([3, 4], seed: 64), bs = randomTensor([3], seed: 65)
+        let down = randomTensor([2, 4], seed: 66), up = randomTensor([3, 2], seed: 67)
+        assertGradients([xs, ws, bs, down, up]) { try lowRankLinear($0[0], weight: $0[1], bias: $0[2], down: $0[3], up: $0[4], scale: 0.7) }
+        assertGradients([xs, down, up]) { try lowRankLinear($0[0], weight: ws, bias: bs, down: $0[1], up: $0[2], scale: 2) }
+        assertGradients([xs, ws, down, up]) { try lowRankLinear($0[0], weight: $0[1], bias: nil, down: $0[2], up: $0[3], scale: 0.25) }
+        XCTAssertThrowsError(try lowRankLinear(xs, weight: ws, bias: nil, down: randomTensor([2, 3], seed: 68), up: up, scale: 1)) {
+            XCTAssertTrue("\($0)".contains("down [2, 3]"), "\($0)")
+        }
+    }
+
     func testResampling() {
         let x = randomTensor([2, 3, 4, 6], seed: 21)
         assertGradients([x]) { try upsampleNearest($0[0], scale: 2) }
