@@ -165,6 +165,13 @@ final class GradientTests: XCTestCase {
         let gamma = randomTensor([6], seed: 23), beta = randomTensor([6], seed: 24)
         assertGradients([x, gamma, beta]) { try groupNorm($0[0], groups: 3, weight: $0[1], bias: $0[2]) }
         assertGradients([x]) { try groupNorm($0[0], groups: 2, weight: nil, bias: nil) }
+        // Frozen γ and β (LoRA training): dx is right and no parameter gradient is made.
+        let frozenGamma = randomTensor([6], seed: 26), frozenBeta = randomTensor([6], seed: 27)
+        assertGradients([x]) { try groupNorm($0[0], groups: 3, weight: frozenGamma, bias: frozenBeta) }
+        let frozenTokens = randomTensor([2, 5, 6], seed: 28)
+        assertGradients([frozenTokens]) { try layerNorm($0[0], weight: frozenGamma, bias: frozenBeta) }
+        XCTAssertNil(frozenGamma.grad)
+        XCTAssertNil(frozenBeta.grad)
         let tokens = randomTensor([2, 5, 8], seed: 25)
         let g8 = randomTensor([8], seed: 26), b8 = randomTensor([8], seed: 27)
         assertGradients([tokens, g8, b8]) { try layerNorm($0[0], weight: $0[1], bias: $0[2]) }

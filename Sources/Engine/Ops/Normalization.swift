@@ -13,12 +13,13 @@ struct RowLayout {
     let rows: Int, length: Int, groups: Int, channelsPerGroup: Int, spatial: Int
 }
 
-/// Normalizes rows; returns y and caches x̂ and r for backward. Inner loops run over the pixels of
-/// one channel, so γ and β are loaded once per channel.
-private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ xHat: Storage, _ rstd: Storage,
+/// Normalizes rows; returns y and, given `xHat`, caches x̂ and r for backward (a call that records
+/// nothing writes y alone). Inner loops run over the pixels of one channel, so γ and β are loaded
+/// once per channel.
+private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ xHat: Storage?, _ rstd: Storage,
                                        _ gamma: Storage?, _ beta: Storage?, _ layout: RowLayout, _ eps: Double,
                                        centered: Bool) {
-    let px = x.pointer(T.self), py = y.pointer(T.self), ph = xHat.pointer(T.self), pr = rstd.pointer(T.self)
+    let px = x.pointer(T.self), py = y.pointer(T.self), ph = xHat?.pointer(T.self), pr = rstd.pointer(T.self)
     let pgamma = gamma?.pointer(T.self), pbeta = beta?.pointer(T.self)
     let m = layout.length, spatial = layout.spatial, channels = layout.channelsPerGroup
     parallelFor(layout.rows, costPerItem: m * 6) { range in
@@ -30,20 +31,30 @@ private func normalizeForward<T: Real>(_: T.Type, _ x: Storage, _ y: Storage, _ 
             let firstChannel = (row % layout.groups) * channels
             if spatial == 1 {
                 // Layer norm: one run over the row's features, which the compiler vectorizes.
-                for j in 0..<m {
-                    let h = (px[base + j] - mean) * r
-                    ph[base + j] = h
-                    py[base + j] = h * (pgamma?[firstChannel + j] ?? 1) + (pbeta?[firstChannel + j] ?? 0)
+                if let ph {
+                    for j in 0..<m {
+                        let h = (px[base + j] - mean) * r
+                        ph[base + j] = h
+                        py[base + j] = h * (pgamma?[firstChannel + j] ?? 1) + (pbeta?[firstChannel + j] ?? 0)
+                    }
+                } else {
+                    for j in 0..<m {
+                        py[base + j] = (px[base + j] - mean) * r * (pgamma?[firstChannel + j] ?? 1) + (pbeta?[firstChannel + j] ?? 0)
+                    }
                 }
                 continue
             }
             for channel in 0..<channels {
                 let scale = pgamma?[firstChannel + channel] ?? 1, shift = pbeta?[firstChannel + channel] ?? 0
                 let offset = base + channel * spatial
-                for s in 0..<spatial {
-                    let h = (px[offset + s] - mean) * r
-                    ph[offset + s] = h
-                    py[offset + s] = h * scale + shift
+                if let ph {
+                    for s in 0..<spatial {
+                        let h = (px[offset + s] - mean) * r
+                        ph[offset + s] = h
+                        py[offset + s] = h * scale + shift
+                    }
+                } else {
+                    for s in 0..<spatial { py[offset + s] = (px[offset + s] - mean) * r * scale + shift }
                 }
             }
         }
@@ -123,7 +134,9 @@ private func normalize(_ name: String, _ x: Tensor, _ gamma: Tensor?, _ beta: Te
         try checkArgument(p.dtype == x.dtype, name, "parameter dtype \(p.dtype) for input \(x.dtype)")
     }
     let y = Tensor(shape: x.shape, storage: Storage(dtype: x.dtype, count: x.count, zeroed: false))
-    let xHat = Storage(dtype: x.dtype, count: x.count, zeroed: false)
+    // x̂ is kept only for a backward to come.
+    let records = Tensor.recording(x) || [gamma, beta].contains { $0.map { Tensor.recording($0) } ?? false }
+    let xHat = records ? Storage(dtype: x.dtype, count: x.count, zeroed: false) : nil
     let rstd = Storage(dtype: x.dtype, count: layout.rows, zeroed: false)
     switch x.dtype {
     case .float32: normalizeForward(Float.self, x.storage, y.storage, xHat, rstd, gamma?.storage, beta?.storage, layout, eps, centered: centered)
@@ -132,13 +145,14 @@ private func normalize(_ name: String, _ x: Tensor, _ gamma: Tensor?, _ beta: Te
     let inputs = [x] + [gamma, beta].compactMap { $0 }
     return Tensor.record(y, name, inputs, { g in
         let gx = Tensor(shape: x.shape, storage: Storage(dtype: x.dtype, count: x.count, zeroed: false))
-        let gGamma = gamma.map { Tensor(zeros: $0.shape, dtype: x.dtype) }
-        let gBeta = beta.map { Tensor(zeros: $0.shape, dtype: x.dtype) }
+        // Frozen γ and β (LoRA training) get no gradient: their sums over every row are skipped.
+        let gGamma = gamma.flatMap { $0.requiresGrad ? Tensor(zeros: $0.shape, dtype: x.dtype) : nil }
+        let gBeta = beta.flatMap { $0.requiresGrad ? Tensor(zeros: $0.shape, dtype: x.dtype) : nil }
         switch x.dtype {
-        case .float32: normalizeBackward(Float.self, g.storage, xHat, rstd, gamma?.storage, gx.storage, gGamma?.storage, gBeta?.storage, layout, centered: centered)
-        case .float64: normalizeBackward(Double.self, g.storage, xHat, rstd, gamma?.storage, gx.storage, gGamma?.storage, gBeta?.storage, layout, centered: centered)
+        case .float32: normalizeBackward(Float.self, g.storage, xHat!, rstd, gamma?.storage, gx.storage, gGamma?.storage, gBeta?.storage, layout, centered: centered)
+        case .float64: normalizeBackward(Double.self, g.storage, xHat!, rstd, gamma?.storage, gx.storage, gGamma?.storage, gBeta?.storage, layout, centered: centered)
         }
-        return [gx] + [gGamma, gBeta].compactMap { $0 }
+        return [gx] + (gamma == nil ? [] : [gGamma]) + (beta == nil ? [] : [gBeta])
     })
 }
 
