@@ -71,11 +71,7 @@ public func lowRankLinear(_ x: Tensor, weight: Tensor, bias: Tensor?, down: Tens
                 gemm(transA: true, transB: false, m: n, n: k, k: rows, alpha: 1, a: pg, lda: n,
                      b: px, ldb: k, beta: 0, c: gw!.storage.pointer(T.self), ldc: k)
             }
-            if let bias, bias.requiresGrad {
-                let sums = Tensor(zeros: [n], dtype: x.dtype), ps = sums.storage.pointer(T.self)
-                for row in 0..<rows { let line = pg + row * n; for j in 0..<n { ps[j] += line[j] } }
-                gb = sums
-            }
+            if let bias, bias.requiresGrad { gb = columnSums(pg, rows: rows, columns: n, dtype: x.dtype) }
         }
         switch g.dtype {
         case .float32: backward(Float.self)

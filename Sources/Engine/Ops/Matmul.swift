@@ -99,6 +99,13 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     })
 }
 
+/// Σ over rows of g [rows, columns]: a bias's gradient.
+func columnSums<T: Real>(_ g: UnsafePointer<T>, rows: Int, columns n: Int, dtype: DType) -> Tensor {
+    let sums = Tensor(zeros: [n], dtype: dtype), ps = sums.storage.pointer(T.self)
+    for r in 0..<rows { let row = g + r * n; for j in 0..<n { ps[j] += row[j] } }
+    return sums
+}
+
 /// y = x·Wᵀ + b for x [R, in], W [out, in], b [out] (`torch.nn.functional.linear`), as one op: the
 /// bias is written into y first and the GEMM accumulates onto it, so no broadcast add follows.
 ///     dx = dy·W,  dW = dyᵀ·x,  db = Σ_rows dy
@@ -139,11 +146,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) throws -> Tensor 
                 gemm(transA: true, transB: false, m: n, n: k, k: rows, alpha: 1, a: pg, lda: n,
                      b: x.storage.pointer(T.self), ldb: k, beta: 0, c: gw!.storage.pointer(T.self), ldc: k)
             }
-            if let bias, bias.requiresGrad {
-                let sums = Tensor(zeros: [n], dtype: x.dtype), ps = sums.storage.pointer(T.self)
-                for r in 0..<rows { let row = pg + r * n; for j in 0..<n { ps[j] += row[j] } }
-                gb = sums
-            }
+            if let bias, bias.requiresGrad { gb = columnSums(pg, rows: rows, columns: n, dtype: x.dtype) }
         }
         switch g.dtype {
         case .float32: backward(Float.self)
