@@ -51,7 +51,8 @@ extension LatentDiffusionModel {
             throw DiffusionError.degeneratePolicy("η = \(settings.eta) makes every step deterministic; policy-gradient training needs η > 0")
         }
         let scheduler = try DDIMScheduler(schedule: schedule, stepCount: settings.steps, eta: settings.eta)
-        return try withNoGrad {
+        // No weight changes while it samples: the convolutions' transformed kernels are kept.
+        return try withNoGrad { try withFixedKernels {
             let (context, mask) = try encodeText(prompts)
             let (empty, emptyMask) = try encodeText([String](repeating: "", count: prompts.count))
             let shape = [prompts.count, config.vae.latentChannels, latentSize, latentSize]
@@ -75,7 +76,7 @@ extension LatentDiffusionModel {
             let images = try ImageTensors.images(vae.decode(x / vae.scaleFactor.item))
             return Trajectories(prompts: prompts, latents: latents, timesteps: scheduler.timesteps, sigmas: sigmas,
                                 means: means, logProbs: logProbs, images: images)
-        }
+        } }
     }
 
     /// Recomputes step `step` of the stored trajectories for the samples `indices` under the

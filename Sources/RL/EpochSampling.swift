@@ -39,9 +39,8 @@ extension FineTuningTrainer {
         let seeds = starts.map { _ in rng.next() }
         let mine = Set(ownBatches(count: prompts.count))
         var parts: [(start: Int, trajectories: Trajectories)] = []
-        // LoRA adapters merged for the epoch's sampling (one GEMM per adapted projection), and the
-        // convolutions' transformed kernels kept from step to step: no weight changes here.
-        try withMergedAdapters(in: policy.unet) { try withFixedKernels {
+        // LoRA adapters merged for the epoch's sampling: one GEMM per adapted projection.
+        try withMergedAdapters(in: policy.unet) {
             for (start, seed) in zip(starts, seeds) where mine.contains(start) {
                 let range = start ..< min(start + config.samplingBatch, prompts.count)
                 let initial = try initialLatents.map { try $0.indexSelect(axis: 0, Array(range)) }
@@ -50,8 +49,13 @@ extension FineTuningTrainer {
                                                                    stepNoise: { step in try stepNoise[step]?.indexSelect(axis: 0, Array(range)) },
                                                                    using: &batchRNG)))
             }
-        } }
+        }
         return (groups, promptIndices, try gatherTrajectories(parts))
+    }
+
+    /// The samples the KL drift is measured on: the first `kl.samples` of `count` (all when 0).
+    func klIndices(count: Int) -> [Int] {
+        Array(0 ..< (config.kl.samples == 0 ? count : min(config.kl.samples, count)))
     }
 
     /// Per-step KL between the policy's and the reference's Gaussians on the stored trajectories.
@@ -59,7 +63,8 @@ extension FineTuningTrainer {
     /// batches are shared among the ranks and their values gathered.
     func klDrift(_ trajectories: Trajectories, indices: [Int]) throws -> KLSummary {
         var perStep = [[Double]](repeating: [Double](repeating: 0, count: indices.count), count: trajectories.stepCount)
-        try withNoGrad {
+        // Neither model changes here: the convolutions' transformed kernels are kept.
+        try withNoGrad { try withFixedKernels {
             for start in communicator.batchStarts(count: indices.count, batch: config.samplingBatch) {
                 let batch = Array(indices[start ..< min(start + config.samplingBatch, indices.count)])
                 let captions = batch.map { trajectories.prompts[$0] }
@@ -71,7 +76,7 @@ extension FineTuningTrainer {
                     perStep[s].replaceSubrange(start ..< start + batch.count, with: try stepKL(mean: mine.mean, referenceMean: theirs.mean, sigma: mine.sigma).values)
                 }
             }
-        }
+        } }
         // Each rank filled its batches and left zeros elsewhere: the sum is every batch's values.
         if communicator.size > 1 {
             let sums = try sumOverRanks(perStep.flatMap { $0 })

@@ -328,9 +328,7 @@ public final class FineTuningTrainer {
         }
         let kl = try clock.time("kl") { () -> KLSummary? in
             guard config.kl.every > 0 && epoch % config.kl.every == 0 else { return nil }
-            return try withFixedKernels {
-                try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
-            }
+            return try klDrift(trajectories, indices: klIndices(count: prompts.count))
         }
         if config.guard.isActive {
             try applyGuard(try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl))

@@ -71,7 +71,7 @@ extension FineTuningTrainer {
         let rewards = try sharedScores(composer, images: trajectories.images, prompts: prompts, indices: Array(prompts.indices))
         let (usable, _) = try usableSamples(rewards, finite: finiteTrajectories(trajectories))
         let kl = config.guard.limitsKL
-            ? try klDrift(trajectories, indices: Array(0 ..< (config.kl.samples == 0 ? prompts.count : min(config.kl.samples, prompts.count))))
+            ? try klDrift(trajectories, indices: klIndices(count: prompts.count))
             : nil
         let signals = try guardSignals(rewards: rewards, images: trajectories.images, prompts: prompts, usable: usable, kl: kl)
         // Nothing to copy if these become the best: they are the weights the run holds.

@@ -216,7 +216,8 @@ private func convolveImagesBackward<T: Real>(_ grad: UnsafeMutablePointer<T>, _ 
 
 /// Switches of the convolution's algorithms (for tests and benchmarks that compare them).
 enum Conv2dSettings {
-    /// 3×3 stride-1 convolutions without a kept column matrix run Winograd F(2×2, 3×3).
+    /// 3×3 stride-1 convolutions run Winograd F(2×2, 3×3) where it pays (`prefersWinograd`); off:
+    /// im2col everywhere.
     nonisolated(unsafe) static var winograd = true
 }
 

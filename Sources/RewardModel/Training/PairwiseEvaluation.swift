@@ -56,8 +56,9 @@ public enum PairwiseEvaluation {
     public static func run(perspectives: [String], imageSize: Int, batchSize: Int, records: [PreferenceRecord], folder: URL,
                            progress: (String) -> Void = { _ in },
                            score: (Tensor, [String]) throws -> [Double]) throws -> [String: PerspectiveAgreement] {
-        let (rows, rewards) = try scores(perspectives: perspectives, imageSize: imageSize, batchSize: batchSize, records: records,
-                                         folder: folder, progress: progress, score: score)
+        let images = try PreferenceImages(records: records, folder: folder, imageSize: imageSize)
+        let (rows, rewards) = try scores(perspectives: perspectives, images: images, batchSize: batchSize, records: records,
+                                         progress: progress, score: score)
         var result: [String: PerspectiveAgreement] = [:]
         for (column, perspective) in perspectives.enumerated() {
             let gold = goldAgreements(perspective, column: column, records: records, rows: rows, rewards: rewards)
@@ -89,9 +90,13 @@ public enum PairwiseEvaluation {
     /// perspective both score: paired pair by pair, the standard error clustered by prompt.
     public static func compare(model: LearnedReward, baseline: LearnedReward, records: [PreferenceRecord], folder: URL,
                                progress: (String) -> Void = { _ in }) throws -> [String: PairedAgreement] {
+        // The images are read once, and again only for a baseline that takes another size.
+        let images = try PreferenceImages(records: records, folder: folder, imageSize: model.config.imageSize)
         func agreements(_ reward: LearnedReward) throws -> [String: (agreements: [Double], prompts: [String])] {
-            let (rows, rewards) = try scores(perspectives: reward.perspectives, imageSize: reward.config.imageSize, batchSize: reward.batchSize,
-                                             records: records, folder: folder, progress: progress) { images, prompts in
+            let sized = reward.config.imageSize == model.config.imageSize ? images
+                : try PreferenceImages(records: records, folder: folder, imageSize: reward.config.imageSize)
+            let (rows, rewards) = try scores(perspectives: reward.perspectives, images: sized, batchSize: reward.batchSize,
+                                             records: records, progress: progress) { images, prompts in
                 try reward.rewards(images, prompts: prompts).values
             }
             return Dictionary(uniqueKeysWithValues: reward.perspectives.enumerated().map { column, perspective in
@@ -107,12 +112,11 @@ public enum PairwiseEvaluation {
         return result
     }
 
-    /// Each distinct image's rewards (one row of `perspectives.count` values) and, per record, the
-    /// rows of its images.
-    private static func scores(perspectives: [String], imageSize: Int, batchSize: Int, records: [PreferenceRecord], folder: URL,
+    /// Each distinct image of `records` (read into `images`) scored: one row of
+    /// `perspectives.count` values, and per record the rows of its images.
+    private static func scores(perspectives: [String], images: PreferenceImages, batchSize: Int, records: [PreferenceRecord],
                                progress: (String) -> Void,
                                score: (Tensor, [String]) throws -> [Double]) throws -> (rows: [[Int]], rewards: [[Double]]) {
-        let images = try PreferenceImages(records: records, folder: folder, imageSize: imageSize)
         // One reward row per distinct image (its first record's prompt: an image belongs to one prompt).
         var prompts = [String](repeating: "", count: images.pixels.count)
         for (record, rows) in zip(records, images.rows) { for row in rows { prompts[row] = record.prompt } }
