@@ -1,7 +1,7 @@
 """PyTorch's time for one DDPO epoch of `diffusion-rl bench ddpo`'s config, on the same machine.
 
     python3 -m venv .venv && .venv/bin/pip install "torch==2.13.0+cpu" diffusers
-    .venv/bin/python Experiments/peers/ddpo_epoch_torch.py --threads 2 [--repeats 3] [--json]
+    .venv/bin/python Experiments/peers/ddpo_epoch_torch.py --threads 2 [--repeats 3] [--steps-per-pass K] [--json]
 
 The same work as the Swift benchmark, pinned so that it is no straw man:
 - the same UNet (diffusers' UNet2DConditionModel, `default_unet.py`), LoRA
@@ -12,7 +12,8 @@ The same work as the Swift benchmark, pinned so that it is no straw man:
   pass, the per-step log-probabilities kept, under `torch.inference_mode()`;
 - training: PPO's clipped objective on every one of the 20 steps of every sample, batches of 8
   samples (4 AdamW steps of lr 3e-4, gradient norm clipped to 1), the guided ε recomputed with
-  gradients for the LoRA only;
+  gradients for the LoRA only; with --steps-per-pass K, K of a batch's steps share one UNet pass
+  (rows stacked, each at its own timestep), as the Swift trainer's `stepsPerPass` does;
 - `torch.set_num_threads(--threads)`.
 Left out on the PyTorch side (less work for it than for the Swift epoch): the text encoder (a
 random context of the same shape, 16 tokens of width 64) and the VAE decode of the final latents.
@@ -35,6 +36,8 @@ parser.add_argument("--samples", type=int, default=32)
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--train-batch", type=int, default=8)
 parser.add_argument("--rank", type=int, default=4)
+parser.add_argument("--steps-per-pass", type=int, default=1,
+                    help="trained steps of a batch stacked into one UNet pass (the Swift config's stepsPerPass); 1: one pass per step, as ddpo-pytorch")
 parser.add_argument("--json", action="store_true")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
@@ -77,7 +80,9 @@ empty = torch.randn(1, 16, 64).expand(samples, 16, 64)
 
 
 def guided_epsilon(x, t, ctx, emp):
-    both = unet(torch.cat([x, x]), torch.full((2 * x.shape[0],), t), encoder_hidden_states=torch.cat([emp, ctx])).sample
+    """ε̂ with guidance; t is one timestep or one per row."""
+    t = torch.full((x.shape[0],), t) if isinstance(t, int) else t
+    both = unet(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=torch.cat([emp, ctx])).sample
     unconditional, conditional = both.chunk(2)
     return unconditional + guidance * (conditional - unconditional)
 
@@ -114,13 +119,21 @@ def training_epoch(latents, old_log_probs):
     order = torch.randperm(samples)
     for start in range(0, samples, batch):
         rows = order[start:start + batch]
-        for i in torch.randperm(steps).tolist():
-            t, t_prev = timesteps[i], (timesteps[i + 1] if i + 1 < steps else -1)
-            x, following = latents[i][rows], latents[i + 1][rows]
-            mean, std = ddim_mean_and_std(x, guided_epsilon(x, t, context[rows], empty[rows]), t, t_prev)
-            ratio = torch.exp(log_prob(following, mean, std) - old_log_probs[i][rows])
-            a = advantages[rows]
-            loss = torch.maximum(-a * ratio, -a * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
+        order_of_steps = torch.randperm(steps).tolist()
+        for first in range(0, steps, args.steps_per_pass):
+            chunk = order_of_steps[first:first + args.steps_per_pass]
+            # The chunk's steps stacked along the batch, each row at its own timestep.
+            x = torch.cat([latents[i][rows] for i in chunk])
+            t = torch.cat([torch.full((len(rows),), timesteps[i]) for i in chunk])
+            eps = guided_epsilon(x, t, context[rows].repeat(len(chunk), 1, 1), empty[rows].repeat(len(chunk), 1, 1))
+            loss = 0
+            for k, i in enumerate(chunk):
+                t_now, t_prev = timesteps[i], (timesteps[i + 1] if i + 1 < steps else -1)
+                part = slice(k * len(rows), (k + 1) * len(rows))
+                mean, std = ddim_mean_and_std(x[part], eps[part], t_now, t_prev)
+                ratio = torch.exp(log_prob(latents[i + 1][rows], mean, std) - old_log_probs[i][rows])
+                a = advantages[rows]
+                loss = loss + torch.maximum(-a * ratio, -a * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)).mean()
             (loss / steps).backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -139,7 +152,7 @@ best = min(epochs, key=lambda e: e["sampling"] + e["training"])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 report = {
     "torch": torch.__version__, "threads": args.threads, "trainableParameters": sum(p.numel() for p in trainable),
-    "samples": samples, "steps": steps, "trainBatch": batch, "repeats": args.repeats,
+    "samples": samples, "steps": steps, "trainBatch": batch, "stepsPerPass": args.steps_per_pass, "repeats": args.repeats,
     "samplingSeconds": best["sampling"], "trainingSeconds": best["training"],
     "samplesPerSecond": samples / (best["sampling"] + best["training"]),
     "samplingSamplesPerSecond": samples / best["sampling"], "trainingSamplesPerSecond": samples / best["training"],

@@ -85,24 +85,45 @@ extension LatentDiffusionModel {
     /// here, so callers encode once).
     public func stepLogProb(_ trajectories: Trajectories, step: Int, indices: [Int], context: (Tensor, AttentionMask),
                             empty: (Tensor, AttentionMask), settings: SamplingSettings) throws -> DDIMStep {
-        guard step >= 0 && step < trajectories.stepCount else {
-            throw DiffusionError.invalidSettings("step \(step) of \(trajectories.stepCount)")
+        try stepLogProbs(trajectories, steps: [step], indices: indices, context: context, empty: empty, settings: settings)[0]
+    }
+
+    /// `stepLogProb` for several steps of the same samples in one UNet pass: the steps' latents
+    /// stacked along the batch, each row at its own timestep, so the network sees
+    /// `steps.count × indices.count` rows (twice that with guidance) instead of `steps.count`
+    /// passes of `indices.count`. Each step's result is computed from its rows alone, so it equals
+    /// `stepLogProb`'s; only the GEMMs are larger. One step per result, in the order of `steps`.
+    public func stepLogProbs(_ trajectories: Trajectories, steps: [Int], indices: [Int], context: (Tensor, AttentionMask),
+                             empty: (Tensor, AttentionMask), settings: SamplingSettings) throws -> [DDIMStep] {
+        guard !steps.isEmpty else { throw DiffusionError.invalidSettings("no step to recompute") }
+        if let bad = steps.first(where: { !(0 ..< trajectories.stepCount).contains($0) }) {
+            throw DiffusionError.invalidSettings("step \(bad) of \(trajectories.stepCount)")
         }
         guard context.0.shape[0] == indices.count, empty.0.shape[0] == indices.count else {
-            throw EngineError.shapeMismatch(op: "stepLogProb", "context \(context.0.shape) for \(indices.count) samples")
+            throw EngineError.shapeMismatch(op: "stepLogProbs", "context \(context.0.shape) for \(indices.count) samples")
         }
         let scheduler = try DDIMScheduler(schedule: schedule, stepCount: trajectories.stepCount, eta: settings.eta)
         guard scheduler.timesteps == trajectories.timesteps else {
             throw DiffusionError.invalidSettings("trajectories were sampled with other timesteps than \(trajectories.stepCount) steps give")
         }
-        let t = trajectories.timesteps[step]
-        let x = try trajectories.latents[step].indexSelect(axis: 0, indices)
-        let next = try trajectories.latents[step + 1].indexSelect(axis: 0, indices)
-        let epsilon = try guidedEpsilon(x, timestep: t, context: context.0, mask: context.1, empty: empty.0, emptyMask: empty.1,
-                                        guidance: settings.guidance)
+        let x = try steps.map { try trajectories.latents[$0].indexSelect(axis: 0, indices) }
+        /// The context repeated once per step, masks with it.
+        func stacked(_ encoding: (Tensor, AttentionMask)) throws -> (Tensor, AttentionMask) {
+            guard steps.count > 1 else { return encoding }
+            let mask = encoding.1.keyValid.map { rows in AttentionMask(keyValid: Array(repeating: rows, count: steps.count).flatMap { $0 }) } ?? encoding.1
+            return (try concat(Array(repeating: encoding.0, count: steps.count), axis: 0), mask)
+        }
+        let (c, e) = (try stacked(context), try stacked(empty))
+        let timesteps = steps.flatMap { [Double](repeating: Double(trajectories.timesteps[$0]), count: indices.count) }
+        let epsilon = try guidedEpsilon(steps.count > 1 ? concat(x, axis: 0) : x[0], timesteps: timesteps, context: c.0, mask: c.1,
+                                        empty: e.0, emptyMask: e.1, guidance: settings.guidance)
+        let parts = steps.count > 1 ? try epsilon.split(sizes: [Int](repeating: indices.count, count: steps.count), axis: 0) : [epsilon]
         var unused = RandomGenerator(seed: 0)
-        return try scheduler.step(modelOutput: epsilon, timestep: t, sample: x, previousSample: next, using: &unused,
-                                  requireDensity: true)
+        return try zip(steps, zip(x, parts)).map { s, pair in
+            let next = try trajectories.latents[s + 1].indexSelect(axis: 0, indices)
+            return try scheduler.step(modelOutput: pair.1, timestep: trajectories.timesteps[s], sample: pair.0, previousSample: next,
+                                      using: &unused, requireDensity: true)
+        }
     }
 }
 

@@ -120,6 +120,10 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
     public var trainBatch = 8
     /// Training batches per optimizer step.
     public var gradientAccumulation = 4
+    /// Trained sampling steps of a batch stacked into one UNet pass (DDPO): the update is the
+    /// same, since parameters change only between optimizer steps; larger passes use the cores
+    /// better and hold more activations (`trainBatch × stepsPerPass` rows, twice with guidance).
+    public var stepsPerPass = 4
     public var learningRate = 3e-4
     public var weightDecay = 1e-4
     public var maxGradNorm = 1.0
@@ -157,6 +161,7 @@ public struct FineTuningConfig: Codable, Equatable, Sendable, ValidatedConfig {
         try require(samplingBatch >= 1 && trainBatch >= 1 && gradientAccumulation >= 1 && innerEpochs >= 1,
                     "samplingBatch, trainBatch, gradientAccumulation and innerEpochs must be at least 1")
         try require(timestepFraction > 0 && timestepFraction <= 1, "timestepFraction must be in (0, 1]")
+        try require(stepsPerPass >= 1, "stepsPerPass must be at least 1")
         func requireRange(_ pair: [Int], _ name: String, end: Int?) throws {
             let valid = pair.isEmpty || (pair.count == 2 && pair[0] >= 0 && pair[0] < pair[1] && pair[1] <= (end ?? Int.max))
             try require(valid, "\(name) must be empty or [first, end) with 0 ≤ first < end" + (end.map { " ≤ sampling.steps (\($0))" } ?? ""))

@@ -49,4 +49,50 @@ final class TrajectoryTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("η = 0"), "\($0)")
         }
     }
+    /// Several steps in one pass give each step what it gives alone — log-probabilities, means and
+    /// the gradient of their sum — with the rows of each step at their own timestep.
+    func testStepsStackedInOnePassEqualStepsOneByOne() throws {
+        var rng = RandomGenerator(seed: 7)
+        let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: ["a red circle", "two blue squares"]), using: &rng)
+        for p in model.unet.namedParameters() { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
+        var settings = SamplingSettings()
+        settings.steps = 5
+        let prompts = ["a red circle", "two blue squares", "a red circle"]
+        var sampling = RandomGenerator(seed: 8)
+        let trajectories = try model.sampleTrajectories(prompts, settings: settings, using: &sampling)
+        let indices = [2, 0], steps = [3, 0, 4]
+        let context = try model.encodeText(indices.map { prompts[$0] }), empty = try model.encodeText(["", ""])
+        let weight = model.unet.namedParameters().first { $0.name == "conv_in.weight" }!.tensor
+
+        var alone: [DDIMStep] = []
+        for s in steps {
+            let step = try model.stepLogProb(trajectories, step: s, indices: indices, context: context, empty: empty, settings: settings)
+            try step.logProb.sum().backward()
+            alone.append(step)
+        }
+        let gradientAlone = weight.grad!.values
+        weight.grad = nil
+        let stacked = try model.stepLogProbs(trajectories, steps: steps, indices: indices, context: context, empty: empty, settings: settings)
+        XCTAssertEqual(stacked.count, 3)
+        var total = try stacked[0].logProb.sum()
+        for step in stacked.dropFirst() { total = try total + step.logProb.sum() }
+        try total.backward()
+        for (a, b) in zip(alone, stacked) {
+            XCTAssertEqual(a.sigma, b.sigma)
+            for (x, y) in zip(a.logProb.values, b.logProb.values) { XCTAssertEqual(x, y, accuracy: 1e-5 * abs(x)) }
+            for (x, y) in zip(a.mean.values, b.mean.values) { XCTAssertEqual(x, y, accuracy: 1e-5) }
+        }
+        let scale = gradientAlone.map(abs).max()!
+        XCTAssertGreaterThan(scale, 0)
+        for (x, y) in zip(gradientAlone, weight.grad!.values) { XCTAssertEqual(x, y, accuracy: 1e-4 * scale) }
+        // The steps' rows are told apart: a step's recomputed log-probability is its recorded one.
+        for (s, step) in zip(steps, stacked) {
+            for (k, i) in indices.enumerated() {
+                XCTAssertEqual(step.logProb.values[k], trajectories.logProbs[s].values[i], accuracy: 1e-3 * abs(trajectories.logProbs[s].values[i]))
+            }
+        }
+        XCTAssertThrowsError(try model.stepLogProbs(trajectories, steps: [5], indices: indices, context: context, empty: empty, settings: settings)) {
+            XCTAssertTrue("\($0)".contains("step 5 of 5"), "\($0)")
+        }
+    }
 }

@@ -362,6 +362,42 @@ final class PolicyGradientDirectionTests: XCTestCase {
             XCTAssertGreaterThan(movement, 0, "\(loss): Δ log π \(zip(after, before).map { $0 - $1 })")
         }
     }
+    /// DDPO's steps stacked into one UNet pass (`stepsPerPass`) train exactly as one pass per step:
+    /// the same parameters after two updates (the second with the policy away from the
+    /// reference, so the KL penalty's gradient counts) and the same statistics.
+    func testStackedStepsTrainAsStepsOneByOne() throws {
+        var results: [(parameters: [[Double]], metrics: [String: Double])] = []
+        for stepsPerPass in [1, 3] {
+            var config = FineTuningTrainerTests.tinyConfig()
+            config.trainBatch = 4
+            config.stepsPerPass = stepsPerPass
+            config.kl.beta = 0.5
+            config.evaluation.prompts = 0
+            config.rewards = RewardComposition(weights: ["fixed": 1])
+            let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("stacked-\(UUID())"),
+                                                commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+            var rng = trainer.epochRNG(0)
+            let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
+            var metrics: [String: Double] = [:]
+            for _ in 0..<2 {
+                metrics = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], advantages: [1, -0.5, 2, -1], rng: &rng)
+            }
+            results.append((trainer.parameters.map { $0.tensor.values }, metrics))
+        }
+        let (one, stacked) = (results[0], results[1])
+        XCTAssertGreaterThan(one.metrics["approx_kl"]!, 0)
+        for key in ["loss", "grad_norm", "clip_fraction", "approx_kl", "ratio_mean"] {
+            XCTAssertEqual(one.metrics[key]!, stacked.metrics[key]!, accuracy: 1e-4 * max(1, abs(one.metrics[key]!)), key)
+        }
+        // Adam divides by √v: a component whose gradient is near 0 magnifies the float32 rounding
+        // of the two summation orders, so a few may differ by a small fraction of the step size.
+        let differences = zip(one.parameters.joined(), stacked.parameters.joined()).map { abs($0 - $1) }
+        XCTAssertLessThan(differences.max()!, 0.05 * 1e-2)
+        XCTAssertLessThan(Double(differences.filter { $0 > 1e-5 }.count), 0.01 * Double(differences.count))
+        var bad = FineTuningTrainerTests.tinyConfig()
+        bad.stepsPerPass = 0
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("stepsPerPass"), "\($0)") }
+    }
 }
 
 final class ExperimentConfigTests: XCTestCase {

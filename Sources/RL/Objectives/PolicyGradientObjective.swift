@@ -39,23 +39,30 @@ final class PolicyGradientObjective: FineTuningObjective {
             steps.shuffle(using: &rng)
             let scale = share / Double(trainedSteps * config.gradientAccumulation)
             var batchLoss = 0.0
-            for s in steps.prefix(trainedSteps) {
-                let step = try policy.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling)
-                let result = try loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
-                                      advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
-                var total = result.loss
-                if trainer.klBeta > 0 {
-                    let theirs = try withNoGrad {
-                        try reference.stepLogProb(trajectories, step: s, indices: batch, context: context, empty: empty, settings: config.sampling).mean
+            // Parameters change only at the optimizer step, so several steps share one pass.
+            let trained = Array(steps.prefix(trainedSteps))
+            for first in stride(from: 0, to: trained.count, by: config.stepsPerPass) {
+                let chunk = Array(trained[first ..< min(first + config.stepsPerPass, trained.count)])
+                let mine = try policy.stepLogProbs(trajectories, steps: chunk, indices: batch, context: context, empty: empty, settings: config.sampling)
+                let theirs = trainer.klBeta > 0 ? try withNoGrad {
+                    try reference.stepLogProbs(trajectories, steps: chunk, indices: batch, context: context, empty: empty, settings: config.sampling)
+                } : []
+                var chunkLoss: Tensor?
+                for (k, (s, step)) in zip(chunk, mine).enumerated() {
+                    let result = try loss(logProb: step.logProb, oldLogProb: batch.map { oldLogProbs[s][$0] },
+                                          advantages: batch.map { advantages[$0] }, clipRange: config.clipRange)
+                    var total = result.loss
+                    if trainer.klBeta > 0 {
+                        total = try total + stepKL(mean: step.mean, referenceMean: theirs[k].mean, sigma: step.sigma).mean() * trainer.klBeta
                     }
-                    total = try total + stepKL(mean: step.mean, referenceMean: theirs, sigma: step.sigma).mean() * trainer.klBeta
+                    chunkLoss = try chunkLoss.map { try $0 + total } ?? total
+                    batchLoss += total.item
+                    clipFraction += share * result.clipFraction
+                    approxKL += share * result.approxKL
+                    ratio += share * result.meanRatio
+                    terms += share
                 }
-                try (total * scale).backward()
-                batchLoss += total.item
-                clipFraction += share * result.clipFraction
-                approxKL += share * result.approxKL
-                ratio += share * result.meanRatio
-                terms += share
+                try (chunkLoss! * scale).backward()
             }
             // Every batch trains `trainedSteps` steps, so the mean over batches is the mean over terms.
             return batchLoss / Double(trainedSteps)
