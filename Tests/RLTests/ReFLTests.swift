@@ -96,7 +96,9 @@ final class ReFLTests: XCTestCase {
         let kl = try trainer.klDrift(trajectories, indices: batch)
         let last = kl.byStep.last!
         XCTAssertGreaterThan(last, 1e-6)
-        XCTAssertEqual(try loss(3) - loss(0), 3 * last, accuracy: 1e-4 * 3 * last + 1e-7)
+        // Within 1e-3: the difference of two float32 losses, and the two computations batch the
+        // UNet differently (rounding enters μ − μ_ref, divided by the last step's small σ).
+        XCTAssertEqual(try loss(3) - loss(0), 3 * last, accuracy: 1e-3 * 3 * last + 1e-7)
 
         var config = trainer.config
         config.objective = "selfTraining"
