@@ -47,7 +47,7 @@ let package = Package(
         // Layer 4: the embedded world (scenes, captions, renderer, gold judge, splits).
         .target(name: "World", dependencies: ["Engine", "Images"], swiftSettings: kernelFlags),
         // Layer 4: the latent diffusion model (schedules, DDIM as a policy, ...).
-        .target(name: "Diffusion", dependencies: ["Engine", "Layers", "Images", "Inputs"], swiftSettings: kernelFlags),
+        .target(name: "Diffusion", dependencies: ["Engine", "Layers", "Images", "Inputs", "Distributed"], swiftSettings: kernelFlags),
         // Layer 4: the HDF5 run log (writer, SWMR, reader).
         .target(name: "RunLog", dependencies: ["CHDF5", "Images"], swiftSettings: kernelFlags),
         // Layer 4: pretraining the VAE, text encoder and UNet (world or folder data, HDF5 log).

@@ -1,7 +1,7 @@
 """PyTorch's time for the same UNet as `diffusion-rl bench unet`, on the same machine.
 
     python3 -m venv .venv && .venv/bin/pip install "torch==2.13.0+cpu" diffusers
-    .venv/bin/python Experiments/peers/bench_unet_torch.py --threads 2
+    .venv/bin/python Experiments/peers/bench_unet_torch.py --threads 2 [--batches 8,32] [--json]
 
 Builds diffusers' UNet2DConditionModel with the default config of DESIGN.md, times forward (no
 grad) and forward + backward at batch 8 and 32 (8×8×4 latents, 16 context tokens of width 64),
@@ -16,6 +16,10 @@ from default_unet import default_unet
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=2)
+parser.add_argument("--batches", default="8,32",
+                    help="comma-separated batch sizes; two processes at --threads 1 and half the batches each are "
+                         "PyTorch data-parallel over two cores, as `mpirun -np 2 diffusion-rl bench unet --threads 1` (less "
+                         "the gradient all-reduce, which the Swift pass includes)")
 parser.add_argument("--json", action="store_true")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
@@ -37,7 +41,7 @@ def best(fn, seconds=1.0, minimum=5):
 
 
 rows = []
-for batch in (8, 32):
+for batch in [int(b) for b in args.batches.split(",")]:
     x = torch.randn(batch, 4, 8, 8)
     context = torch.randn(batch, 16, 64)
     t = torch.tensor([(i * 37) % 1000 for i in range(batch)])

@@ -23,7 +23,10 @@ enum BenchCommand {
             Milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at batch
             8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s, and
             the fraction of the sgemm ceiling measured in the same run. --profile instead prints where
-            forward + backward at batch 32 spends its time, by op and pass.
+            forward + backward at batch 32 spends its time, by op and pass. Under mpirun (mpirun -np 2
+            diffusion-rl bench unet --threads 1) each pass is data-parallel: every rank takes its rows
+            of the batch through the whole network, forward + backward ends with the all-reduce of the
+            gradients, and the ceiling is the ranks' sgemm ceilings measured at once, summed.
             """, options: [.threads, .flag("profile", "time by op and pass instead"), .json], run: unet),
         Command("ddpo", summary: "one sampling and one training epoch of the default fine-tuning config", description: """
             Samples per second of one sampling epoch and one training epoch at the default config (the
@@ -69,7 +72,9 @@ enum BenchCommand {
 
     static func unet(_ args: ParsedArguments) throws {
         let threads = args.int("threads")!
+        let communicator = try currentCommunicator()
         if args.flag("profile") {
+            guard communicator.size == 1 else { throw CommandError("bench unet --profile runs in one process, not under mpirun") }
             let (entries, total) = try UNetBenchmark.profile(threads: threads)
             struct Profile: Encodable { var threads: Int; var batch: Int; var totalMilliseconds: Double; var entries: [OpProfiler.Entry] }
             if args.flag("json") {
@@ -80,13 +85,17 @@ enum BenchCommand {
             printProfile(entries, totalMilliseconds: total)
             return
         }
-        let report = try UNetBenchmark.run(threads: threads) { progress("  \($0)") }
+        let report = try UNetBenchmark.run(threads: threads, communicator: communicator) { line in
+            if communicator.rank == 0 { progress("  \(line)") }
+        }
+        guard communicator.rank == 0 else { return }
         if args.flag("json") {
             try printJSON(report)
             return
         }
-        print(String(format: "UNet %d parameters, %d context tokens; ceiling: OpenBLAS sgemm 1024³, %d thread(s): %.1f GFLOP/s",
-                     report.parameters, report.contextTokens, threads, report.ceilingGflops))
+        let cores = report.ranks > 1 ? String(format: "%d ranks × %d thread(s)", report.ranks, threads) : "\(threads) thread(s)"
+        print(String(format: "UNet %d parameters, %d context tokens; ceiling: OpenBLAS sgemm 1024³, %@: %.1f GFLOP/s",
+                     report.parameters, report.contextTokens, cores, report.ceilingGflops))
         print("batch  pass                    ms     GFLOP   GFLOP/s  of ceiling")
         for f in report.figures {
             print(String(format: "%5d  ", f.batch) + f.pass.padding(toLength: 18, withPad: " ", startingAt: 0)

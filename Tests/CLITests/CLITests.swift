@@ -94,6 +94,30 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(together.stdout, alone.stdout, "eval over 2 ranks differs from one process")
     }
 
+    /// `bench unet` under `mpirun -np 2`: each rank takes its rows of every batch, so the job's
+    /// FLOPs are the one process's, pass by pass (a rank that took the whole batch, or rows of
+    /// the wrong count, would double or miss some), and the report says two ranks.
+    func testDataParallelUNetBenchmarkSplitsTheBatch() throws {
+        let alone = try run(["bench", "unet", "--threads", "1", "--json"])
+        XCTAssertEqual(alone.status, 0, alone.stderr)
+        guard let together = try runUnderMPI(["bench", "unet", "--threads", "1", "--json"]) else {
+            throw XCTSkip("mpirun is not installed (make installs openmpi-bin)")
+        }
+        XCTAssertEqual(together.status, 0, together.stderr)
+        func report(_ text: String) throws -> [String: Any] {
+            try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], text)
+        }
+        let (one, two) = (try report(alone.stdout), try report(together.stdout))
+        XCTAssertEqual(one["ranks"] as? Int, 1)
+        XCTAssertEqual(two["ranks"] as? Int, 2)
+        let figures = { (r: [String: Any]) in (r["figures"] as? [[String: Any]] ?? []).map { "\($0["batch"]!) \($0["pass"]!): \($0["gflop"]!)" } }
+        XCTAssertEqual(figures(two), figures(one))
+        XCTAssertEqual(figures(one).count, 4)
+        let profiled = try XCTUnwrap(try runUnderMPI(["bench", "unet", "--profile"]))
+        XCTAssertNotEqual(profiled.status, 0)
+        XCTAssertTrue(profiled.stderr.contains("one process"), profiled.stderr)
+    }
+
     /// `finetune` under `mpirun -np 2`: data-parallel DDPO (PPO with per-prompt statistics, the KL
     /// drift and the gold evaluation), ReFL, filtered self-training (anchors, caption dropout, a
     /// buffer), AWR, DiffusionNFT and Diffusion-DPO give the one process's final weights to a
