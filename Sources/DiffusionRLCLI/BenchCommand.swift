@@ -27,7 +27,8 @@ enum BenchCommand {
             diffusion-rl bench unet --threads 1) each pass is data-parallel: every rank takes its rows
             of the batch through the whole network, forward + backward ends with the all-reduce of the
             gradients, and the ceiling is the ranks' sgemm ceilings measured at once, summed.
-            """, options: [.threads, .flag("profile", "time by op and pass instead"), .json], run: unet),
+            --workers N does the same inside one process, N threads as ranks (--workers 2 --threads 1).
+            """, options: [.threads, .workers, .flag("profile", "time by op and pass instead"), .json], run: unet),
         Command("ddpo", summary: "one sampling and one training epoch of the default fine-tuning config", description: """
             Samples per second of one sampling epoch and one training epoch at the default config (the
             shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4, training
@@ -37,11 +38,12 @@ enum BenchCommand {
             --threads 1) the epochs are data-parallel: samples per second are the job's (FLOPs, GEMM time
             and the ceiling rank 0's), and the gradient all-reduces are counted and timed, with 20
             all-reduces each of the trained gradients' size and of the whole UNet's (full fine-tuning).
+            --workers N runs the same inside one process, N threads as ranks (--workers 2 --threads 1).
             --profile also prints where each phase spends its time, by op and pass.
             """, options: [
                 .text("model", "DIR", "the model (default: the config's)"),
                 .text("config", "FILE.json", "a fine-tuning config"),
-                .threadsOverride, .flag("profile", "also time each phase by op and pass"), .json,
+                .threadsOverride, .workers, .flag("profile", "also time each phase by op and pass"), .json,
             ], run: ddpo),
         Command("reward", summary: "the reward model's scoring throughput", description: """
             (image, prompt) pairs per second the reward model scores without gradients at a batch size
@@ -72,9 +74,10 @@ enum BenchCommand {
 
     static func unet(_ args: ParsedArguments) throws {
         let threads = args.int("threads")!
-        let communicator = try currentCommunicator()
         if args.flag("profile") {
-            guard communicator.size == 1 else { throw CommandError("bench unet --profile runs in one process, not under mpirun") }
+            guard try currentCommunicator().size == 1, args.int("workers")! == 1 else {
+                throw CommandError("bench unet --profile runs in one process of one worker, not under mpirun or --workers")
+            }
             let (entries, total) = try UNetBenchmark.profile(threads: threads)
             struct Profile: Encodable { var threads: Int; var batch: Int; var totalMilliseconds: Double; var entries: [OpProfiler.Entry] }
             if args.flag("json") {
@@ -85,10 +88,14 @@ enum BenchCommand {
             printProfile(entries, totalMilliseconds: total)
             return
         }
-        let report = try UNetBenchmark.run(threads: threads, communicator: communicator) { line in
-            if communicator.rank == 0 { progress("  \(line)") }
+        var first: UNetBenchmark.Report?
+        try onEveryRank(workers: args.int("workers")!, threads: threads) { communicator in
+            let report = try UNetBenchmark.run(threads: threads, communicator: communicator) { line in
+                if communicator.rank == 0 { progress("  \(line)") }
+            }
+            if communicator.rank == 0 { first = report }
         }
-        guard communicator.rank == 0 else { return }
+        guard let report = first else { return }
         if args.flag("json") {
             try printJSON(report)
             return
@@ -110,9 +117,16 @@ enum BenchCommand {
         }
         config.model = args.string("model") ?? config.model
         config.threads = args.int("threads") ?? config.threads
-        let communicator = try currentCommunicator()
-        let report = try DDPOBenchmark.run(config: config, communicator: communicator, profile: args.flag("profile")) { line in if communicator.rank == 0 { progress("  \(line)") } }
-        guard communicator.rank == 0 else { return }
+        // The op profiler charges time between one thread's consecutive ops.
+        if args.flag("profile") && args.int("workers")! > 1 { throw CommandError("bench ddpo --profile runs with one worker") }
+        var first: DDPOBenchmark.Report?
+        try onEveryRank(workers: args.int("workers")!, threads: config.threads) { communicator in
+            let report = try DDPOBenchmark.run(config: config, communicator: communicator, profile: args.flag("profile")) { line in
+                if communicator.rank == 0 { progress("  \(line)") }
+            }
+            if communicator.rank == 0 { first = report }
+        }
+        guard let report = first else { return }
         if args.flag("json") {
             try printJSON(report)
             return
@@ -135,7 +149,7 @@ enum BenchCommand {
         }
         guard report.ranks > 1 else { return }
         let tally = report.allreduce
-        print(String(format: "%d MPI ranks, sampling batches of %d; training: %d gradient all-reduces of %.1f KB, %.2f ms each with the wait for the slower rank (%.1f%% of the training epoch)",
+        print(String(format: "%d ranks, sampling batches of %d; training: %d gradient all-reduces of %.1f KB, %.2f ms each with the wait for the slower rank (%.1f%% of the training epoch)",
                      report.ranks, report.samplingBatch, tally.calls, Double(report.allreduceFloats * 4) / 1e3,
                      1e3 * tally.seconds / Double(max(tally.calls, 1)), 100 * tally.seconds / report.phases[1].seconds))
         print(String(format: "all-reduce alone, 20 calls: trained gradients (%d floats) %.3f ms; the whole UNet (%d floats, full fine-tuning) %.3f ms",

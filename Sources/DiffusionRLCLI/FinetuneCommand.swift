@@ -44,7 +44,8 @@ enum FinetuneCommand {
         step, and rank 0 writes the log, checkpoints and model; the result is the one-process
         run's, up to summation order. A rank that dies takes the job down (mpirun names it);
         --resume reads the last checkpoint on every rank, so the run folder must be on a file
-        system all ranks see.
+        system all ranks see. --workers N does the same inside one process, N threads as ranks
+        (diffusion-rl finetune ... --workers 2 --threads 1 on two cores).
         """, options: [
             .text("config", "FILE.json", "the fine-tuning config (default: every key's default)"),
             .text("out", "DIR", "the run folder (required unless --gradient-noise)"),
@@ -53,6 +54,7 @@ enum FinetuneCommand {
             .integer("epochs", minimum: 1, "override the config's epochs"),
             .integer("seed", minimum: 0, "override the config's seed"),
             .threadsOverride,
+            .workers,
             .integer("gradient-noise", minimum: 2, "measure the policy gradient's noise over N epochs instead of training"),
             .json,
         ], exclusive: [["force", "resume"], ["gradient-noise", "out"]],
@@ -73,7 +75,8 @@ enum FinetuneCommand {
     static func run(_ args: ParsedArguments) throws {
         if args.given("gradient-noise") { try gradientNoise(args); return }
         guard let out = args.string("out") else { throw CommandError("finetune needs --out DIR (see diffusion-rl finetune --help)", usage: true) }
-        try run(config: try config(args), output: URL(fileURLWithPath: out), force: args.flag("force"), resume: args.flag("resume"))
+        try run(config: try config(args), output: URL(fileURLWithPath: out), force: args.flag("force"), resume: args.flag("resume"),
+                workers: args.int("workers")!)
     }
 
     /// `--gradient-noise N`: the policy gradient's noise at the config's starting parameters.
@@ -108,20 +111,21 @@ enum FinetuneCommand {
     }
 
     /// Runs (or resumes) a fine-tuning job with progress lines.
-    static func run(config: FineTuningConfig, output: URL, force: Bool, resume: Bool) throws {
+    static func run(config: FineTuningConfig, output: URL, force: Bool, resume: Bool, workers: Int = 1) throws {
         StopSignal.install()
-        let communicator = try currentCommunicator()
-        // Rank 0 speaks for the job.
-        let say: (String) -> Void = communicator.rank == 0 ? progress : { _ in }
-        let trainer = try FineTuningTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
-                                      overwrite: force, resume: resume, rewardFunctions: try rewardFunctions(config), communicator: communicator)
-        for note in trainer.notes { say("finetune: \(note)") }
-        say("finetune: \(config.objective) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
-              + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
-              + " (\(config.trainedParametersDescription))" + (communicator.size > 1 ? ", \(communicator.size) ranks" : "")
-              + "; log \(output.appendingPathComponent("run.h5").path)")
-        try trainer.run(progress: say)
-        try trainer.close()
-        if communicator.rank == 0 { print("finetune: wrote \(output.appendingPathComponent("model").path)") }
+        try onEveryRank(workers: workers, threads: config.threads) { communicator in
+            // Rank 0 speaks for the job.
+            let say: (String) -> Void = communicator.rank == 0 ? progress : { _ in }
+            let trainer = try FineTuningTrainer(config: config, output: output, commandLine: CommandLine.arguments.joined(separator: " "),
+                                                overwrite: force, resume: resume, rewardFunctions: try rewardFunctions(config), communicator: communicator)
+            for note in trainer.notes { say("finetune: \(note)") }
+            say("finetune: \(config.objective) on \(config.rewards.active.joined(separator: " + ")), \(config.epochs) epochs of "
+                  + "\(config.promptsPerEpoch) prompts × \(config.imagesPerPrompt) images, \(trainer.parameterCount) trainable parameters"
+                  + " (\(config.trainedParametersDescription))" + (communicator.size > 1 ? ", \(communicator.size) ranks" : "")
+                  + "; log \(output.appendingPathComponent("run.h5").path)")
+            try trainer.run(progress: say)
+            try trainer.close()
+            if communicator.rank == 0 { print("finetune: wrote \(output.appendingPathComponent("model").path)") }
+        }
     }
 }

@@ -31,7 +31,7 @@ public enum DDPOBenchmark {
         public var loraRank: Int
         public var ceilingGflops: Double
         public var phases: [Phase]
-        /// Processes (MPI ranks) the epochs ran on.
+        /// Ranks the epochs ran on (MPI processes, or worker threads of one process).
         public var ranks: Int = 1
         public var samplingBatch: Int = 0
         /// The training epoch's gradient all-reduces (none on one process).

@@ -141,7 +141,7 @@ public final class FineTuningTrainer {
             try (promptPool.joined(separator: "\n") + "\n").write(to: folder.url.appendingPathComponent("prompts.txt"), atomically: true, encoding: .utf8)
             try log.event(epoch: 0, kind: "info", "\(config.objective): \(parameters.count) trainable tensors, \(parameterCount) parameters "
                           + "(\(config.trainedParametersDescription))")
-            if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) MPI ranks") }
+            if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) ranks") }
             if config.kl.every > 0 {
                 try log.event(epoch: 0, kind: "info", "KL drift on " + (config.kl.samples == 0 ? "all samples" : "the first \(config.kl.samples) samples")
                               + " every \(config.kl.every) epochs")

@@ -126,6 +126,17 @@ final class CLITests: XCTestCase {
         guard ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].contains(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw XCTSkip("mpirun is not installed (make installs openmpi-bin)")
         }
+        try checkDataParallelFinetune { try XCTUnwrap(try self.runUnderMPI($0)) }
+    }
+
+    /// `finetune --workers 2`: the same data-parallel run inside one process, two threads as
+    /// ranks — the same bars against the one-process run as under mpirun.
+    func testFinetuneWithWorkersEqualsOneProcess() throws {
+        try checkDataParallelFinetune { try self.run($0 + ["--workers", "2"]) }
+    }
+
+    /// Every objective's run over two ranks (`launch` starts one) against the same run in one process.
+    private func checkDataParallelFinetune(_ launch: ([String]) throws -> (status: Int32, stdout: String, stderr: String)) throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cli-mpi-finetune-\(UUID())")
         var rng = RandomGenerator(seed: 6)
         let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: WorldGenerator(seed: 0).scenes(.train, count: 2000).map(\.caption)),
@@ -150,7 +161,7 @@ final class CLITests: XCTestCase {
             let one = scratch.appendingPathComponent("one-\(index)"), two = scratch.appendingPathComponent("two-\(index)")
             let alone = try run(["finetune", "--config", config.path, "--out", one.path])
             XCTAssertEqual(alone.status, 0, alone.stderr)
-            let together = try XCTUnwrap(try runUnderMPI(["finetune", "--config", config.path, "--out", two.path]))
+            let together = try launch(["finetune", "--config", config.path, "--out", two.path])
             XCTAssertEqual(together.status, 0, together.stderr)
             XCTAssertEqual(together.stdout, alone.stdout.replacingOccurrences(of: one.path, with: two.path))
 
@@ -177,7 +188,7 @@ final class CLITests: XCTestCase {
             let rewardsA = try logA.sampleColumn("reward"), rewardsB = try logB.sampleColumn("reward")
             XCTAssertEqual(Array(rewardsA.prefix(8)), Array(rewardsB.prefix(8)))
             for (x, y) in zip(rewardsA, rewardsB) { XCTAssertEqual(x, y, accuracy: 1e-5) }
-            XCTAssertEqual(try logB.events().filter { $0.message.contains("data-parallel over 2 MPI ranks") }.count, 1)
+            XCTAssertEqual(try logB.events().filter { $0.message.contains("data-parallel over 2 ranks") }.count, 1)
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: two.path).sorted(), ["checkpoints", "model", "prompts.txt", "run.h5"])
         }
     }
@@ -829,7 +840,7 @@ final class CLITests: XCTestCase {
                 }
             }
             XCTAssertEqual(try logB.epochs(), try logA.epochs())
-            XCTAssertEqual(try logB.events().filter { $0.message.contains("data-parallel over 2 MPI ranks") }.count, 1)
+            XCTAssertEqual(try logB.events().filter { $0.message.contains("data-parallel over 2 ranks") }.count, 1)
         }
         // Killed with SIGKILL mid-run and resumed from its newest checkpoint: the same model.
         trainConfig.epochs = 80

@@ -24,7 +24,7 @@ public enum UNetBenchmark {
     public struct Report: Codable, Sendable {
         /// Threads per rank.
         public var threads: Int
-        /// Processes (MPI ranks) a pass is split over.
+        /// Ranks a pass is split over (MPI processes, or worker threads of one process).
         public var ranks: Int = 1
         public var parameters: Int
         public var contextTokens: Int

@@ -6,8 +6,12 @@ import Foundation
 /// Whether ops are recorded. Sampling runs inside `withNoGrad`, which records nothing and keeps no
 /// memory alive for a backward pass.
 public enum GradMode {
-    // Read on every op from the thread that runs the model; kernels' worker threads never touch it.
-    nonisolated(unsafe) static var enabled = true
+    /// Read on every op from the thread that runs the model (per thread: `ThreadState`); kernels'
+    /// worker threads never touch it.
+    static var enabled: Bool {
+        @inline(__always) get { ThreadState.current.gradEnabled }
+        set { ThreadState.current.gradEnabled = newValue }
+    }
 
     public static var isEnabled: Bool { enabled }
 }

@@ -1,17 +1,18 @@
 import CBLAS
 import Dispatch
 
-/// The program's one thread setting: how many blocks GEMMs, im2col, large elementwise ops and
-/// reductions are split into. OpenBLAS itself runs single-threaded inside each block.
+/// How many blocks GEMMs, im2col, large elementwise ops and reductions are split into, per
+/// thread that runs a model (`ThreadState`). OpenBLAS itself runs single-threaded inside each block.
 public enum Threads {
-    nonisolated(unsafe) static var current = 1
+    static var current: Int { @inline(__always) get { ThreadState.current.threads } }
 
     /// The number of threads in use.
     public static var count: Int { current }
 
-    /// Sets the thread count for the whole program.
+    /// Sets the thread count of the calling thread, and of threads that start later.
     public static func set(_ n: Int) {
-        current = max(1, n)
+        ThreadState.current.threads = max(1, n)
+        ThreadState.defaultThreads = max(1, n)
         openblas_set_num_threads(1)
     }
 }
@@ -31,12 +32,24 @@ func parallelFor(_ count: Int, costPerItem: Int = 1, _ body: (Range<Int>) -> Voi
         return
     }
     let chunks = min(threads, count)
+    let tally = ThreadState.current.tally
     withoutActuallyEscaping(body) { body in
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let start = count * chunk / chunks, end = count * (chunk + 1) / chunks
-            body(start..<end)
+            onBehalf(of: tally) { body(start..<end) }
         }
     }
+}
+
+/// Runs `body` on a kernel thread counting into its caller's `tally`.
+@inline(__always)
+private func onBehalf(of tally: FlopCounter.Tally?, _ body: () -> Void) {
+    guard let tally else { body(); return }
+    let state = ThreadState.current
+    let saved = state.tally
+    state.tally = tally
+    defer { state.tally = saved }
+    body()
 }
 
 /// Splits `0..<count` into at most `Threads.count` contiguous ranges (one when the work is too
@@ -51,7 +64,8 @@ func parallelRanges(_ count: Int, costPerItem: Int = 1) -> [Range<Int>] {
 @inline(__always)
 func parallelRun(_ ranges: [Range<Int>], _ body: (Int, Range<Int>) -> Void) {
     if ranges.count == 1 { body(0, ranges[0]); return }
+    let tally = ThreadState.current.tally
     withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: ranges.count) { body($0, ranges[$0]) }
+        DispatchQueue.concurrentPerform(iterations: ranges.count) { i in onBehalf(of: tally) { body(i, ranges[i]) } }
     }
 }

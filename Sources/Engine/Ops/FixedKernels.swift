@@ -3,10 +3,16 @@
 /// every convolution kernel is frozen. Outside `withFixedKernels` each call transforms its kernel
 /// again — at small batches that transform costs about what Winograd saves.
 enum FixedKernels {
-    /// How many `withFixedKernels` scopes are open.
-    nonisolated(unsafe) static var depth = 0
+    /// How many `withFixedKernels` scopes are open (on this thread: `ThreadState`).
+    static var depth: Int {
+        get { ThreadState.current.fixedKernelDepth }
+        set { ThreadState.current.fixedKernelDepth = newValue }
+    }
     /// By weight storage: the storage itself (held, so that its identity is not reused) and U.
-    nonisolated(unsafe) static var transformed: [ObjectIdentifier: (weight: Storage, kernels: Storage)] = [:]
+    static var transformed: [ObjectIdentifier: (weight: Storage, kernels: Storage)] {
+        get { ThreadState.current.fixedKernels }
+        set { ThreadState.current.fixedKernels = newValue }
+    }
 
     /// Whether `weight`'s transform is kept: inside a scope, when the weight is not recorded (so no
     /// optimizer step of this run can be updating it).
@@ -16,13 +22,14 @@ enum FixedKernels {
     static func winograd(_ weight: Tensor) -> Storage {
         let (o, c) = (weight.shape[0], weight.shape[1])
         let cacheable = keeps(weight)
-        if cacheable, let kept = transformed[ObjectIdentifier(weight.storage)] { return kept.kernels }
+        let state = ThreadState.current
+        if cacheable, let kept = state.fixedKernels[ObjectIdentifier(weight.storage)] { return kept.kernels }
         let kernels = Storage(dtype: weight.dtype, count: 16 * o * c, zeroed: false)
         switch weight.dtype {
         case .float32: winogradKernels(weight.storage.pointer(Float.self), kernels.pointer(Float.self), outputs: o, inputs: c)
         case .float64: winogradKernels(weight.storage.pointer(Double.self), kernels.pointer(Double.self), outputs: o, inputs: c)
         }
-        if cacheable { transformed[ObjectIdentifier(weight.storage)] = (weight.storage, kernels) }
+        if cacheable { state.fixedKernels[ObjectIdentifier(weight.storage)] = (weight.storage, kernels) }
         return kernels
     }
 }

@@ -105,7 +105,7 @@ public final class CaptionPretrainer {
                 log = RunLogWriter(discarding: RunLayout(metrics: Self.metrics), url: folder.logURL)
             } else {
                 log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: Self.metrics), info: info, overwrite: overwrite)
-                if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) MPI ranks") }
+                if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) ranks") }
             }
         }
         self.config = config

@@ -234,7 +234,7 @@ public final class PreferenceTrainer {
             var info = RunInfo.current(config: ConfigLoader.json(config), seed: Int64(config.seed))
             info.commandLine = commandLine
             log = try RunLogWriter(url: folder.logURL, layout: RunLayout(metrics: metrics), info: info, overwrite: overwrite)
-            if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) MPI ranks") }
+            if communicator.size > 1 { try log.event(epoch: 0, kind: "info", "data-parallel over \(communicator.size) ranks") }
         }
     }
 
