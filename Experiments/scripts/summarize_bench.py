@@ -7,7 +7,8 @@ Each GLOB names one side's rounds (for example `swift=Logs/perf17/ddpo-default-*
 ending in -a.json and -b.json are the two halves of one round run at the same time (two processes
 of one thread on half the work each): the round's time is the slower half's. For DDPO epochs it
 prints the sampling and training samples per second (range over the rounds), the best epoch and
-the peak resident memory (summed over processes; under mpirun, rank 0's times the ranks); for UNet passes the best milliseconds of each (batch, pass).
+the peak resident memory (summed over processes; under mpirun, rank 0's times the ranks; reports
+written before `processes` existed count worker threads as processes too); for UNet passes the best milliseconds of each (batch, pass).
 """
 import glob
 import json
@@ -29,9 +30,10 @@ def ddpo(halves):
     def one(report):
         if "phases" in report:  # diffusion-rl bench ddpo
             sampling, training = report["phases"][0], report["phases"][1]
-            # Under mpirun the report holds rank 0's peak; the ranks are alike, so the job's is about ranks × it.
-            return (sampling["seconds"], training["seconds"], sampling["samples"],
-                    (report.get("peakResidentBytes") or 0) * report.get("ranks", 1))
+            # Under mpirun the report holds rank 0's peak; the ranks are alike, so the job's is about
+            # processes × it (worker threads share one process, whose peak the report holds).
+            processes = report.get("processes", report.get("ranks", 1))
+            return (sampling["seconds"], training["seconds"], sampling["samples"], (report.get("peakResidentBytes") or 0) * processes)
         return report["samplingSeconds"], report["trainingSeconds"], report["samples"], report["peakResidentBytes"]
     parts = [one(r) for r in halves]
     return (max(p[0] for p in parts), max(p[1] for p in parts), sum(p[2] for p in parts), sum(p[3] for p in parts))

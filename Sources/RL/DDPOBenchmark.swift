@@ -47,6 +47,9 @@ public enum DDPOBenchmark {
         public var trajectoryBytes: Int = 0
         /// The process's (rank 0's) peak resident memory after both epochs, in bytes.
         public var peakResidentBytes: Int?
+        /// Processes the ranks are (MPI: one per rank; worker threads share one): the job's memory
+        /// is about `processes` × `peakResidentBytes`.
+        public var processes: Int = 1
     }
 
     /// Runs one sampling epoch and one training epoch of `config` (its epochs, evaluation and KL
@@ -126,6 +129,7 @@ public enum DDPOBenchmark {
                                phase("training", seconds: trainingSeconds, flops: trainingFlops, blas: trainingBlas, ops: trainingOps)],
                       ranks: communicator.size, samplingBatch: config.samplingBatch, allreduce: trainer.allreduces, allreduceFloats: loraFloats,
                       allreduceSecondsLoRA: try allreduceSeconds(loraFloats), allreduceSecondsFull: try allreduceSeconds(fullFloats),
-                      fullFloats: fullFloats, trajectoryBytes: trajectories.encoded().count, peakResidentBytes: peakResidentBytes())
+                      fullFloats: fullFloats, trajectoryBytes: trajectories.encoded().count, peakResidentBytes: peakResidentBytes(),
+                      processes: communicator is MPICommunicator ? communicator.size : 1)
     }
 }
