@@ -7,15 +7,24 @@ import Layers
 
 /// Sampling as a policy on a tiny model: what is recorded, and recomputing it.
 final class TrajectoryTests: XCTestCase {
-    func testTrajectoriesRecordEveryStepAndRecomputeTheirLogProbs() throws {
-        var rng = RandomGenerator(seed: 5)
+    let prompts = ["a red circle", "two blue squares", "a red circle"]
+
+    /// A tiny model moved off its initialization (so that it draws), 5 DDIM steps, and the
+    /// trajectories of `prompts` sampled with the seed after `seed`.
+    func sampled(seed: UInt64) throws -> (LatentDiffusionModel, SamplingSettings, Trajectories) {
+        var rng = RandomGenerator(seed: seed)
         let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: ["a red circle", "two blue squares"]), using: &rng)
         for p in model.unet.namedParameters() { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
         var settings = SamplingSettings()
         settings.steps = 5
-        let prompts = ["a red circle", "two blue squares", "a red circle"]
+        var sampling = RandomGenerator(seed: seed + 1)
+        return (model, settings, try model.sampleTrajectories(prompts, settings: settings, using: &sampling))
+    }
+
+    func testTrajectoriesRecordEveryStepAndRecomputeTheirLogProbs() throws {
+        let (model, sampledWith, trajectories) = try sampled(seed: 5)
+        var settings = sampledWith
         var sampling = RandomGenerator(seed: 6)
-        let trajectories = try model.sampleTrajectories(prompts, settings: settings, using: &sampling)
         XCTAssertEqual(trajectories.latents.count, 6)
         XCTAssertEqual(trajectories.timesteps.last, 1)
         XCTAssertEqual(trajectories.images.count, 3)
@@ -52,14 +61,7 @@ final class TrajectoryTests: XCTestCase {
     /// Several steps in one pass give each step what it gives alone — log-probabilities, means and
     /// the gradient of their sum — with the rows of each step at their own timestep.
     func testStepsStackedInOnePassEqualStepsOneByOne() throws {
-        var rng = RandomGenerator(seed: 7)
-        let model = try LatentDiffusionModel(config: .tiny, tokenizer: Tokenizer(captions: ["a red circle", "two blue squares"]), using: &rng)
-        for p in model.unet.namedParameters() { p.tensor.assign(try p.tensor + Tensor.randn(p.tensor.shape, std: 0.05, using: &rng)) }
-        var settings = SamplingSettings()
-        settings.steps = 5
-        let prompts = ["a red circle", "two blue squares", "a red circle"]
-        var sampling = RandomGenerator(seed: 8)
-        let trajectories = try model.sampleTrajectories(prompts, settings: settings, using: &sampling)
+        let (model, settings, trajectories) = try sampled(seed: 7)
         let indices = [2, 0], steps = [3, 0, 4]
         let context = try model.encodeText(indices.map { prompts[$0] }), empty = try model.encodeText(["", ""])
         let weight = model.unet.namedParameters().first { $0.name == "conv_in.weight" }!.tensor
