@@ -25,11 +25,14 @@ enum DemoCommand {
         OUT/prompts.txt (the trained captions), OUT/report-prompts.txt and OUT/before.png /
         OUT/after.png (the first image of the first 32 report captions, same seeds). An earlier OUT
         is kept under OUT-<time>, never overwritten. Progress goes to stderr, the results to stdout.
+        With --workers N the fine-tuning splits every batch over N worker threads (give each
+        --threads 1), and the comparison uses all N × threads.
         """, options: [
             .text("model", "DIR", default: FineTuningConfig.demo.model, "the base model"),
             .text("out", "DIR", default: "Logs/demo", "the run folder"),
             .integer("epochs", default: FineTuningConfig.demo.epochs, minimum: 1, "fine-tuning epochs"),
-            .integer("threads", default: FineTuningConfig.demo.threads, minimum: 1, "threads for OpenBLAS and the engine"),
+            .integer("threads", default: FineTuningConfig.demo.threads, minimum: 1, "threads for OpenBLAS and the engine (per worker)"),
+            .workers,
         ], run: run)
 
     static let perspectives = ["alignment", "alignment_partial", "fidelity", "safety", "overall"]
@@ -47,7 +50,10 @@ enum DemoCommand {
             progress("demo: kept the earlier run as \(kept.path)")
         }
         let start = Date()
-        try FinetuneCommand.run(config: config, output: output, force: false, resume: false)
+        let workers = args.int("workers")!
+        try FinetuneCommand.run(config: config, output: output, force: false, resume: false, workers: workers)
+        // The comparison runs in this thread: every worker's cores.
+        Threads.set(config.threads * workers)
 
         // The report set: validation captions the run did not train on, past the 128 kept for tuning.
         let trained = Set(try FineTuningTrainer.trainingPrompts(config))

@@ -6,7 +6,7 @@ import Foundation
 /// default config, the FLOPs counted in its GEMM-backed ops, and GFLOP/s against the `sgemm`
 /// ceiling measured in the same run.
 ///
-/// Under `mpirun -np N` a pass is data-parallel: each rank takes its rows of the batch
+/// Over N ranks (`mpirun -np N`, or N worker threads) a pass is data-parallel: each rank takes its rows of the batch
 /// (`ownRows`) through the whole network, and forward + backward ends with the all-reduce that
 /// sums the ranks' parameter gradients into the full batch's — the pass is done when every rank's
 /// part is (barriers around it, timed on rank 0). FLOPs are the job's, and the ceiling is the sum
@@ -46,7 +46,7 @@ public enum UNetBenchmark {
             return figure[0]
         }
         /// The fastest of repeated runs of `body` on every rank at once; one process times as
-        /// `bestSeconds` does, ranks run the same count (rank 0's first time decides it).
+        /// `bestSeconds` does, ranks run the same count (the ranks' mean first time decides it).
         func best(_ body: () throws -> Void) throws -> Double {
             guard communicator.size > 1 else { return try bestSeconds(minimumSeconds: 1, body) }
             func once() throws -> Double {
