@@ -45,15 +45,17 @@ extension FineTuningTrainer {
     }
 
     /// `composer`'s rewards of the epoch's samples `indices` (in that order): each rank scores
-    /// the ones in its own sampling batches (`ownBatches`), the raw scores are summed over the
-    /// ranks (zeros elsewhere) and composed on every rank — so a learned reward model's forward
-    /// is split like the sampling, not repeated on every rank.
-    func sharedScores(_ composer: RewardComposer, images: [RGBImage], prompts: [String], indices: [Int]) throws -> ComposedRewards {
+    /// the ones in its own sampling batches (`ownBatches`), or the positions `own` of `indices`
+    /// when given, the raw scores are summed over the ranks (zeros elsewhere) and composed on
+    /// every rank — so a learned reward model's forward is split like the sampling, not repeated
+    /// on every rank.
+    func sharedScores(_ composer: RewardComposer, images: [RGBImage], prompts: [String], indices: [Int], own given: [Int]? = nil) throws
+        -> ComposedRewards {
         guard communicator.size > 1 else {
             return try composer.score(indices.map { images[$0] }, prompts: indices.map { prompts[$0] })
         }
         let starts = Set(ownBatches(count: images.count))
-        let own = indices.indices.filter { starts.contains(indices[$0] / config.samplingBatch * config.samplingBatch) }
+        let own = given ?? indices.indices.filter { starts.contains(indices[$0] / config.samplingBatch * config.samplingBatch) }
         let names = composer.composition.active
         var flat = [Double](repeating: 0, count: names.count * indices.count)
         if !own.isEmpty {

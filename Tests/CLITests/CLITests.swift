@@ -145,8 +145,9 @@ final class CLITests: XCTestCase {
         let objectives = [
             #""objective": "ppo", "rewards": {"weights": {"alignment_partial": 1, "brightness": 0.5}}, "statMinCount": 2, "innerEpochs": 2"#,
             #""objective": "refl", "rewards": {"weights": {"brightness": 1}}, "refl": {"gradientSteps": 2}, "kl": {"beta": 0.1, "every": 1, "samples": 0}"#,
-            // Rows split after every rank drew the batch's anchors, caption dropout, timesteps and noise.
-            #""objective": "selfTraining", "rewards": {"weights": {"alignment_partial": 1}}, "selfTraining": {"k": 1, "threshold": -1, "bufferSize": 8, "anchorShare": 0.5, "captionDropout": 0.3}"#,
+            // Rows split after every rank drew the batch's anchors, caption dropout, timesteps and noise;
+            // the anchors' scores shared between the ranks, each encoding its own rows.
+            #""objective": "selfTraining", "rewards": {"weights": {"alignment_partial": 1}}, "selfTraining": {"k": 1, "threshold": -1, "bufferSize": 8, "anchorShare": 0.5, "captionDropout": 0.3, "filterAnchors": true}"#,
             #""objective": "advantageWeighted", "rewards": {"weights": {"brightness": 1}}, "advantages": "group", "advantageWeighted": {"timestepsPerSample": 3}"#,
             #""objective": "diffusionNFT", "rewards": {"weights": {"brightness": 1}}, "advantages": "group""#,
             #""objective": "diffusionDPO", "rewards": {"weights": {"brightness": 1}}, "diffusionDPO": {"timestepsPerPair": 3}"#,

@@ -153,7 +153,10 @@ final class SelfTrainingObjective: FineTuningObjective {
             let rendered = candidates.map(renderer.render)
             var keep = [Bool](repeating: true, count: candidates.count)
             if settings.filterAnchors {
-                let rewards = try trainer.composer.score(rendered, prompts: candidates.map(\.caption)).total
+                // Each rank scores every size-th candidate; the scores are shared, so all keep alike.
+                let rewards = try trainer.sharedScores(trainer.composer, images: rendered, prompts: candidates.map(\.caption),
+                                                       indices: Array(candidates.indices),
+                                                       own: trainer.communicator.ownRows(of: candidates.count)).total
                 keep = rewards.map { $0.isFinite && $0 >= settings.threshold }
                 anchorsDrawn += candidates.count
                 anchorsRejected += keep.filter { !$0 }.count
@@ -313,14 +316,19 @@ final class SelfTrainingObjective: FineTuningObjective {
         var captions = batch.map { buffer[$0].caption }
         var weights = batch.map { buffer[$0].weight }
         let anchors = anchorCount(forBatchOf: batch.count)
+        let own = ranks.ownRows(of: batch.count + anchors)
         if anchors > 0 {
             let (scenes, images) = try self.anchors(anchors, trainer: trainer, using: &rng)
-            latents = try concat([latents, try policy.encodeLatents(images)], axis: 0)
+            // Only this rank's anchor rows are encoded; the others' stay zero (their loss is another rank's).
+            let mine = own.filter { $0 >= batch.count }.map { $0 - batch.count }
+            let encoded = mine.isEmpty ? nil : try policy.encodeLatents(mine.map { images[$0] })
+            let zero = Tensor(zeros: [1] + Array(latents.shape.dropFirst()), dtype: latents.dtype)
+            let rows = try (0..<anchors).map { j in try mine.firstIndex(of: j).map { try encoded!.indexSelect(axis: 0, [$0]) } ?? zero }
+            latents = try concat([latents] + rows, axis: 0)
             captions += scenes.map(\.caption)
             weights += [Double](repeating: 1, count: anchors)
         }
         captions = captions.map { rng.uniform() < settings.captionDropout ? "" : $0 }
-        let own = ranks.ownRows(of: captions.count)
         guard !own.isEmpty else { return nil }
         let total = try policy.weightedDenoisingLoss(x0: latents, captions: captions, weights: weights, guidance: 1,
                                                      timesteps: FineTuningConfig.halfOpenRange(settings.timestepRange),
