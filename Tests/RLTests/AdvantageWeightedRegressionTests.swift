@@ -102,8 +102,7 @@ final class AdvantageWeightedRegressionTests: XCTestCase {
         config.weightDecay = 0
         config.evaluation.prompts = 0
         config.rewards = RewardComposition(weights: ["fixed": 1])
-        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("rwr-\(UUID())"),
-                                      commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+        let trainer = try FineTuningTrainer.scratch(config, label: "rwr")
         var rng = trainer.epochRNG(0)
         let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         func perSampleLoss() throws -> [Double] { try trainer.perSampleDenoisingLoss(trajectories, guidance: config.sampling.guidance) }

@@ -85,8 +85,7 @@ final class DiffusionDPOTests: XCTestCase {
     func testAnUpdateFavorsTheWinners() throws {
         var config = tinyDPOConfig()
         config.rewards = RewardComposition(weights: ["fixed": 1])
-        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
-                                      commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+        let trainer = try FineTuningTrainer.scratch(config, label: "dpo")
         var rng = trainer.epochRNG(0)
         let (groups, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         XCTAssertEqual(groups, [groups[0], groups[0], groups[2], groups[2]])
@@ -124,8 +123,7 @@ final class DiffusionDPOTests: XCTestCase {
                 config.sampling.guidance = guidance
                 config.diffusionDPO.guided = guided
                 config.diffusionDPO.timestepsPerPair = 2
-                let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("dpo-\(UUID())"),
-                                              commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+                let trainer = try FineTuningTrainer.scratch(config, label: "dpo")
                 var rng = trainer.epochRNG(0)
                 let (groups, _, trajectories) = try trainer.sampleEpoch(using: &rng)
                 _ = try trainer.trainObjective(trajectories, indices: [0, 1, 2, 3], rewards: [1, 0, 0, 1], groups: groups, rng: &rng)

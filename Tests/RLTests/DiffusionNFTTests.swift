@@ -84,8 +84,7 @@ final class DiffusionNFTTests: XCTestCase {
     }
 
     func trainer(_ config: FineTuningConfig) throws -> FineTuningTrainer {
-        try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("nft-\(UUID())"),
-                              commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+        try FineTuningTrainer.scratch(config, label: "nft")
     }
 
     /// One positive (A = +5, r = 1) among average samples: after an update its conditional

@@ -337,8 +337,7 @@ final class PolicyGradientDirectionTests: XCTestCase {
             config.weightDecay = 0
             config.evaluation.prompts = 0
             config.rewards = RewardComposition(weights: ["fixed": 1])
-            let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("direction-\(UUID())"),
-                                          commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+            let trainer = try FineTuningTrainer.scratch(config, label: "direction")
             var rng = trainer.epochRNG(0)
             let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
             let advantages: [Double] = [1, -1, 1, -1]
@@ -374,8 +373,7 @@ final class PolicyGradientDirectionTests: XCTestCase {
             config.kl.beta = 0.5
             config.evaluation.prompts = 0
             config.rewards = RewardComposition(weights: ["fixed": 1])
-            let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("stacked-\(UUID())"),
-                                                commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+            let trainer = try FineTuningTrainer.scratch(config, label: "stacked")
             var rng = trainer.epochRNG(0)
             let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
             var metrics: [String: Double] = [:]

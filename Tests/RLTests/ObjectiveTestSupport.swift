@@ -1,8 +1,16 @@
+import Foundation
 import Diffusion
 import Engine
 @testable import RL
 
 extension FineTuningTrainer {
+    /// A trainer of `config` in a fresh scratch folder ("`label`-UUID") whose one reward function,
+    /// `fixed`, scores every image 0: for tests that give the objective its inputs by hand.
+    static func scratch(_ config: FineTuningConfig, label: String) throws -> FineTuningTrainer {
+        try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID())"),
+                              commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+    }
+
     /// The trainer's objective on chosen samples of `trajectories`, with the given advantages,
     /// rewards and groups (zeros and one group each where not given).
     func trainObjective(_ trajectories: Trajectories, indices: [Int], advantages: [Double]? = nil, rewards: [Double]? = nil,

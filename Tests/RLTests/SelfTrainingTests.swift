@@ -242,8 +242,7 @@ final class SelfTrainingTests: XCTestCase {
         config.innerEpochs = 8
         config.learningRate = 3e-3
         config.rewards = RewardComposition(weights: ["fixed": 1])
-        let trainer = try FineTuningTrainer(config: config, output: FileManager.default.temporaryDirectory.appendingPathComponent("st-\(UUID())"),
-                                            commandLine: "test", rewardFunctions: [FixedReward(value: 0)])
+        let trainer = try FineTuningTrainer.scratch(config, label: "st")
         var rng = trainer.epochRNG(0)
         let (_, _, trajectories) = try trainer.sampleEpoch(using: &rng)
         func perSampleLoss() throws -> [Double] { try trainer.perSampleDenoisingLoss(trajectories, guidance: 1) }
