@@ -34,7 +34,7 @@ let package = Package(
         // Layer 2: the tensor engine (tensors, ops with backward, autodiff, optimizers, RNG, safetensors).
         .target(name: "Engine", dependencies: ["CBLAS"], swiftSettings: kernelFlags),
         // Layer 2: the communicator between processes (one process, or MPI ranks under mpirun).
-        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: kernelFlags),
+        .target(name: "Distributed", dependencies: ["CMPI", "Engine"], swiftSettings: kernelFlags),
         // Layer 2: 8-bit images, PNG through zlib, image grids.
         .target(name: "Images", dependencies: ["CZlib"], swiftSettings: kernelFlags),
         // Layer 3: layers and the module protocol.
@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "RLTests", dependencies: ["RL", "Evaluation", "Rewards", "Diffusion", "RunLog", "Engine", "Layers", "World", "Images", "Inputs"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "RewardModelTests", dependencies: ["RewardModel", "RewardData", "Inputs", "Statistics", "Diffusion", "World", "Images", "Engine", "Layers", "RunLog"], swiftSettings: kernelFlags),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed"], swiftSettings: kernelFlags),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Engine"], swiftSettings: kernelFlags),
         .testTarget(name: "StudiesTests", dependencies: ["Studies", "Statistics", "Evaluation", "Diffusion", "World", "RunLog", "Inputs", "Engine"],
                     swiftSettings: kernelFlags),
         .testTarget(name: "CLITests", dependencies: ["DiffusionRLCLI", "RunLog", "Diffusion", "Engine", "World", "RewardModel", "Pretraining", "Inputs", "Images"], swiftSettings: kernelFlags),

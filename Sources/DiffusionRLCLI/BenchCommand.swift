@@ -23,12 +23,13 @@ enum BenchCommand {
             Milliseconds of the default 3.15 M-parameter UNet's forward and forward + backward at batch
             8 and 32 (8×8×4 latents, 16 context tokens), the FLOPs of its GEMM-backed ops, GFLOP/s, and
             the fraction of the sgemm ceiling measured in the same run. --profile instead prints where
-            forward + backward at batch 32 spends its time, by op and pass. Under mpirun (mpirun -np 2
+            forward + backward at batch 32 (or --batch) spends its time, by op and pass. Under mpirun (mpirun -np 2
             diffusion-rl bench unet --threads 1) each pass is data-parallel: every rank takes its rows
             of the batch through the whole network, forward + backward ends with the all-reduce of the
             gradients, and the ceiling is the ranks' sgemm ceilings measured at once, summed.
             --workers N does the same inside one process, N threads as ranks (--workers 2 --threads 1).
-            """, options: [.threads, .workers, .flag("profile", "time by op and pass instead"), .json], run: unet),
+            """, options: [.threads, .workers, .flag("profile", "time by op and pass instead"),
+                      .integer("batch", default: 32, minimum: 1, "the batch --profile times"), .json], run: unet),
         Command("ddpo", summary: "one sampling and one training epoch of the default fine-tuning config", description: """
             Samples per second of one sampling epoch and one training epoch at the default config (the
             shipped default UNet, 20 DDIM steps, η = 1, guidance 5, 32 samples, LoRA rank 4, training
@@ -78,13 +79,14 @@ enum BenchCommand {
             guard try currentCommunicator().size == 1, args.int("workers")! == 1 else {
                 throw CommandError("bench unet --profile runs in one process of one worker, not under mpirun or --workers")
             }
-            let (entries, total) = try UNetBenchmark.profile(threads: threads)
+            let batch = args.int("batch")!
+            let (entries, total) = try UNetBenchmark.profile(threads: threads, batch: batch)
             struct Profile: Encodable { var threads: Int; var batch: Int; var totalMilliseconds: Double; var entries: [OpProfiler.Entry] }
             if args.flag("json") {
-                try printJSON(Profile(threads: threads, batch: 32, totalMilliseconds: total, entries: entries))
+                try printJSON(Profile(threads: threads, batch: batch, totalMilliseconds: total, entries: entries))
                 return
             }
-            print(String(format: "default UNet forward + backward at batch 32, %d thread(s): %.1f ms per pass", threads, total))
+            print(String(format: "default UNet forward + backward at batch %d, %d thread(s): %.1f ms per pass", batch, threads, total))
             printProfile(entries, totalMilliseconds: total)
             return
         }

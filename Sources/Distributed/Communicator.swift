@@ -12,6 +12,10 @@ public protocol Communicator: AnyObject {
     /// Element-wise sum over all ranks, in place: every rank receives the sum.
     func allreduceSum(_ values: inout [Double]) throws
     func allreduceSum(_ values: inout [Float]) throws
+    /// Element-wise sum over all ranks of each buffer, in place (every rank passes buffers of the
+    /// same counts, in the same order): the gradients' all-reduce, without gathering them into one
+    /// array first where the ranks share memory.
+    func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws
     /// Rank `root`'s bytes, on every rank (the others' input is replaced).
     func broadcast(_ bytes: inout [UInt8], root: Int) throws
     /// Every rank's bytes in rank order, on every rank; each rank may send a different count.
@@ -21,6 +25,20 @@ public protocol Communicator: AnyObject {
 }
 
 extension Communicator {
+    /// By default the buffers go through one flat array and back: one collective call.
+    public func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
+        guard size > 1 else { return }
+        var flat: [Float] = []
+        flat.reserveCapacity(buffers.reduce(0) { $0 + $1.count })
+        for buffer in buffers { flat.append(contentsOf: buffer) }
+        try allreduceSum(&flat)
+        var offset = 0
+        for buffer in buffers {
+            _ = UnsafeMutableBufferPointer(rebasing: buffer[...]).update(fromContentsOf: flat[offset ..< offset + buffer.count])
+            offset += buffer.count
+        }
+    }
+
     /// The first index of every `batch`-sized batch of `count` items that this rank takes: batch b
     /// goes to rank b mod size, so each batch (and the seed it is drawn with) is the same whatever
     /// the number of ranks.

@@ -115,6 +115,36 @@ public final class InProcessRanks {
             return total
         }
 
+        /// In place over shared memory: each rank sums its own share of the elements (a contiguous
+        /// 1/size of them across the buffers), reading every rank's buffers and writing the sums into
+        /// all of them — each element is read and written once per rank, where a gathered copy
+        /// would pass over the whole of every buffer on every rank. The sums run in rank order,
+        /// as `allreduceSum(_: inout [Float])`'s do, so the two agree bit for bit.
+        func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
+            let counts = buffers.map(\.count)
+            let all = try group.exchange(buffers, rank: rank).map { $0 as! [UnsafeMutableBufferPointer<Float>] }
+            guard all.allSatisfy({ $0.map(\.count) == counts }) else {
+                throw CommunicatorError("allreduce of buffers of \(all.map { $0.map(\.count) }) values on the ranks")
+            }
+            let total = counts.reduce(0, +)
+            let share = total * rank / size ..< total * (rank + 1) / size
+            var offset = 0
+            for (index, count) in counts.enumerated() {
+                let (start, end) = (max(share.lowerBound, offset) - offset, min(share.upperBound, offset + count) - offset)
+                offset += count
+                guard start < end else { continue }
+                let part = start ..< end
+                let sum = all[0][index].baseAddress! + part.lowerBound
+                for other in all.dropFirst() {
+                    let values = other[index].baseAddress! + part.lowerBound
+                    for i in 0..<part.count { sum[i] += values[i] }
+                }
+                for other in all.dropFirst() { (other[index].baseAddress! + part.lowerBound).update(from: sum, count: part.count) }
+            }
+            // No rank reads the sums (nor frees its buffers) before every share is written.
+            try barrier()
+        }
+
         func broadcast(_ bytes: inout [UInt8], root: Int) throws {
             guard root >= 0 && root < size else { throw CommunicatorError("broadcast from rank \(root) of \(size)") }
             bytes = try group.exchange(bytes, rank: rank)[root] as! [UInt8]

@@ -78,15 +78,13 @@ extension FineTuningTrainer {
         return sums
     }
 
-    /// Sums the accumulated gradients over the ranks in one all-reduce of one flat buffer, so that
-    /// every rank steps with the gradient of the whole batch.
+    /// Sums the accumulated gradients over the ranks (`allreduceGradients`), so that every rank
+    /// steps with the gradient of the whole batch.
     func sumGradientsOverRanks() throws {
         guard communicator.size > 1 else { return }
-        var flat = flatGradients(parameters)
         let start = Date()
-        try communicator.allreduceSum(&flat)
-        allreduces.record(bytes: flat.count * MemoryLayout<Float>.size, seconds: Date().timeIntervalSince(start))
-        try setFlatGradients(flat, parameters)
+        let bytes = try communicator.allreduceGradients(parameters)
+        allreduces.record(bytes: bytes, seconds: Date().timeIntervalSince(start))
     }
 
 }

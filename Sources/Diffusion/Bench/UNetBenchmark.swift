@@ -65,12 +65,7 @@ public enum UNetBenchmark {
             return times.min()!
         }
         /// The full batch's gradient on every rank: the ranks' partial sums, summed.
-        func sumGradients() throws {
-            guard communicator.size > 1 else { return }
-            var flat = flatGradients(parameters)
-            try communicator.allreduceSum(&flat)
-            try setFlatGradients(flat, parameters)
-        }
+        func sumGradients() throws { try communicator.allreduceGradients(parameters) }
         var peak = try ceiling()
         var figures: [Figure] = []
         for batch in batches {

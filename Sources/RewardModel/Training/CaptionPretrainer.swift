@@ -144,10 +144,10 @@ public final class CaptionPretrainer {
                 value = loss.item * share
             }
             if communicator.size > 1 {
-                var flat = flatGradients(parameters) + [Float(value)]
-                try communicator.allreduceSum(&flat)
-                value = Double(flat.removeLast())
-                try setFlatGradients(flat, parameters)
+                try communicator.allreduceGradients(parameters)
+                var values = [value]
+                try communicator.allreduceSum(&values)
+                value = values[0]
             }
             try clipGradNorm(parameters, maxNorm: config.gradientClip)
             try optimizer.step()

@@ -378,12 +378,11 @@ public final class PreferenceTrainer {
         if finite && !mine.isEmpty { try loss.total.backward() }
         guard let counts else { return (loss.total.item, loss.perPerspective, loss.accuracy) }
         let names = reward.perspectives
-        // Flat: every gradient and its flags, then the loss, each perspective's loss and accuracy, and the non-finite flag.
-        var flat = flatGradients(parameters) + [Float(finite ? loss.total.item : 0)]
-            + names.map { Float(loss.perPerspective[$0] ?? 0) } + names.map { Float(loss.accuracy[$0] ?? 0) } + [finite ? 0 : 1]
-        try communicator.allreduceSum(&flat)
-        let figures = Array(flat.suffix(2 * names.count + 2)).map(Double.init)
-        try setFlatGradients(Array(flat.dropLast(2 * names.count + 2)), parameters)
+        try communicator.allreduceGradients(parameters)
+        // The loss, each perspective's loss and accuracy, and the non-finite flag.
+        var figures = [finite ? loss.total.item : 0] + names.map { loss.perPerspective[$0] ?? 0 }
+            + names.map { loss.accuracy[$0] ?? 0 } + [finite ? 0 : 1]
+        try communicator.allreduceSum(&figures)
         guard figures.last! == 0 else { return (.nan, [:], [:]) }
         // A perspective the batch has no terms for reports nothing, as on one process.
         let present = names.indices.filter { (counts[names[$0]] ?? 0) > 0 }
