@@ -10,34 +10,40 @@
 /// O(C·tiles) and O(O·tiles) additions. The UNet's 3×3 convolutions (4×4 and 8×8 planes, where a
 /// direct kernel has little to reuse) are all of this shape.
 
-/// The 16 transformed kernels U [16, O, C] of a weight [O, C, 3, 3], written to `u`.
+/// The 16 transformed kernels U [16, O, C] of a weight [O, C, 3, 3] (C in eights), written to `u`.
+/// One output channel at a time: its taps are transposed to [9, C], transformed eight channels at
+/// a time into a local [16, C] buffer, and copied out as 16 contiguous runs. Written straight into
+/// U, the 16 streams lie O·C elements apart — a multiple of 4 KiB for every shape here, so they
+/// share one set of the L1 cache and evict each other: about 30 ns per kernel pair, where this
+/// takes about 10 — bound by the weights' memory traffic (all 3×3 kernels of the UNet's batch-4
+/// forward + backward, one thread: 2.2 ms).
 func winogradKernels<T: Real>(_ weight: UnsafePointer<T>, _ u: UnsafeMutablePointer<T>, outputs o: Int, inputs c: Int) {
-    let half = T(0.5)
+    precondition(c % 8 == 0, "winogradKernels: \(c) input channels, not a multiple of 8")
+    let half = SIMD8<T>(repeating: T(0.5))
     // Split over the output channels: at small batches the transform is a fair share of the call.
     parallelFor(o, costPerItem: c * 48) { outputs in
-        let gg = UnsafeMutablePointer<T>.allocate(capacity: 12)
-        defer { gg.deallocate() }
+        let taps = UnsafeMutablePointer<T>.allocate(capacity: 9 * c), rows = UnsafeMutablePointer<T>.allocate(capacity: 16 * c)
+        defer { taps.deallocate(); rows.deallocate() }
         for out in outputs {
-            for channel in 0..<c {
-                let g = weight + (out * c + channel) * 9
-                // G·g: four rows of three.
-                for j in 0..<3 {
-                    let (a, b, e) = (g[j], g[3 + j], g[6 + j])
-                    gg[j] = a
-                    gg[3 + j] = half * (a + b + e)
-                    gg[6 + j] = half * (a - b + e)
-                    gg[9 + j] = e
+            let g = weight + out * c * 9
+            for channel in 0..<c { for tap in 0..<9 { taps[tap * c + channel] = g[channel * 9 + tap] } }
+            for k in Swift.stride(from: 0, to: c, by: 8) {
+                func tap(_ t: Int) -> SIMD8<T> { load8(taps + t * c + k) }
+                let (g0, g1, g2, g3, g4, g5, g6, g7, g8) = (tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8))
+                // G·g: four rows of three; then each row (a, b, e) times Gᵀ gives ξ = 4i … 4i + 3.
+                func put(_ i: Int, _ a: SIMD8<T>, _ b: SIMD8<T>, _ e: SIMD8<T>) {
+                    let at = rows + 4 * i * c + k
+                    store8(a, at)
+                    store8(half * (a + b + e), at + c)
+                    store8(half * (a - b + e), at + 2 * c)
+                    store8(e, at + 3 * c)
                 }
-                // (G·g)·Gᵀ, row by row.
-                let at = u + out * c + channel, stride = o * c
-                for i in 0..<4 {
-                    let (a, b, e) = (gg[3 * i], gg[3 * i + 1], gg[3 * i + 2])
-                    at[(4 * i) * stride] = a
-                    at[(4 * i + 1) * stride] = half * (a + b + e)
-                    at[(4 * i + 2) * stride] = half * (a - b + e)
-                    at[(4 * i + 3) * stride] = e
-                }
+                put(0, g0, g1, g2)
+                put(1, half * (g0 + g3 + g6), half * (g1 + g4 + g7), half * (g2 + g5 + g8))
+                put(2, half * (g0 - g3 + g6), half * (g1 - g4 + g7), half * (g2 - g5 + g8))
+                put(3, g6, g7, g8)
             }
+            for xi in 0..<16 { (u + xi * o * c + out * c).update(from: rows + xi * c, count: c) }
         }
     }
 }
@@ -74,11 +80,13 @@ extension ConvGeometry {
     /// `withFixedKernels` — it takes at least 16 images and 512 output pixels for the 16 GEMMs to
     /// save more (batch 8 at 8×8 with 64 channels ran 1.2× slower than im2col, batch 16 at 8×8 and
     /// batch 32 at 4×4 1.1–1.5× faster, at 2 threads). When the transform is amortized — a kept
-    /// kernel, or a backward pass that reuses it for dx and needs no column matrix for dW — 128
-    /// pixels suffice (a LoRA epoch's training phase 15 % faster with its 4×4 planes at batch 16
-    /// included, the UNet's batch-8 forward + backward 8 % faster, at 1 thread beside other jobs).
+    /// kernel, or a backward pass that reuses it for dx and needs no column matrix for dW — planes
+    /// of 16 pixels suffice, whatever the batch: the UNet's batch-4 forward + backward with its
+    /// 4×4 planes included, 25.3 → 24.2 ms for two workers' batch 8 (1 image: 0.5–1 ms slower).
+    /// Not depending on the batch there, the choice is the same for a batch as for its ranks'
+    /// shares of it, so data-parallel training runs the one process's arithmetic.
     func prefersWinograd(transformAmortized: Bool) -> Bool {
-        isWinogradShape && (transformAmortized ? n * h * w >= 128 : n >= 16 && n * h * w >= 512)
+        isWinogradShape && (transformAmortized ? h * w >= 16 : n >= 16 && n * h * w >= 512)
     }
 }
 
