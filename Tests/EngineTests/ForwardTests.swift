@@ -93,17 +93,13 @@ final class ForwardTests: XCTestCase {
         func geometry(_ n: Int, _ c: Int, _ h: Int, _ w: Int, _ o: Int) -> ConvGeometry {
             ConvGeometry(n: n, c: c, h: h, w: w, o: o, kh: 3, kw: 3, stride: 1, padding: 1, ho: h, wo: w)
         }
-        XCTAssertFalse(geometry(32, 3, 4, 4, 8).prefersWinograd(transformAmortized: true), "channels in eights")
-        XCTAssertFalse(geometry(8, 8, 8, 8, 8).prefersWinograd(transformAmortized: false), "a small batch, alone")
-        XCTAssertTrue(geometry(8, 8, 8, 8, 8).prefersWinograd(transformAmortized: true), "a small batch, the transform amortized")
-        XCTAssertTrue(geometry(1, 8, 4, 4, 8).prefersWinograd(transformAmortized: true), "one image, the transform amortized")
-        XCTAssertFalse(geometry(64, 8, 3, 5, 8).prefersWinograd(transformAmortized: true), "planes of 15 pixels")
-        // Every case is recorded (dx, and dW when trained), so all take Winograd there; the lone
-        // no-grad forward takes it from 16 images and 512 pixels (all but the batch of 4 and the
-        // 2×9 planes).
+        XCTAssertFalse(geometry(32, 3, 4, 4, 8).prefersWinograd, "channels in eights")
+        XCTAssertTrue(geometry(1, 8, 4, 4, 8).prefersWinograd, "one image")
+        XCTAssertFalse(geometry(64, 8, 3, 5, 8).prefersWinograd, "planes of 15 pixels")
+        // All take Winograd: the no-grad forward, and recorded, dx and (trained) dW.
         for (shape, o, dtype) in [([18, 8, 5, 6], 8, DType.float64), ([16, 8, 8, 8], 16, .float64), ([32, 16, 4, 4], 8, .float32),
                                   ([19, 24, 2, 9], 16, .float64), ([16, 8, 6, 6], 8, .float64), ([4, 8, 6, 6], 8, .float64)] {
-            XCTAssertTrue(geometry(shape[0], shape[1], shape[2], shape[3], o).prefersWinograd(transformAmortized: true))
+            XCTAssertTrue(geometry(shape[0], shape[1], shape[2], shape[3], o).prefersWinograd)
             let x = randomTensor(shape, seed: 50, dtype: dtype), w = randomTensor([o, shape[1], 3, 3], seed: 51, dtype: dtype)
             let b = randomTensor([o], seed: 52, dtype: dtype), seed = randomTensor([shape[0], o, shape[2], shape[3]], seed: 53, dtype: dtype)
             func run(_ winograd: Bool, bias: Tensor?, trainsKernel: Bool) throws -> (y: [Double], dx: [Double], dw: [Double]?) {

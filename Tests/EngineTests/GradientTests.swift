@@ -119,7 +119,7 @@ final class GradientTests: XCTestCase {
     /// the adjoint and dW by the transposed transforms, against finite differences — an odd plane
     /// width, so the last tile column lies half outside.
     func testConv2dWinogradGradients() {
-        XCTAssertTrue(ConvGeometry(n: 16, c: 8, h: 4, w: 9, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 9).prefersWinograd(transformAmortized: false))
+        XCTAssertTrue(ConvGeometry(n: 16, c: 8, h: 4, w: 9, o: 8, kh: 3, kw: 3, stride: 1, padding: 1, ho: 4, wo: 9).prefersWinograd)
         let x = randomTensor([16, 8, 4, 9], seed: 22), w = randomTensor([8, 8, 3, 3], seed: 23, scale: 0.5), b = randomTensor([8], seed: 24)
         assertGradients([x, w, b]) { try conv2d($0[0], weight: $0[1], bias: $0[2], padding: 1) }
     }

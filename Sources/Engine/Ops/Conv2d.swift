@@ -239,8 +239,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int = 1, 
     let dtype = x.dtype
     // 3×3 stride-1 convolutions take Winograd's F(2×2, 3×3) forward, for dx (the adjoint is one
     // too) and for dW — none of which needs a column matrix.
-    let winograd = Conv2dSettings.winograd && g.prefersWinograd(
-        transformAmortized: FixedKernels.keeps(weight) || Tensor.recording(x) || Tensor.recording(weight))
+    let winograd = Conv2dSettings.winograd && g.prefersWinograd
     // The full column matrix is kept only when backward will need it: for dW when it is not
     // Winograd's, or for dx when it is not computed as the adjoint convolution.
     let keepsColumns = (Tensor.recording(weight) && !winograd) || (Tensor.recording(x) && g.adjoint == nil)

@@ -75,19 +75,16 @@ extension ConvGeometry {
     /// Elements of the transformed input V [16, N·tiles, C] that a trained kernel's forward keeps.
     var winogradInputCount: Int { 16 * n * WinogradTiling(self).perImage * c }
 
-    /// Whether Winograd is the faster way here. Transforming the kernel (O·C·16 values) is paid once
-    /// per call; when the call stands alone — no gradient to take, the kernel not kept by
-    /// `withFixedKernels` — it takes at least 16 images and 512 output pixels for the 16 GEMMs to
-    /// save more (batch 8 at 8×8 with 64 channels ran 1.2× slower than im2col, batch 16 at 8×8 and
-    /// batch 32 at 4×4 1.1–1.5× faster, at 2 threads). When the transform is amortized — a kept
-    /// kernel, or a backward pass that reuses it for dx and needs no column matrix for dW — planes
-    /// of 16 pixels suffice, whatever the batch: the UNet's batch-4 forward + backward with its
-    /// 4×4 planes included, 25.3 → 24.2 ms for two workers' batch 8 (1 image: 0.5–1 ms slower).
-    /// Not depending on the batch there, the choice is the same for a batch as for its ranks'
-    /// shares of it, so data-parallel training runs the one process's arithmetic.
-    func prefersWinograd(transformAmortized: Bool) -> Bool {
-        isWinogradShape && (transformAmortized ? h * w >= 16 : n >= 16 && n * h * w >= 512)
-    }
+    /// Whether Winograd is the faster way here: on planes of 16 pixels or more, whatever the batch
+    /// and whether or not the kernel's transform (O·C·16 values) is shared with a backward pass or
+    /// kept by `withFixedKernels`. Since the transform stopped thrashing the L1 cache (see
+    /// `winogradKernels`) it is cheap enough to pay per call: a lone forward at batch 8 on one
+    /// thread, 15.8–16.5 → 12.0–13.3 ms, two workers' batch 32 27.0–27.3 → 24.1–25.0 (with im2col
+    /// below 16 images and 512 pixels, which the aliased transform had needed). The cost is at one
+    /// image (forward + backward, one thread: 9.2–9.4 → 9.9–10.2 ms). Not depending on the batch,
+    /// the choice is the same for a batch as for its ranks' shares of it, so data-parallel runs do
+    /// the one process's arithmetic.
+    var prefersWinograd: Bool { isWinogradShape && h * w >= 16 }
 }
 
 /// Copies `images` of x [n, C, H, W] into the interior of the zero-bordered, channels-last

@@ -169,9 +169,9 @@ func preferenceLoss(model: LearnedReward, records: [PreferenceRecord], rows: [[I
 ///
 /// Data-parallel over the ranks of a `Communicator` (`mpirun`): every rank walks the same shuffled
 /// batches of `promptsPerBatch` prompts and scores the prompts at its positions (r, r + N, …), its
-/// losses divided by the whole batch's term counts; the gradients, the step's loss figures and
-/// whether they are finite go through one all-reduce of one flat buffer per step, and rank 0
-/// writes the log, checkpoints and model.
+/// losses divided by the whole batch's term counts; the gradients (`allreduceGradients`), then
+/// the step's loss figures and whether they are finite, are summed over the ranks each step, and
+/// rank 0 writes the log, checkpoints and model.
 public final class PreferenceTrainer {
     public let config: PreferenceTrainConfig
     public let folder: RunFolder
