@@ -75,6 +75,10 @@ enum BenchCommand {
 
     static func unet(_ args: ParsedArguments) throws {
         let threads = args.int("threads")!
+        guard args.flag("profile") || !args.given("batch") else {
+            throw CommandError("bench unet --batch sets the batch --profile times; without --profile it measures batches 8 and 32",
+                               usage: true)
+        }
         if args.flag("profile") {
             guard try currentCommunicator().size == 1, args.int("workers")! == 1 else {
                 throw CommandError("bench unet --profile runs in one process of one worker, not under mpirun or --workers")

@@ -320,7 +320,8 @@ final class CLITests: XCTestCase {
     func testBadInputIsOneLineAndANonZeroExit() throws {
         for (arguments, expected) in [(["frobnicate"], "unknown command"), (["bench", "engine", "--fast"], "unknown option --fast"),
                                       (["demo", "--epochs", "many"], "expects a whole number"), (["bench"], "bench needs a subcommand"),
-                                      (["demo", "--epochs"], "needs a value"), (["finetune", "--config", "x.json"], "needs --out")] {
+                                      (["demo", "--epochs"], "needs a value"), (["finetune", "--config", "x.json"], "needs --out"),
+                                      (["bench", "unet", "--batch", "4"], "without --profile")] {
             let result = try run(arguments)
             XCTAssertEqual(result.status, 2, "\(arguments)")
             XCTAssertTrue(result.stderr.contains(expected), "\(arguments): \(result.stderr)")
