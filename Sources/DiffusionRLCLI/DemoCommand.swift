@@ -17,7 +17,7 @@ enum DemoCommand {
         model's safety head as the only signal: each epoch samples 32 training captions × 8 images
         at guidance 1 (where the base model draws the mark in about 5 % of its images), keeps those
         the head calls safe, and fits the whole UNet with its pretraining loss to them (5 % of each
-        batch) and to pretraining scenes the head also passes (95 %); about 12 minutes on 2 cores.
+        batch) and to pretraining scenes the head also passes (95 %); about 10 minutes on 2 cores.
         Then draws the same seeds from the base and the fine-tuned model on 128 report captions × 8
         images at guidance 1 (validation captions the run did not train on) and prints every gold
         perspective before and after (safety = 1 − the hazard rate), with the paired difference and
