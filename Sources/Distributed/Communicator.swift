@@ -26,7 +26,10 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
     /// By default the buffers go through one flat array and back: one collective call.
-    public func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
+    public func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws { try allreduceSumGathered(buffers) }
+
+    /// The buffers' all-reduce through one flat array: copied in, summed in one call, copied back.
+    public func allreduceSumGathered(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
         guard size > 1 else { return }
         var flat: [Float] = []
         flat.reserveCapacity(buffers.reduce(0) { $0 + $1.count })
@@ -141,6 +144,20 @@ public final class MPICommunicator: Communicator {
             try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, n, cmpi_float(), cmpi_sum(), world), "MPI_Allreduce")
         }
     }
+
+    /// Buffers of at least `inPlaceCount` elements are summed where they lie, one call each (a
+    /// copy in and out costs more than a call); the rest go through one flat array together.
+    public func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
+        guard size > 1 else { return }
+        for buffer in buffers where buffer.count >= Self.inPlaceCount {
+            let n = try count(buffer.count, "allreduce")
+            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress, n, cmpi_float(), cmpi_sum(), world), "MPI_Allreduce")
+        }
+        try allreduceSumGathered(buffers.filter { $0.count < Self.inPlaceCount })
+    }
+
+    /// 32,768 floats (128 KiB): the UNet's larger kernels (most of its 3.15 M parameters) go in place.
+    static let inPlaceCount = 1 << 15
 
     public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
         guard root >= 0 && root < size else { throw CommunicatorError("broadcast from rank \(root) in a job of \(size)") }
