@@ -4,9 +4,9 @@ import Foundation
 /// each with a `Communicator` over shared memory, so data-parallel code written for `mpirun`
 /// splits its batches over the cores of one process without a launcher. The collectives meet in
 /// `exchange`: every rank leaves its value and, once all have, takes all of them in rank order —
-/// sums are formed in rank order on every rank, so the ranks agree bit for bit and a run repeats
-/// exactly. A rank that throws fails the group: the others' next collective throws instead of
-/// waiting for it.
+/// sums are formed in rank order (each rank summing its share of the elements, in place), so the
+/// ranks agree bit for bit and a run repeats exactly. A rank that throws fails the group: the
+/// others' next collective throws instead of waiting for it.
 public final class InProcessRanks {
     public let size: Int
     private let condition = NSCondition()
@@ -98,31 +98,18 @@ public final class InProcessRanks {
             self.rank = rank
         }
 
-        func allreduceSum(_ values: inout [Double]) throws { values = try sum(values) }
-        func allreduceSum(_ values: inout [Float]) throws { values = try sum(values) }
-
-        private func sum<T: BinaryFloatingPoint>(_ values: [T]) throws -> [T] {
-            let all = try group.exchange(values, rank: rank).map { $0 as! [T] }
-            guard all.allSatisfy({ $0.count == values.count }) else {
-                throw CommunicatorError("allreduce of \(all.map(\.count)) values on the ranks")
-            }
-            var total = all[0]
-            for other in all.dropFirst() {
-                total.withUnsafeMutableBufferPointer { t in
-                    other.withUnsafeBufferPointer { o in for i in t.indices { t[i] += o[i] } }
-                }
-            }
-            return total
-        }
+        func allreduceSum(_ values: inout [Double]) throws { try values.withUnsafeMutableBufferPointer { try sum([$0]) } }
+        func allreduceSum(_ values: inout [Float]) throws { try values.withUnsafeMutableBufferPointer { try sum([$0]) } }
+        func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws { try sum(buffers) }
 
         /// In place over shared memory: each rank sums its own share of the elements (a contiguous
         /// 1/size of them across the buffers), reading every rank's buffers and writing the sums into
         /// all of them — each element is read and written once per rank, where a gathered copy
-        /// would pass over the whole of every buffer on every rank. The sums run in rank order,
-        /// as `allreduceSum(_: inout [Float])`'s do, so the two agree bit for bit.
-        func allreduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
+        /// would pass over the whole of every buffer on every rank. The sums run in rank order, so
+        /// the ranks agree bit for bit.
+        private func sum<T: BinaryFloatingPoint>(_ buffers: [UnsafeMutableBufferPointer<T>]) throws {
             let counts = buffers.map(\.count)
-            let all = try group.exchange(buffers, rank: rank).map { $0 as! [UnsafeMutableBufferPointer<Float>] }
+            let all = try group.exchange(buffers, rank: rank).map { $0 as! [UnsafeMutableBufferPointer<T>] }
             guard all.allSatisfy({ $0.map(\.count) == counts }) else {
                 throw CommunicatorError("allreduce of buffers of \(all.map { $0.map(\.count) }) values on the ranks")
             }

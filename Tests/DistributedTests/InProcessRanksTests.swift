@@ -56,10 +56,10 @@ final class InProcessRanksTests: XCTestCase {
         XCTAssertThrowsError(try InProcessRanks.run(size: 2) { ranks in try ranks.broadcast(&bytes, root: 2) })
     }
 
-    /// The in-place all-reduce of buffers gives every rank the bits the gathered one gives, across
+    /// The all-reduces of arrays and of buffers give every rank the rank-order sum's bits, across
     /// buffer boundaries that the ranks' shares cut through (counts 5, 1, 0 and 7 over three ranks),
     /// with values whose float sum depends on the order of addition.
-    func testBufferAllreduceEqualsTheGatheredOneBitForBit() throws {
+    func testArrayAndBufferAllreducesGiveTheRankOrderSum() throws {
         let counts = [5, 1, 0, 7]
         func values(_ rank: Int) -> [Float] {
             (0..<counts.reduce(0, +)).map { i in Float(sin(Double(7 * i + 3 * rank + 1))) * pow(10, Float((i + rank) % 5) - 2) }
